@@ -1,0 +1,108 @@
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# Apache License 2.0
+"""The cluster provider interface every provider (kwok, minikube, aks, gke, eks) implements.
+
+A provider knows one kind of cluster. The generic state machine in
+``module_utils/cluster.py`` drives it: ``get`` -> ``create``/``update``/``delete``
+-> ``is_ready`` (waited on) -> ``write_kubeconfig``. Providers never return
+credentials in results; kubeconfigs go to files (0600) under the mesh state dir.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
+    MeshfleetError, ensure_private_dir)
+
+
+class ClusterProvider:
+    """Base class. Subclasses set the class attributes and implement the methods."""
+
+    #: provider name as used in the inventory (``provider: aks``)
+    name = None
+    #: settings keys the provider cannot work without (validated before any call)
+    required_settings = ()
+    #: settings keys that cannot be changed on an existing cluster
+    immutable_settings = ()
+    #: settings keys compared between desired and observed state (default: all given)
+    compared_settings = None
+
+    def __init__(self, cluster_name, settings, state_dir, module=None):
+        self.cluster_name = cluster_name
+        self.settings = dict(settings or {})
+        self.state_dir = state_dir
+        self.module = module  # the MeshfleetModule (for warn / check_mode), may be None
+
+    # --- paths ----------------------------------------------------------------
+    @property
+    def cluster_dir(self):
+        return os.path.join(self.state_dir, "clusters", self.cluster_name)
+
+    @property
+    def kubeconfig_path(self):
+        return os.path.join(self.cluster_dir, "kubeconfig")
+
+    def ensure_cluster_dir(self):
+        ensure_private_dir(os.path.join(self.state_dir, "clusters"))
+        return ensure_private_dir(self.cluster_dir)
+
+    # --- validation -----------------------------------------------------------
+    def validate(self):
+        """Raise MeshfleetError for missing settings, SDKs, binaries or credentials."""
+        missing = [k for k in self.required_settings if self.settings.get(k) in (None, "", [])]
+        if missing:
+            raise MeshfleetError("cluster %s (provider %s): missing provider setting%s: %s" % (
+                self.cluster_name, self.name, "s" if len(missing) > 1 else "", ", ".join(missing)))
+
+    # --- lifecycle (override) -------------------------------------------------
+    def get(self):
+        """Return the observed cluster as a dict, or None when it does not exist.
+
+        The dict has at least ``settings`` (observed values of the comparable
+        settings), ``ready`` (bool) and ``api_server`` (URL or None).
+        """
+        raise NotImplementedError
+
+    def create(self):
+        raise NotImplementedError
+
+    def update(self, changes):
+        """Apply mutable ``changes`` ({field: (before, after)})."""
+        raise MeshfleetError("provider %s cannot update clusters in place (fields: %s)"
+                             % (self.name, ", ".join(sorted(changes))))
+
+    def delete(self):
+        raise NotImplementedError
+
+    def is_ready(self):
+        observed = self.get()
+        return bool(observed and observed.get("ready"))
+
+    def write_kubeconfig(self):
+        """Write the kubeconfig to ``kubeconfig_path`` (0600). Return (path, context, changed)."""
+        raise NotImplementedError
+
+    # --- comparison -------------------------------------------------------------
+    def diff(self, observed):
+        """Return {field: (observed, desired)} for the settings that differ."""
+        keys = self.compared_settings
+        if keys is None:
+            keys = list(self.settings)
+        seen = observed.get("settings", {}) if observed else {}
+        changes = {}
+        for key in keys:
+            if key not in self.settings or self.settings[key] is None:
+                continue
+            want = self.settings[key]
+            have = seen.get(key)
+            if not self.same(key, have, want):
+                changes[key] = (have, want)
+        return changes
+
+    def same(self, key, have, want):
+        """Compare one setting; providers override for normalisation (e.g. versions)."""
+        return have == want

@@ -1,0 +1,50 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# Apache License 2.0
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: cluster_info
+short_description: Read the state of one mesh cluster
+description:
+  - Reports whether a cluster exists and is ready, its API server and kubeconfig path. Changes nothing.
+version_added: 0.1.0
+author: Meshfleet engineers
+extends_documentation_fragment:
+  - meshfleet.mesh.cluster
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+'''
+
+EXAMPLES = r'''
+- name: Is cluster1 up?
+  meshfleet.mesh.cluster_info:
+    name: cluster1
+    provider: kwok
+    state_dir: /srv/mesh/.meshfleet
+  register: c1
+'''
+
+RETURN = r'''
+cluster:
+  description: The observed cluster (no credentials). Same shape as meshfleet.mesh.cluster's C(cluster).
+  returned: always
+  type: dict
+'''
+
+from ansible_collections.meshfleet.mesh.plugins.module_utils.cluster import ClusterInfoModule
+
+
+def main():
+    ClusterInfoModule()()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Idempotent setup for a fresh machine: Python virtualenv (.venv) with the locked
+# dependencies (uv.lock), the Galaxy collections from the installed `ansible`
+# package, and (when asked) the pinned Go tool build.
+#   scripts/setup.sh            Python side only
+#   scripts/setup.sh --tools    also build/reuse the Go tools (kwok, Kubernetes, etcd, Istio)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+UV_VERSION=0.13.9
+PYTHON=${MESHFLEET_PYTHON:-python3}
+
+log() { printf '[setup] %s\n' "$*"; }
+
+want_tools=0
+for a in "$@"; do
+  case "$a" in
+    --tools) want_tools=1 ;;
+    *) echo "usage: $0 [--tools]" >&2; exit 2 ;;
+  esac
+done
+
+if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null; then
+  for cand in python3.11 /root/.pyenv/versions/3.11*/bin/python3; do
+    if command -v "$cand" >/dev/null 2>&1; then PYTHON=$cand; break; fi
+  done
+fi
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' 2>/dev/null || {
+  echo "[setup] error: Python 3.11 is required (set MESHFLEET_PYTHON to its path)" >&2; exit 1; }
+
+stamp=.venv/.meshfleet-stamp
+want=$(cat uv.lock pyproject.toml | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/ansible-playbook ]; then
+  log "python environment up to date (.venv)"
+else
+  start=$SECONDS
+  if [ ! -x .venv/bin/python ]; then
+    log "creating .venv with $("$PYTHON" --version)"
+    "$PYTHON" -m venv .venv
+  fi
+  if ! .venv/bin/python -m uv --version 2>/dev/null | grep -q "$UV_VERSION"; then
+    log "installing uv $UV_VERSION"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+  fi
+  log "installing locked Python dependencies (uv.lock)"
+  UV_PROJECT_ENVIRONMENT=.venv .venv/bin/python -m uv sync --frozen --quiet --python .venv/bin/python
+  echo "$want" > "$stamp"
+  log "python environment ready in $((SECONDS - start))s"
+fi
+
+# Galaxy content comes from the `ansible` package installed above; check it is there.
+for coll in kubernetes/core community/general ansible/posix; do
+  [ -d ".venv/lib/python3.11/site-packages/ansible_collections/$coll" ] || {
+    echo "[setup] error: collection ${coll/\//.} missing from the ansible package" >&2; exit 1; }
+done
+
+# The repo root is the collection meshfleet.mesh; make sure the lookup symlink exists.
+link=collections/ansible_collections/meshfleet/mesh
+if [ ! -L "$link" ]; then
+  mkdir -p "$(dirname "$link")"
+  ln -sfn ../../.. "$link"
+fi
+
+if [ "$want_tools" = 1 ]; then
+  if [ -x tools/build-tools.sh ]; then
+    bash tools/build-tools.sh | tee .venv/.tools.log
+  else
+    log "no tools/build-tools.sh yet; skipping the Go tool build"
+  fi
+fi
