@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
 
@@ -16,7 +16,7 @@ description:
   - An existing healthy cluster with the same settings is left alone (no change).
   - Settings that a provider cannot change in place are refused with a message naming the field.
 version_added: 0.1.0
-author: Meshfleet engineers
+author: Meshfleet engineers (@meshfleet)
 extends_documentation_fragment:
   - meshfleet.mesh.cluster
   - meshfleet.mesh.cluster.WAIT
@@ -28,8 +28,10 @@ options:
     choices: [present, absent]
 attributes:
   check_mode:
+    description: Reports what would be created, changed or deleted without calling the provider's write APIs.
     support: full
   diff_mode:
+    description: Shows the cluster before and after (no credentials).
     support: full
 '''
 

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Cluster providers: one interface (``base.ClusterProvider``), one class per cloud.
 
 Providers are imported lazily so that a missing SDK only matters to the user of

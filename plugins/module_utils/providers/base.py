@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The cluster provider interface every provider (kwok, minikube, aks, gke, eks) implements.
 
 A provider knows one kind of cluster. The generic state machine in

@@ -1,0 +1,56 @@
+# Meshfleet: the two commands a fresh machine needs are `make demo` and `make test`.
+# Both do their own setup (Python .venv from uv.lock, Galaxy content from the
+# `ansible` package, and the pinned Go tool build cached under ~/.cache/meshfleet).
+SHELL := /bin/bash
+VENV := .venv
+INVENTORY ?= inventories/local
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup tools demo test unit lint sanity integration molecule verify teardown bench clean help
+
+help:
+	@echo "make demo      converge the local demo mesh ($(INVENTORY))"
+	@echo "make test      run every test (unit, lint, sanity, integration, molecule)"
+	@echo "make verify    run playbooks/verify.yml against $(INVENTORY)"
+	@echo "make teardown  remove the local demo mesh"
+	@echo "make bench     run the benchmarks under bench/"
+
+setup:
+	@scripts/setup.sh
+
+tools:
+	@scripts/setup.sh --tools
+
+demo: tools
+	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/site.yml
+
+verify: tools
+	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/verify.yml
+
+teardown: setup
+	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/teardown.yml
+
+test: tools
+	@scripts/test.sh all
+
+unit: setup
+	@scripts/test.sh unit
+
+lint: setup
+	@scripts/test.sh lint
+
+sanity: setup
+	@scripts/test.sh sanity
+
+integration: tools
+	@scripts/test.sh integration
+
+molecule: tools
+	@scripts/test.sh molecule
+
+bench: tools
+	@for b in bench/bench_*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) tests/output .pytest_cache

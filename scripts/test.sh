@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs Meshfleet's test stages; `make test` runs them all. Each stage prints a
+# header and its own runner's summary; the script fails if any stage fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export PATH="$root/.venv/bin:$PATH"
+export ANSIBLE_CONFIG="$root/ansible.cfg"
+export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1
+stage=${1:-all}
+failed=()
+passed=()
+
+run_stage() {
+  local name=$1; shift
+  local start=$SECONDS
+  echo "=== [test] $name"
+  if "$@"; then
+    passed+=("$name")
+    echo "=== [test] $name ok ($((SECONDS - start))s)"
+  else
+    failed+=("$name")
+    echo "=== [test] $name FAILED ($((SECONDS - start))s)"
+  fi
+}
+
+unit() { pytest -q -m "not integration and not vm" tests/unit; }
+lint() { ansible-lint --profile production --offline -q roles playbooks; }
+sanity() { scripts/sanity.sh; }
+integration() {
+  local bin
+  bin=$(bash tools/build-tools.sh --print-bin) || return 1
+  MESHFLEET_TOOLS_BIN=$bin pytest -q -m "integration" tests/integration
+}
+molecule_all() {
+  local rc=0 s
+  for s in molecule/*/; do
+    s=$(basename "$s")
+    echo "--- molecule scenario $s"
+    molecule test -s "$s" || rc=1
+  done
+  return $rc
+}
+
+case "$stage" in
+  unit) run_stage unit unit ;;
+  lint) run_stage lint lint ;;
+  sanity) run_stage sanity sanity ;;
+  integration) run_stage integration integration ;;
+  molecule) run_stage molecule molecule_all ;;
+  all)
+    run_stage unit unit
+    run_stage lint lint
+    run_stage sanity sanity
+    [ -d tests/integration ] && run_stage integration integration
+    compgen -G "molecule/*/molecule.yml" >/dev/null && run_stage molecule molecule_all
+    ;;
+  *) echo "usage: $0 [all|unit|lint|sanity|integration|molecule]" >&2; exit 2 ;;
+esac
+
+echo "=== [test] stages passed: ${passed[*]:-none}; failed: ${failed[*]:-none}"
+[ ${#failed[@]} -eq 0 ]
