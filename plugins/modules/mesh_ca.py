@@ -1,0 +1,308 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# Apache License 2.0
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: mesh_ca
+short_description: Root CA and per-cluster Istio plug-in intermediate CAs for the mesh
+description:
+  - Creates (or imports) the mesh root CA and issues one intermediate CA per cluster, in the
+    four files Istio's plug-in CA expects (C(ca-cert.pem), C(ca-key.pem), C(root-cert.pem),
+    C(cert-chain.pem)) under C(<state_dir>/pki/<cluster>/).
+  - The root lives in C(<state_dir>/pki/root/) (C(root-cert.pem), C(root-key.pem)). The root key
+    never leaves that folder; it is never returned and never copied into a cluster folder.
+  - Idempotent. An intermediate is re-issued only when it is missing, expires within
+    O(renew_before_days), its key does not match its certificate, it is not signed by the current
+    root, its key type or subject no longer match the options, or it is named in O(force_reissue).
+    A cluster whose intermediate is fine but whose C(root-cert.pem) or C(cert-chain.pem) is stale
+    (for example during a root rotation) only gets those two files rewritten (status C(updated)).
+  - Root rotation in two steps, see O(root_rotation) and docs/trust.md.
+  - "Runs on the controller. Use it with C(delegate_to: localhost) and C(run_once: true), as the
+    role meshfleet.mesh.trust does."
+  - Uses the Python C(cryptography) library only; no openssl binary.
+version_added: 0.1.0
+author: Meshfleet engineers
+requirements:
+  - cryptography >= 41
+options:
+  state_dir:
+    description:
+      - The mesh state directory. The module writes C(<state_dir>/pki) (mode 0700 folders, keys
+        0600, certificates 0644). A missing O(state_dir) is created with mode 0700; an existing one
+        keeps its mode.
+    type: path
+    required: true
+  clusters:
+    description:
+      - Names of the clusters that get an intermediate CA (DNS-1123 labels; C(root) is reserved).
+      - Cluster folders under C(<state_dir>/pki) that are not listed are left alone and reported in
+        RV(unmanaged_clusters).
+    type: list
+    elements: str
+    default: []
+  state:
+    description:
+      - V(present) issues and maintains the listed clusters' material.
+      - V(absent) deletes the listed clusters' folders (the four files). The root is never deleted.
+    type: str
+    choices: [present, absent]
+    default: present
+  key_type:
+    description:
+      - Key type of newly generated keys (the root when it is created, and intermediates).
+      - Changing it re-issues the intermediates (reason C(key type changed)); an existing root keeps
+        its key until it is rotated.
+    type: str
+    choices: [ecdsa-p256, rsa-2048, rsa-4096]
+    default: ecdsa-p256
+  root_days:
+    description: Lifetime in days of a newly created root CA.
+    type: int
+    default: 3650
+  intermediate_days:
+    description:
+      - Lifetime in days of newly issued intermediate CAs; capped at the root's expiry.
+      - Must be greater than O(renew_before_days).
+    type: int
+    default: 730
+  renew_before_days:
+    description: Re-issue an intermediate that expires within this many days.
+    type: int
+    default: 30
+  backdate_minutes:
+    description: Set NotBefore this many minutes in the past, against clock skew between clusters.
+    type: int
+    default: 5
+  organization:
+    description:
+      - Organization (O) of the root and intermediate subjects. Intermediates are
+        C(O=<organization>, CN=Intermediate CA, L=<cluster>); a created root is
+        C(O=<organization>, CN=Root CA).
+      - Changing it re-issues the intermediates (reason C(subject changed)).
+    type: str
+    default: Istio
+  root_cert_file:
+    description:
+      - Import an existing root CA certificate (PEM) instead of generating one. Requires
+        O(root_key_file). It must be a CA (basicConstraints CA:true, no pathlen:0), unexpired,
+        and match the key.
+      - When a root already exists and this one differs, the module fails unless
+        O(root_rotation=introduce), which introduces the imported root as the new root.
+      - The files are copied verbatim into C(<state_dir>/pki/root/).
+    type: path
+  root_key_file:
+    description: Private key (PEM, PKCS#1/SEC1/PKCS#8, optionally encrypted) of O(root_cert_file).
+    type: path
+    no_log: false
+  root_key_passphrase:
+    description: Passphrase of an encrypted root key (imported or stored in C(pki/root/)).
+    type: str
+  root_rotation:
+    description:
+      - V(none) keeps the roots as they are; during an open rotation window both roots stay trusted.
+      - V(introduce) creates a new root (or introduces O(root_cert_file)), keeps the old one as
+        C(root/previous-root-cert.pem) and its key, re-issues every listed intermediate with the new
+        root and writes both roots (new first) into every C(root-cert.pem). Running it again while
+        the window is open changes nothing.
+      - V(retire) ends the window; it drops the old root from every C(root-cert.pem), deletes the
+        old root key and archives its certificate in C(root/retired/). Without an open window it
+        changes nothing.
+    type: str
+    choices: [none, introduce, retire]
+    default: none
+  force_reissue:
+    description:
+      - Re-issue these clusters' intermediates now, even if they are valid (intermediate-only
+        rotation, or a suspected key compromise). Every name must be in O(clusters).
+      - Not idempotent by design; pass it for one run (for example with C(-e)).
+    type: list
+    elements: str
+    default: []
+notes:
+  - Check mode computes what would be issued and writes nothing.
+  - Diff mode shows subjects, fingerprints, expiry dates and reasons; never key material.
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+seealso:
+  - name: Istio plug-in CA certificates
+    description: What Istio expects in the cacerts secret.
+    link: https://istio.io/latest/docs/tasks/security/cert-management/plugin-ca-cert/
+'''
+
+EXAMPLES = r'''
+- name: Root CA and one intermediate per cluster
+  meshfleet.mesh.mesh_ca:
+    state_dir: /srv/mesh/.meshfleet
+    clusters: [cluster1, cluster2, cluster3]
+  delegate_to: localhost
+  run_once: true
+  register: pki
+
+- name: Import an existing root (RSA intermediates, 1 year)
+  meshfleet.mesh.mesh_ca:
+    state_dir: /srv/mesh/.meshfleet
+    clusters: [cluster1, cluster2]
+    root_cert_file: /secure/root-cert.pem
+    root_key_file: /secure/root-key.pem
+    key_type: rsa-4096
+    intermediate_days: 365
+  delegate_to: localhost
+  run_once: true
+
+- name: Root rotation, step 1 - trust old and new roots, intermediates from the new one
+  meshfleet.mesh.mesh_ca:
+    state_dir: /srv/mesh/.meshfleet
+    clusters: [cluster1, cluster2]
+    root_rotation: introduce
+  delegate_to: localhost
+  run_once: true
+
+- name: Root rotation, last step, after every workload holds a new-root certificate
+  meshfleet.mesh.mesh_ca:
+    state_dir: /srv/mesh/.meshfleet
+    clusters: [cluster1, cluster2]
+    root_rotation: retire
+  delegate_to: localhost
+  run_once: true
+
+- name: Intermediate-only rotation of cluster2
+  meshfleet.mesh.mesh_ca:
+    state_dir: /srv/mesh/.meshfleet
+    clusters: [cluster1, cluster2]
+    force_reissue: [cluster2]
+  delegate_to: localhost
+  run_once: true
+'''
+
+RETURN = r'''
+pki_dir:
+  description: The PKI folder, C(<state_dir>/pki).
+  returned: always
+  type: str
+root:
+  description: The current root CA (no key material).
+  returned: always
+  type: dict
+  contains:
+    status: {description: "C(created), C(imported), C(introduced) or C(unchanged).", type: str}
+    cert: {description: Path of the root certificate., type: str}
+    subject: {description: Subject (RFC 4514)., type: str}
+    issuer: {description: Issuer (RFC 4514)., type: str}
+    serial: {description: Serial number (hex)., type: str}
+    fingerprint_sha256: {description: SHA-256 fingerprint (colon-separated hex)., type: str}
+    not_before: {description: NotBefore (UTC, ISO 8601)., type: str}
+    not_after: {description: NotAfter (UTC, ISO 8601)., type: str}
+    key_type: {description: Key type., type: str}
+previous_root:
+  description: The old root while a rotation window is open (same fields as RV(root)), else null.
+  returned: always
+  type: dict
+trust_bundle:
+  description: SHA-256 fingerprints of the roots in every cluster's C(root-cert.pem), in order.
+  returned: always
+  type: list
+  elements: str
+rotation:
+  description: What happened to the roots in this run.
+  returned: always
+  type: dict
+  contains:
+    action: {description: "C(none), C(introduced) or C(retired).", type: str}
+    window_open: {description: Whether two roots are trusted after this run., type: bool}
+    retired_fingerprint: {description: Fingerprint of the root retired in this run., type: str}
+clusters:
+  description: Per cluster, what happened and where its files are.
+  returned: always
+  type: dict
+  sample:
+    cluster1:
+      status: issued
+      reason: missing
+      files:
+        ca_cert: /srv/mesh/.meshfleet/pki/cluster1/ca-cert.pem
+        ca_key: /srv/mesh/.meshfleet/pki/cluster1/ca-key.pem
+        root_cert: /srv/mesh/.meshfleet/pki/cluster1/root-cert.pem
+        cert_chain: /srv/mesh/.meshfleet/pki/cluster1/cert-chain.pem
+      subject: L=cluster1,CN=Intermediate CA,O=Istio
+      issuer: CN=Root CA,O=Istio
+      fingerprint_sha256: "3F:2A:..."
+      not_before: "2025-01-01T11:55:00Z"
+      not_after: "2027-01-01T12:00:00Z"
+      key_type: ecdsa-p256
+      trust_bundle: ["AB:CD:..."]
+  contains:
+    status:
+      description: "C(issued), C(reissued), C(updated) (only root-cert.pem/cert-chain.pem rewritten),
+        C(unchanged), C(removed) or C(absent)."
+      type: str
+    reason:
+      description: "Why, for example C(missing), C(expiring), C(key mismatch),
+        C(not signed by current root), C(root bundle changed), C(forced)."
+      type: str
+summary:
+  description: Number of clusters per status.
+  returned: always
+  type: dict
+unmanaged_clusters:
+  description: Cluster folders under C(pki/) that were not in O(clusters) and were left alone.
+  returned: always
+  type: list
+  elements: str
+'''
+
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetModule
+from ansible_collections.meshfleet.mesh.plugins.module_utils import pki
+
+
+class MeshCAModule(MeshfleetModule):
+    argument_spec = dict(
+        state_dir=dict(type="path", required=True),
+        clusters=dict(type="list", elements="str", default=[]),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        key_type=dict(type="str", default="ecdsa-p256", choices=list(pki.KEY_TYPES)),
+        root_days=dict(type="int", default=3650),
+        intermediate_days=dict(type="int", default=730),
+        renew_before_days=dict(type="int", default=30),
+        backdate_minutes=dict(type="int", default=5),
+        organization=dict(type="str", default="Istio"),
+        root_cert_file=dict(type="path"),
+        root_key_file=dict(type="path", no_log=False),
+        root_key_passphrase=dict(type="str", no_log=True),
+        root_rotation=dict(type="str", default="none", choices=list(pki.ROTATIONS)),
+        force_reissue=dict(type="list", elements="str", default=[]),
+    )
+    module_kwargs = dict(required_together=[["root_cert_file", "root_key_file"]])
+
+    def run(self):
+        if not pki.HAS_CRYPTOGRAPHY:
+            from ansible.module_utils.basic import missing_required_lib
+            self.fail(missing_required_lib("cryptography"), exception=str(pki.CRYPTOGRAPHY_IMPORT_ERROR))
+        p = self.params
+        ca = pki.MeshCA(
+            p["state_dir"], p["clusters"], key_type=p["key_type"], root_days=p["root_days"],
+            intermediate_days=p["intermediate_days"], renew_before_days=p["renew_before_days"],
+            organization=p["organization"], root_cert_file=p["root_cert_file"],
+            root_key_file=p["root_key_file"], root_key_passphrase=p["root_key_passphrase"],
+            root_rotation=p["root_rotation"], backdate_minutes=p["backdate_minutes"],
+            force_reissue=p["force_reissue"], state=p["state"], check_mode=self.check_mode,
+            warn=self.warn)
+        result, diff = ca.apply()
+        if result["changed"]:
+            self.set_diff(diff["before"], diff["after"])
+        return result
+
+
+def main():
+    MeshCAModule()()
+
+
+if __name__ == "__main__":
+    main()
