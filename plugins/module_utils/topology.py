@@ -1,0 +1,958 @@
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# Apache License 2.0
+"""The mesh topology file (``*.meshfleet.yml``): normalise and validate it.
+
+Pure Python, shared by the inventory plugin ``meshfleet.mesh.topology`` (which
+loads the file and turns it into hosts, groups and vars) and the module
+``meshfleet.mesh.topology_validate`` (which re-checks ``meshfleet_topology``
+before a play changes anything). docs/topology.md is the contract.
+
+- :func:`validate` returns one message per problem, each starting with the dotted
+  path of the offending field (``clusters.cluster-2.provider: ...``). It never
+  raises on bad input, whatever its types.
+- :func:`normalise` fills the defaults in without changing or dropping anything
+  it does not understand, so ``validate(normalise(t)) == validate(t)``.
+- :class:`TopologyLoader` / :func:`find_duplicate_keys`: YAML mappings silently
+  keep the last of two equal keys (two ``cluster1:`` entries become one cluster);
+  these find every duplicate, with its path and lines.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import difflib
+import ipaddress
+import os
+import re
+
+try:  # only the loader needs PyYAML; normalise/validate do not
+    import yaml
+    HAS_YAML = True
+except ImportError:  # pragma: no cover - PyYAML is a controller dependency
+    yaml = None
+    HAS_YAML = False
+
+try:
+    from collections.abc import Mapping
+except ImportError:  # pragma: no cover - Python 2
+    from collections import Mapping
+
+try:
+    string_types = (str, unicode)  # noqa: F821 - Python 2
+except NameError:
+    string_types = (str,)
+
+# --- vocabulary ----------------------------------------------------------------
+
+CLUSTER_PROVIDERS = ("aks", "eks", "gke", "kwok", "minikube")
+VM_PROVIDERS = ("ec2", "existing", "openstack")
+ROLES = ("primary", "remote")
+CA_KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
+
+#: Settings each provider cannot work without (``clusters.<c>.settings`` for the
+#: cluster providers, ``vm_groups.<g>.settings`` for the VM providers).
+#: The providers in module_utils/providers and module_utils/vm_providers use
+#: exactly these names; docs/providers.md documents them.
+REQUIRED_SETTINGS = {
+    # cluster providers
+    "kwok": (),
+    "minikube": (),
+    "aks": ("resource_group", "location"),
+    "gke": ("project", "location"),
+    "eks": ("region", "role_arn", "subnet_ids"),
+    # VM providers
+    "existing": (),
+    "openstack": ("cloud", "image", "flavor", "network"),
+    "ec2": ("region", "ami", "instance_type", "subnet_id"),
+}
+
+#: Every setting a provider accepts (required and optional) and its type. A key not
+#: listed here is reported as unknown (typo protection): add new settings here.
+#: Types: str, int (positive), bool, list, str_list, dict, ip, size (int or str).
+SETTING_TYPES = {
+    "kwok": dict(bind_address="ip", kube_version="str"),
+    "minikube": dict(profile="str", driver="str", kubernetes_version="str", cpus="int",
+                     memory="size"),
+    "aks": dict(resource_group="str", location="str", subscription_id="str",
+                kubernetes_version="str", dns_prefix="str", node_pools="list",
+                network_profile="dict", tags="dict"),
+    "gke": dict(project="str", location="str", release_channel="str",
+                kubernetes_version="str", node_pools="list", network="str",
+                subnetwork="str", workload_identity="bool", credentials_file="str"),
+    "eks": dict(region="str", role_arn="str", subnet_ids="str_list", kubernetes_version="str",
+                security_group_ids="str_list", node_group="dict", tags="dict",
+                endpoint_url="str"),
+    "existing": dict(),
+    "openstack": dict(cloud="str", image="str", flavor="str", network="str", key_name="str",
+                      security_group="str", floating_ip="bool", count="int"),
+    "ec2": dict(region="str", ami="str", instance_type="str", subnet_id="str", key_name="str",
+                security_group_ids="str_list", count="int", endpoint_url="str"),
+}
+
+DEFAULT_TRUST_DOMAIN = "cluster.local"
+DEFAULT_ISTIO_VERSION = "1.30"
+DEFAULT_STATE_DIR = ".meshfleet"
+DEFAULT_CA = dict(key_type="ecdsa-p256", root_days=3650, intermediate_days=730,
+                  renew_before_days=30, root_cert_file=None, root_key_file=None)
+DEFAULT_FEATURES = dict(vm_auto_registration=True, vm_health_checks=True, dns_capture=True)
+
+#: Options of the inventory plugin itself (they live in the same file).
+PLUGIN_KEYS = ("plugin", "compose", "groups", "keyed_groups", "strict", "use_extra_vars",
+               "leading_separator")
+TOP_KEYS = ("mesh", "clusters", "networks", "vm_groups")
+MESH_KEYS = ("id", "trust_domain", "istio", "state_dir", "ca", "features")
+ISTIO_KEYS = ("version", "revision")
+CLUSTER_KEYS = ("provider", "network", "role", "primary", "settings", "eastwest_address")
+NETWORK_KEYS = ("description",)
+VM_GROUP_KEYS = ("namespace", "service_account", "cluster", "network", "provider", "settings",
+                 "ports", "labels", "hosts")
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# MAJOR.MINOR or MAJOR.MINOR.PATCH, major 1, optional pre-release/build suffix
+# (1.30, 1.30.2, 1.30-dev, 1.31.0-beta.1).
+ISTIO_VERSION = re.compile(r"^1\.(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))?(-[0-9A-Za-z][0-9A-Za-z.-]*)?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+
+LABEL_RULE = ("a DNS-1123 label (lowercase letters, digits and '-', at most 63 characters, "
+              "no leading or trailing '-')")
+
+
+# --- small helpers ---------------------------------------------------------------
+
+def is_mapping(value):
+    return isinstance(value, Mapping)
+
+
+def is_str(value):
+    return isinstance(value, string_types)
+
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_dns_label(value):
+    return is_str(value) and len(value) <= 63 and bool(DNS1123_LABEL.match(value))
+
+
+def is_dns_subdomain(value):
+    return is_str(value) and len(value) <= 253 and bool(DNS1123_SUBDOMAIN.match(value))
+
+
+def is_ip(value):
+    try:
+        ipaddress.ip_address(u"%s" % value)
+        return True
+    except ValueError:
+        return False
+
+
+def is_hostname(value):
+    """An RFC 1123 host name (case-insensitive), trailing dot allowed."""
+    if not is_str(value) or not value or len(value) > 253:
+        return False
+    name = value[:-1] if value.endswith(".") else value
+    return all(is_dns_label(part) for part in name.lower().split("."))
+
+
+def kind(value):
+    """How a value's type reads in a message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if is_str(value):
+        return "a string"
+    if is_mapping(value):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return "a %s" % type(value).__name__
+
+
+def show(value):
+    """A value as it should be quoted in a message."""
+    if is_str(value):
+        return '"%s"' % value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "%s" % (value,)
+
+
+def one_of(choices):
+    return ", ".join(sorted(choices))
+
+
+def did_you_mean(word, choices):
+    if not is_str(word):
+        return ""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return ' (did you mean "%s"?)' % close[0] if close else ""
+
+
+def _missing(value):
+    return value is None or (is_str(value) and not value.strip()) or value == [] or value == {}
+
+
+def _float_hint(value):
+    """YAML reads 1.30 as the number 1.3: tell the user to quote it."""
+    if isinstance(value, float):
+        return " (YAML reads an unquoted %s as a number: quote it)" % value
+    return ""
+
+
+def _copy(value):
+    """Copy nested mappings/lists into plain dicts/lists, keeping the leaves."""
+    if is_mapping(value):
+        return dict((k, _copy(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _resolve_path(path, base_dir):
+    if not is_str(path) or not path:
+        return path
+    path = os.path.expanduser(path)
+    if base_dir and not os.path.isabs(path):
+        path = os.path.join(base_dir, path)
+    return os.path.normpath(path)
+
+
+# --- normalise ---------------------------------------------------------------------
+
+def normalise(topology, base_dir=None):
+    """Return a copy of ``topology`` with every default filled in.
+
+    Values of the wrong type and unknown keys are kept as they are, so that
+    :func:`validate` reports the same problems on the result as on the input.
+    ``base_dir`` (the topology file's folder) makes ``mesh.state_dir`` and the CA
+    file paths absolute.
+
+    Defaults: ``mesh.trust_domain`` cluster.local, ``mesh.istio.version`` 1.30,
+    ``mesh.istio.revision`` "" (the default, unrevisioned control plane),
+    ``mesh.state_dir`` .meshfleet, ``mesh.ca`` / ``mesh.features`` as in
+    DEFAULT_CA / DEFAULT_FEATURES; a cluster's ``role`` primary, ``settings`` {},
+    ``eastwest_address`` null and, for a primary, ``primary`` = itself; a VM
+    group's ``namespace`` and ``service_account`` = the group name, ``network``
+    = its cluster's network, ``provider`` existing, ``settings`` / ``ports`` /
+    ``labels`` {}, ``hosts`` {} (a host without vars gets {}).
+    """
+    if not is_mapping(topology):
+        return _copy(topology)
+    topo = _copy(topology)
+
+    # a missing mesh block stays missing (validate reports it); see mesh_defaults()
+    mesh = topo.get("mesh")
+    if is_mapping(mesh):
+        mesh.setdefault("id", None)
+        if mesh.get("trust_domain") is None:
+            mesh["trust_domain"] = DEFAULT_TRUST_DOMAIN
+        istio = mesh.get("istio")
+        if istio is None:
+            istio = mesh["istio"] = {}
+        if is_mapping(istio):
+            if istio.get("version") is None:
+                istio["version"] = DEFAULT_ISTIO_VERSION
+            if istio.get("revision") is None:
+                istio["revision"] = ""
+        if mesh.get("state_dir") is None:
+            mesh["state_dir"] = DEFAULT_STATE_DIR
+        mesh["state_dir"] = _resolve_path(mesh["state_dir"], base_dir)
+        ca = mesh.get("ca")
+        if ca is None:
+            ca = mesh["ca"] = {}
+        if is_mapping(ca):
+            for key, default in DEFAULT_CA.items():
+                if ca.get(key) is None:
+                    ca[key] = default
+            for key in ("root_cert_file", "root_key_file"):
+                ca[key] = _resolve_path(ca[key], base_dir)
+        features = mesh.get("features")
+        if features is None:
+            features = mesh["features"] = {}
+        if is_mapping(features):
+            for key, default in DEFAULT_FEATURES.items():
+                if features.get(key) is None:
+                    features[key] = default
+
+    clusters = topo.get("clusters")
+    if clusters is None:
+        clusters = topo["clusters"] = {}
+    if is_mapping(clusters):
+        for name, cluster in list(clusters.items()):
+            if cluster is None:
+                cluster = clusters[name] = {}
+            if not is_mapping(cluster):
+                continue
+            cluster.setdefault("provider", None)
+            cluster.setdefault("network", None)
+            if cluster.get("role") is None:
+                cluster["role"] = "primary"
+            if cluster.get("primary") is None:
+                cluster["primary"] = name if cluster["role"] == "primary" else None
+            if cluster.get("settings") is None:
+                cluster["settings"] = {}
+            cluster.setdefault("eastwest_address", None)
+
+    networks = topo.get("networks")
+    if isinstance(networks, list) and all(is_str(n) for n in networks) \
+            and len(set(networks)) == len(networks):
+        topo["networks"] = dict((n, {}) for n in networks)
+    elif is_mapping(networks):
+        for name, value in list(networks.items()):
+            if value is None:
+                networks[name] = {}
+
+    groups = topo.get("vm_groups")
+    if groups is None:
+        groups = topo["vm_groups"] = {}
+    if is_mapping(groups):
+        for name, group in list(groups.items()):
+            if group is None:
+                group = groups[name] = {}
+            if not is_mapping(group):
+                continue
+            # defaults that would be invalid are left out, so that they add no problems
+            for key in ("namespace", "service_account"):
+                if group.get(key) is None:
+                    group[key] = name if is_dns_label(name) else None
+            group.setdefault("cluster", None)
+            if group.get("network") is None:
+                cluster = clusters.get(group["cluster"]) if is_mapping(clusters) and \
+                    _hashable(group["cluster"]) else None
+                network = cluster.get("network") if is_mapping(cluster) else None
+                group["network"] = network if is_dns_label(network) else None
+            if group.get("provider") is None:
+                group["provider"] = "existing"
+            for key in ("settings", "ports", "labels", "hosts"):
+                if group.get(key) is None:
+                    group[key] = {}
+            hosts = group["hosts"]
+            if is_mapping(hosts):
+                for host, hostvars in list(hosts.items()):
+                    if hostvars is None:
+                        hosts[host] = {}
+    return topo
+
+
+def mesh_defaults(mesh=None, base_dir=None):
+    """The normalised mesh block (defaults filled); {} stands in for a missing or bad one."""
+    if not is_mapping(mesh):
+        mesh = {}
+    return normalise(dict(mesh=mesh), base_dir)["mesh"]
+
+
+def _hashable(value):
+    try:
+        hash(value)
+        return True
+    except TypeError:
+        return False
+
+
+# --- validate --------------------------------------------------------------------
+
+class _Problems(list):
+    def add(self, path, msg):
+        self.append("%s: %s" % (path, msg))
+
+    def unknown_keys(self, path, mapping, allowed, what):
+        for key in mapping:
+            if key not in allowed:
+                self.add("%s.%s" % (path, key) if path else "%s" % (key,),
+                         "unknown %s key%s; expected one of %s" % (
+                             what, did_you_mean(key, allowed), one_of(allowed)))
+
+    def mapping(self, path, value, what, allow_none=False):
+        """Report a value that is not a mapping; return whether it is usable."""
+        if value is None and allow_none:
+            return False
+        if not is_mapping(value):
+            self.add(path, "must be a mapping of %s, got %s" % (what, kind(value)))
+            return False
+        return True
+
+    def label(self, path, value, what="name"):
+        if not is_dns_label(value):
+            self.add(path, "%s %s is not %s" % (what, show(value), LABEL_RULE))
+            return False
+        return True
+
+
+def validate(topology):
+    """Return the list of problems in ``topology`` (raw or normalised); [] when valid."""
+    p = _Problems()
+    if not is_mapping(topology):
+        p.add("topology", "must be a mapping with the keys mesh, clusters and optionally "
+                          "networks and vm_groups, got %s" % kind(topology))
+        return p
+    allowed = TOP_KEYS + PLUGIN_KEYS
+    for key in topology:
+        if key not in allowed:
+            p.add("%s" % (key,), "unknown top-level key%s; expected one of %s (or the "
+                  "inventory plugin options %s)" % (did_you_mean(key, allowed),
+                                                    one_of(TOP_KEYS + ("plugin",)),
+                                                    one_of(PLUGIN_KEYS[1:])))
+    _validate_mesh(p, topology.get("mesh"), "mesh" in topology)
+    clusters = _validate_clusters(p, topology.get("clusters"))
+    _validate_networks(p, topology.get("networks"), clusters)
+    _validate_vm_groups(p, topology.get("vm_groups"), clusters)
+    return list(p)
+
+
+def _validate_mesh(p, mesh, present):
+    if not present or mesh is None:
+        p.add("mesh", "missing; every topology needs a mesh block with at least id")
+        return
+    if not p.mapping("mesh", mesh, "mesh settings (id, trust_domain, istio, ...)"):
+        return
+    p.unknown_keys("mesh", mesh, MESH_KEYS, "mesh")
+
+    mesh_id = mesh.get("id")
+    if mesh_id is None:
+        p.add("mesh.id", "missing; give the mesh an id such as mesh1 (a DNS-1123 label)")
+    else:
+        p.label("mesh.id", mesh_id, what="mesh id")
+
+    td = mesh.get("trust_domain")
+    if td is not None:
+        problem = _trust_domain_problem(td)
+        if problem:
+            p.add("mesh.trust_domain", problem)
+
+    istio = mesh.get("istio")
+    if istio is not None and p.mapping("mesh.istio", istio, "Istio settings (version, revision)"):
+        p.unknown_keys("mesh.istio", istio, ISTIO_KEYS, "mesh.istio")
+        version = istio.get("version")
+        if version is not None and not (is_str(version) and ISTIO_VERSION.match(version)):
+            p.add("mesh.istio.version", "unsupported Istio version %s%s; use \"1.N\" or "
+                  "\"1.N.P\" as a quoted string, optionally with a -suffix (1.30, 1.30.2, "
+                  "1.30-dev)" % (show(version), _float_hint(version)))
+        revision = istio.get("revision")
+        if revision is not None and revision != "":
+            p.label("mesh.istio.revision", revision, what="revision")
+
+    state_dir = mesh.get("state_dir")
+    if state_dir is not None and (not is_str(state_dir) or not state_dir.strip()):
+        p.add("mesh.state_dir", "must be a non-empty path string, got %s" % kind(state_dir))
+
+    ca = mesh.get("ca")
+    if ca is not None and p.mapping("mesh.ca", ca, "CA settings"):
+        _validate_ca(p, ca)
+
+    features = mesh.get("features")
+    if features is not None and p.mapping("mesh.features", features, "feature switches"):
+        p.unknown_keys("mesh.features", features, tuple(DEFAULT_FEATURES), "feature")
+        for key in DEFAULT_FEATURES:
+            value = features.get(key)
+            if value is not None and not isinstance(value, bool):
+                p.add("mesh.features.%s" % key, "must be true or false, got %s" % show(value))
+
+
+def _trust_domain_problem(td):
+    if not is_str(td):
+        return "must be a DNS name string such as cluster.local, got %s" % kind(td)
+    if "://" in td:
+        return "%s must be a bare DNS name, without a scheme (like spiffe://)" % show(td)
+    if "/" in td:
+        return "%s must be a bare DNS name, without a path" % show(td)
+    if ":" in td:
+        return "%s must be a bare DNS name, without a port" % show(td)
+    if td != td.lower():
+        return "%s must be lowercase" % show(td)
+    if len(td) > 255:
+        return "%s is longer than 255 characters" % show(td)
+    if not td or not all(is_dns_label(part) for part in td.split(".")):
+        return ("%s is not a DNS name: dot-separated labels of lowercase letters, digits "
+                "and '-', e.g. cluster.local" % show(td))
+    return None
+
+
+def _positive_int(p, path, value):
+    if not is_int(value) or value <= 0:
+        p.add(path, "must be a positive whole number, got %s" % show(value))
+        return False
+    return True
+
+
+def _validate_ca(p, ca):
+    p.unknown_keys("mesh.ca", ca, tuple(DEFAULT_CA), "mesh.ca")
+    key_type = ca.get("key_type")
+    if key_type is not None and key_type not in CA_KEY_TYPES:
+        p.add("mesh.ca.key_type", "unknown key type %s; choose one of %s"
+              % (show(key_type), one_of(CA_KEY_TYPES)))
+    days = {}
+    for key in ("root_days", "intermediate_days", "renew_before_days"):
+        value = ca.get(key)
+        if value is not None and _positive_int(p, "mesh.ca.%s" % key, value):
+            days[key] = value
+    root = days.get("root_days", DEFAULT_CA["root_days"])
+    inter = days.get("intermediate_days", DEFAULT_CA["intermediate_days"])
+    renew = days.get("renew_before_days", DEFAULT_CA["renew_before_days"])
+    if ("root_days" in days or "intermediate_days" in days) and inter > root:
+        p.add("mesh.ca.intermediate_days", "%d is more than root_days (%d); an intermediate "
+              "cannot outlive its root" % (inter, root))
+    elif ("renew_before_days" in days or "intermediate_days" in days) and renew >= inter:
+        p.add("mesh.ca.renew_before_days", "%d must be less than intermediate_days (%d)"
+              % (renew, inter))
+    cert, key = ca.get("root_cert_file"), ca.get("root_key_file")
+    for name, value in (("root_cert_file", cert), ("root_key_file", key)):
+        if value is not None and (not is_str(value) or not value.strip()):
+            p.add("mesh.ca.%s" % name, "must be a file path, got %s" % kind(value))
+    if cert and not key:
+        p.add("mesh.ca.root_key_file", "missing; root_cert_file needs the matching "
+              "root_key_file to sign the intermediates")
+    elif key and not cert:
+        p.add("mesh.ca.root_cert_file", "missing; root_key_file needs the matching "
+              "root_cert_file")
+
+
+def _validate_clusters(p, clusters):
+    """Check clusters; return {name: cluster} of the usable ones, or None when the
+    section itself is unusable (then references to clusters are not checked)."""
+    if clusters is None or (is_mapping(clusters) and not clusters):
+        p.add("clusters", "no clusters; declare at least one under clusters:")
+        return None
+    if not p.mapping("clusters", clusters, "cluster name to cluster settings"):
+        return None
+    usable = {}
+    seen_lower = {}
+    for name, cluster in clusters.items():
+        path = "clusters.%s" % (name,)
+        p.label(path, name, what="cluster name")
+        lower = ("%s" % (name,)).lower()
+        if lower in seen_lower:
+            p.add(path, "cluster name collides with %s (names are case-insensitive as "
+                  "kubeconfig contexts and DNS names)" % seen_lower[lower])
+        else:
+            seen_lower[lower] = name
+        if cluster is None:
+            cluster = {}
+        if not p.mapping(path, cluster, "cluster settings (provider, network, role, ...)"):
+            continue
+        usable[name] = cluster
+        p.unknown_keys(path, cluster, CLUSTER_KEYS, "cluster")
+
+        provider = cluster.get("provider")
+        if _missing(provider):
+            p.add(path + ".provider", "missing; choose one of %s" % one_of(CLUSTER_PROVIDERS))
+        elif provider not in CLUSTER_PROVIDERS:
+            p.add(path + ".provider", "unknown provider %s; choose one of %s"
+                  % (show(provider), one_of(CLUSTER_PROVIDERS)))
+
+        role = cluster.get("role")
+        if role is not None and role not in ROLES:
+            p.add(path + ".role", "unknown role %s; choose one of %s" % (show(role), one_of(ROLES)))
+
+        network = cluster.get("network")
+        if _missing(network):
+            p.add(path + ".network", "missing; name the network this cluster is on, "
+                  "e.g. network1")
+        else:
+            p.label(path + ".network", network, what="network name")
+
+        settings = cluster.get("settings")
+        if settings is not None and p.mapping(path + ".settings", settings,
+                                              "provider settings"):
+            if provider in CLUSTER_PROVIDERS:
+                _validate_settings(p, path + ".settings", provider, settings)
+
+        address = cluster.get("eastwest_address")
+        if address is not None and not (is_ip(address) or is_hostname(address)):
+            p.add(path + ".eastwest_address", "%s is neither an IP address nor a host name"
+                  % show(address))
+
+    # roles and primaries need the whole set
+    has_bad_role = False
+    primaries = []
+    for name, cluster in usable.items():
+        role = cluster.get("role") or "primary"
+        if role not in ROLES:
+            has_bad_role = True
+            continue
+        path = "clusters.%s.primary" % (name,)
+        primary = cluster.get("primary")
+        if role == "primary":
+            primaries.append(name)
+            if primary is not None and primary != name:
+                p.add(path, "cluster %s is a primary, so it cannot name another primary (%s); "
+                      "drop primary: or set role: remote" % (name, show(primary)))
+        elif _missing(primary):
+            p.add(path, "missing; a remote cluster needs primary: <name of a primary cluster>")
+        elif not _hashable(primary) or primary not in clusters:
+            p.add(path, "no cluster named %s; choose one of %s" % (
+                show(primary), one_of(_primary_names(usable)) or "(no primaries)"))
+        elif primary not in usable:
+            pass  # that cluster's own entry is already reported
+        elif (usable[primary].get("role") or "primary") != "primary":
+            p.add(path, "%s is itself a remote cluster; a remote must name a primary (%s)"
+                  % (show(primary), one_of(_primary_names(usable)) or "none declared"))
+    if usable and not primaries and not has_bad_role:
+        p.add("clusters", "no primary cluster; at least one cluster needs role: primary")
+    return usable
+
+
+def _primary_names(clusters):
+    return ["%s" % n for n, c in clusters.items() if (c.get("role") or "primary") == "primary"]
+
+
+def _networks_of(clusters):
+    out = []
+    for cluster in (clusters or {}).values():
+        net = cluster.get("network")
+        if is_str(net) and net and net not in out:
+            out.append(net)
+    return out
+
+
+def _validate_networks(p, networks, clusters):
+    if networks is None:
+        return
+    if isinstance(networks, list):
+        names, seen = [], set()
+        for i, name in enumerate(networks):
+            if not is_str(name):
+                p.add("networks[%d]" % i, "must be a network name, got %s" % kind(name))
+                continue
+            if name in seen:
+                p.add("networks[%d]" % i, "network %s is listed twice" % show(name))
+                continue
+            seen.add(name)
+            names.append(name)
+    elif is_mapping(networks):
+        names = []
+        for name, value in networks.items():
+            if value is not None and p.mapping("networks.%s" % (name,), value,
+                                               "network settings (description)"):
+                p.unknown_keys("networks.%s" % (name,), value, NETWORK_KEYS, "network")
+            names.append(name)
+    else:
+        p.add("networks", "must be a list of network names or a mapping of network name to "
+              "settings, got %s" % kind(networks))
+        return
+    used = _networks_of(clusters)
+    for name in names:
+        path = "networks.%s" % (name,)
+        if not p.label(path, name, what="network name"):
+            continue
+        if clusters and name not in used:
+            p.add(path, "declared but no cluster is on network %s" % show(name))
+    if clusters:
+        for cname, cluster in clusters.items():
+            net = cluster.get("network")
+            if is_dns_label(net) and net not in names:
+                p.add("clusters.%s.network" % (cname,), "%s is not one of the declared "
+                      "networks (%s)%s" % (show(net), one_of(names) or "none",
+                                           did_you_mean(net, names)))
+
+
+def _check_type(p, path, value, typ):
+    if typ == "str":
+        ok = is_str(value)
+        want = "a string" + _float_hint(value)
+    elif typ == "int":
+        ok = is_int(value) and value > 0
+        want = "a positive whole number"
+    elif typ == "bool":
+        ok = isinstance(value, bool)
+        want = "true or false"
+    elif typ == "list":
+        ok = isinstance(value, list)
+        want = "a list"
+    elif typ == "str_list":
+        ok = isinstance(value, list) and all(is_str(v) and v for v in value)
+        want = "a list of strings"
+    elif typ == "dict":
+        ok = is_mapping(value)
+        want = "a mapping"
+    elif typ == "ip":
+        ok = is_str(value) and is_ip(value)
+        want = "an IP address"
+    elif typ == "size":
+        ok = (is_int(value) and value > 0) or (is_str(value) and bool(value.strip()))
+        want = "a number or a size string such as 4g"
+    else:  # pragma: no cover - table error
+        raise ValueError("unknown setting type %s" % typ)
+    if not ok:
+        p.add(path, "must be %s, got %s" % (want, show(value) if not isinstance(
+            value, (list, dict)) and not is_mapping(value) else kind(value)))
+
+
+def _validate_settings(p, path, provider, settings):
+    types = SETTING_TYPES[provider]
+    required = REQUIRED_SETTINGS[provider]
+    for key in required:
+        if _missing(settings.get(key)):
+            p.add("%s.%s" % (path, key), "missing; provider %s needs %s" % (
+                provider, " and ".join(required) if len(required) < 3
+                else ", ".join(required[:-1]) + " and " + required[-1]))
+    for key, value in settings.items():
+        if key not in types:
+            p.add("%s.%s" % (path, key), "unknown setting for provider %s%s; %s" % (
+                provider, did_you_mean(key, types),
+                "expected one of %s" % one_of(types) if types else "it takes no settings"))
+        elif value is not None and not (key in required and _missing(value)):
+            _check_type(p, "%s.%s" % (path, key), value, types[key])
+
+
+def _validate_vm_groups(p, groups, clusters):
+    if groups is None:
+        return
+    if not p.mapping("vm_groups", groups, "VM group name to VM group settings"):
+        return
+    cluster_names = dict((("%s" % n).lower(), n) for n in (clusters or {}))
+    networks = _networks_of(clusters)
+    host_owner = {}
+    for name, group in groups.items():
+        path = "vm_groups.%s" % (name,)
+        p.label(path, name, what="VM group name")
+        if group is None:
+            group = {}
+        if not p.mapping(path, group, "VM group settings (cluster, namespace, hosts, ...)"):
+            continue
+        p.unknown_keys(path, group, VM_GROUP_KEYS, "VM group")
+
+        cluster_name = group.get("cluster")
+        cluster = None
+        if _missing(cluster_name):
+            p.add(path + ".cluster", "missing; name the primary cluster whose istiod "
+                  "onboards these VMs")
+        elif clusters is not None:
+            if not _hashable(cluster_name) or cluster_name not in clusters:
+                p.add(path + ".cluster", "no cluster named %s; choose one of %s" % (
+                    show(cluster_name), one_of(_primary_names(clusters)) or "(none)"))
+            else:
+                cluster = clusters[cluster_name]
+                if (cluster.get("role") or "primary") == "remote":
+                    p.add(path + ".cluster", "%s is a remote cluster without its own istiod; "
+                          "VMs join through a primary (%s)" % (
+                              show(cluster_name), one_of(_primary_names(clusters))))
+
+        network = group.get("network")
+        if network is not None:
+            if p.label(path + ".network", network, what="network name") \
+                    and clusters is not None and network not in networks:
+                p.add(path + ".network", "no cluster is on network %s; VMs must join one of "
+                      "the clusters' networks (%s)" % (show(network), one_of(networks)))
+
+        for key in ("namespace", "service_account"):
+            value = group.get(key)
+            if value is not None:
+                p.label("%s.%s" % (path, key), value, what=key.replace("_", " "))
+
+        provider = group.get("provider")
+        if provider is not None and provider not in VM_PROVIDERS:
+            p.add(path + ".provider", "unknown VM provider %s; choose one of %s"
+                  % (show(provider), one_of(VM_PROVIDERS)))
+            provider = None
+        elif provider is None:
+            provider = "existing"
+
+        settings = group.get("settings")
+        if settings is not None and p.mapping(path + ".settings", settings,
+                                              "provider settings") and provider:
+            _validate_settings(p, path + ".settings", provider, settings)
+
+        ports = group.get("ports")
+        if ports is not None and p.mapping(path + ".ports", ports, "port name to port number"):
+            for pname, port in ports.items():
+                if not is_int(port) or not 0 < port < 65536:
+                    p.add("%s.ports.%s" % (path, pname), "must be a port number between 1 "
+                          "and 65535, got %s" % show(port))
+
+        labels = group.get("labels")
+        if labels is not None and p.mapping(path + ".labels", labels, "label name to value"):
+            for lname, value in labels.items():
+                lpath = "%s.labels.%s" % (path, lname)
+                lkey = lname.rsplit("/", 1)[-1] if is_str(lname) else None
+                if not (is_str(lname) and len(lkey) <= 63 and LABEL_NAME.match(lkey)):
+                    p.add(lpath, "%s is not a valid Kubernetes label name" % show(lname))
+                elif not is_str(value):
+                    p.add(lpath, "label values must be strings, got %s (quote it)" % show(value))
+                elif len(value) > 63 or not LABEL_VALUE.match(value):
+                    p.add(lpath, "%s is not a valid Kubernetes label value (at most 63 letters, "
+                          "digits, '-', '_' or '.', starting and ending with a letter or digit)"
+                          % show(value))
+
+        hosts = group.get("hosts")
+        if hosts is None or (is_mapping(hosts) and not hosts):
+            if provider == "existing":
+                p.add(path + ".hosts", "no hosts; provider existing needs at least one host "
+                      "with ansible_host")
+            continue
+        if not p.mapping(path + ".hosts", hosts, "host name to host vars"):
+            continue
+        for host, hostvars in hosts.items():
+            hpath = "%s.hosts.%s" % (path, host)
+            if not is_dns_subdomain(host):
+                p.add(hpath, "VM host name %s is not a DNS-1123 name (lowercase letters, "
+                      "digits, '-' and '.')" % show(host))
+            lower = ("%s" % (host,)).lower()
+            if lower in cluster_names:
+                p.add(hpath, "VM host name collides with cluster %s; host names are shared "
+                      "by clusters and VMs in the inventory" % cluster_names[lower])
+            elif lower in host_owner:
+                p.add(hpath, "VM host %s is already in VM group %s" % (
+                    show(host), host_owner[lower]))
+            else:
+                host_owner[lower] = name
+            if hostvars is None:
+                hostvars = {}
+            if not p.mapping(hpath, hostvars, "host vars (ansible_host, ansible_user, ...)"):
+                continue
+            if provider == "existing" and _missing(hostvars.get("ansible_host")):
+                p.add(hpath + ".ansible_host", "missing; provider existing needs the address "
+                      "Ansible reaches the VM on")
+
+
+# --- summary -------------------------------------------------------------------------
+
+def summarise(topology):
+    """Counts and a one-line summary of a (valid) topology."""
+    topology = topology if is_mapping(topology) else {}
+    clusters = topology.get("clusters") if is_mapping(topology.get("clusters")) else {}
+    groups = topology.get("vm_groups") if is_mapping(topology.get("vm_groups")) else {}
+    usable = dict((n, c) for n, c in clusters.items() if is_mapping(c))
+    networks = _networks_of(usable)
+    primaries = _primary_names(usable)
+    remotes = [n for n, c in usable.items() if c.get("role") == "remote"]
+    vm_groups = {}
+    for name, group in groups.items():
+        hosts = group.get("hosts") if is_mapping(group) else None
+        vm_groups["%s" % (name,)] = len(hosts) if is_mapping(hosts) else 0
+    plural = lambda n, word: "%d %s%s" % (n, word, "" if n == 1 else "s")  # noqa: E731
+    line = "%s on %s, %s, %s; %s" % (
+        plural(len(usable), "cluster"), plural(len(networks), "network"),
+        plural(len(primaries), "primary").replace("primarys", "primaries"),
+        plural(len(remotes), "remote"),
+        ("VM groups: " + ", ".join("%s (%s)" % (g, plural(n, "host"))
+                                   for g, n in vm_groups.items())) if vm_groups
+        else "no VM groups")
+    return dict(clusters=len(usable), networks=networks, primaries=primaries,
+                remotes=remotes, vm_groups=vm_groups, line=line)
+
+
+# --- YAML loading ------------------------------------------------------------------------
+
+class TopologyFileError(Exception):
+    """The file is not YAML, or not a single mapping."""
+
+
+def _duplicates_in(node, path=""):
+    """Yield (message, mark) for every duplicate key below a composed YAML node."""
+    stack = [(node, path)]
+    seen_nodes = set()
+    while stack:
+        node, path = stack.pop(0)
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    if key_node.value == "<<":
+                        continue
+                    ident = (key_node.tag, key_node.value)
+                    child = "%s.%s" % (path, key_node.value) if path else key_node.value
+                    line = key_node.start_mark.line + 1
+                    if ident in first:
+                        yield ("%s: defined twice (lines %d and %d); YAML would silently keep "
+                               "only the last one" % (child, first[ident], line),
+                               key_node.start_mark)
+                    else:
+                        first[ident] = line
+                    stack.append((value_node, child))
+                else:
+                    stack.append((value_node, path))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                stack.append((item, "%s[%d]" % (path, i)))
+
+
+if HAS_YAML:
+    class DuplicateKeyError(yaml.constructor.ConstructorError):
+        pass
+
+    class TopologyLoader(yaml.SafeLoader):
+        """A ``yaml.SafeLoader`` that does not silently drop duplicate mapping keys.
+
+        With ``strict`` (the default) the first duplicate raises
+        :class:`DuplicateKeyError`; otherwise every duplicate is recorded in
+        ``duplicates`` (one message each, with its dotted path and lines) and, as
+        with the plain loader, the last value wins.
+        """
+
+        strict = True
+
+        def __init__(self, stream):
+            super(TopologyLoader, self).__init__(stream)
+            self.duplicates = []
+
+        def construct_document(self, node):
+            for msg, mark in _duplicates_in(node):
+                if self.strict:
+                    raise DuplicateKeyError(None, None, msg, mark)
+                self.duplicates.append(msg)
+            return super(TopologyLoader, self).construct_document(node)
+
+    class LenientTopologyLoader(TopologyLoader):
+        strict = False
+
+
+def load_topology(text, strict=False):
+    """Parse topology YAML text. Returns ``(data, duplicate_key_messages)``.
+
+    Raises :class:`TopologyFileError` when the text is not YAML or not a single
+    mapping, and (with ``strict``) on the first duplicate key.
+    """
+    loader = (TopologyLoader if strict else LenientTopologyLoader)(text)
+    try:
+        try:
+            if not loader.check_node():
+                raise TopologyFileError("the file is empty; a topology file is a YAML mapping "
+                                        "with plugin, mesh and clusters")
+            data = loader.get_single_data()
+        except DuplicateKeyError:
+            raise
+        except yaml.YAMLError as e:
+            raise TopologyFileError("not valid YAML: %s" % e)
+        if not is_mapping(data):
+            raise TopologyFileError("a topology file must be a YAML mapping with plugin, mesh "
+                                    "and clusters, got %s" % kind(data))
+        return data, list(loader.duplicates)
+    finally:
+        loader.dispose()
+
+
+def find_duplicate_keys(text):
+    """Check topology YAML text without constructing it (any tags, e.g. !vault, are fine).
+
+    Returns the duplicate-key messages. Raises :class:`TopologyFileError` when the
+    text is not YAML or its document is not a mapping.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as e:
+            raise TopologyFileError("not valid YAML: %s" % e)
+    finally:
+        loader.dispose()
+    if node is None:
+        raise TopologyFileError("the file is empty; a topology file is a YAML mapping with "
+                                "plugin, mesh and clusters")
+    if not isinstance(node, yaml.MappingNode):
+        what = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
+        raise TopologyFileError("a topology file must be a YAML mapping with plugin, mesh and "
+                                "clusters, got %s" % what)
+    return [msg for msg, _mark in _duplicates_in(node)]

@@ -1,0 +1,131 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# Apache License 2.0
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: topology_validate
+short_description: Check a mesh topology before anything changes
+description:
+  - Checks a mesh topology (the C(meshfleet_topology) var set by the
+    C(meshfleet.mesh.topology) inventory plugin) against the contract in docs/topology.md
+    and fails with one line per problem.
+  - Runs on the controller and never changes anything.
+version_added: 0.1.0
+author: Meshfleet engineers
+options:
+  topology:
+    description:
+      - The topology, as a mapping with C(mesh), C(clusters) and optionally C(networks)
+        and C(vm_groups). Normally C(meshfleet_topology).
+    type: dict
+    required: true
+  extra_errors:
+    description:
+      - Problems found while the file was read that the mapping itself cannot show,
+        such as duplicate YAML keys. Normally C(meshfleet_topology_errors); messages
+        already found again in O(topology) are not repeated.
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+seealso:
+  - name: The topology file contract
+    description: docs/topology.md in the collection.
+    link: https://example.invalid/meshfleet/docs/topology.md
+'''
+
+EXAMPLES = r'''
+- name: Check the mesh topology
+  meshfleet.mesh.topology_validate:
+    topology: "{{ meshfleet_topology }}"
+    extra_errors: "{{ meshfleet_topology_errors }}"
+  delegate_to: localhost
+  run_once: true
+  register: topology_check
+
+- name: Say what the mesh looks like
+  ansible.builtin.debug:
+    msg: "{{ topology_check.summary.line }}"
+'''
+
+RETURN = r'''
+errors:
+  description: One message per problem, each starting with the path of the offending field.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - 'clusters.cluster-2.provider: unknown provider "kwak"; choose one of aks, eks, gke, kwok, minikube'
+summary:
+  description: What the topology holds (only meaningful when it is valid).
+  returned: always
+  type: dict
+  contains:
+    clusters:
+      description: Number of clusters.
+      type: int
+      sample: 3
+    networks:
+      description: The networks, in the order clusters name them.
+      type: list
+      elements: str
+      sample: [network1, network2]
+    primaries:
+      description: The primary clusters.
+      type: list
+      elements: str
+      sample: [cluster1, cluster2, cluster3]
+    remotes:
+      description: The remote clusters.
+      type: list
+      elements: str
+      sample: []
+    vm_groups:
+      description: VM group name to number of hosts.
+      type: dict
+      sample: {web: 1, db: 1}
+    line:
+      description: All of the above in one line.
+      type: str
+      sample: "3 clusters on 2 networks, 3 primaries, 0 remotes; VM groups: web (1 host), db (1 host)"
+'''
+
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
+    MeshfleetError, MeshfleetModule)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.topology import (
+    summarise, validate)
+
+
+class TopologyValidateModule(MeshfleetModule):
+    argument_spec = dict(
+        topology=dict(type="dict", required=True),
+        extra_errors=dict(type="list", elements="str", default=[]),
+    )
+
+    def run(self):
+        topology = self.params["topology"]
+        found = validate(topology)
+        errors = [e for e in self.params["extra_errors"] if e not in found] + found
+        self.result.update(errors=errors, summary=summarise(topology))
+        if errors:
+            raise MeshfleetError("topology has %d problem%s:\n%s" % (
+                len(errors), "" if len(errors) == 1 else "s",
+                "\n".join("- " + e for e in errors)))
+        return self.result
+
+
+def main():
+    TopologyValidateModule()()
+
+
+if __name__ == "__main__":
+    main()
