@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
 
@@ -27,7 +27,7 @@ description:
     fails to parse.
   - Only files whose names end in C(.meshfleet.yml) or C(.meshfleet.yaml) are read.
 version_added: 0.1.0
-author: Meshfleet engineers
+author: Meshfleet engineers (@meshfleet)
 extends_documentation_fragment:
   - constructed
 options:

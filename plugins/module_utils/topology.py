@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The mesh topology file (``*.meshfleet.yml``): normalise and validate it.
 
 Pure Python, shared by the inventory plugin ``meshfleet.mesh.topology`` (which
@@ -34,15 +34,9 @@ except ImportError:  # pragma: no cover - PyYAML is a controller dependency
     yaml = None
     HAS_YAML = False
 
-try:
-    from collections.abc import Mapping
-except ImportError:  # pragma: no cover - Python 2
-    from collections import Mapping
+from collections.abc import Mapping
 
-try:
-    string_types = (str, unicode)  # noqa: F821 - Python 2
-except NameError:
-    string_types = (str,)
+string_types = (str,)
 
 # --- vocabulary ----------------------------------------------------------------
 
@@ -74,7 +68,7 @@ REQUIRED_SETTINGS = {
 SETTING_TYPES = {
     "kwok": dict(bind_address="ip", kube_version="str"),
     "minikube": dict(profile="str", driver="str", kubernetes_version="str", cpus="int",
-                     memory="size"),
+                     memory="size", minikube_path="str"),
     "aks": dict(resource_group="str", location="str", subscription_id="str",
                 kubernetes_version="str", dns_prefix="str", node_pools="list",
                 network_profile="dict", tags="dict"),
@@ -816,6 +810,10 @@ def _validate_vm_groups(p, groups, clusters):
 
 # --- summary -------------------------------------------------------------------------
 
+def _plural(n, word, words=None):
+    return "%d %s" % (n, word if n == 1 else (words or word + "s"))
+
+
 def summarise(topology):
     """Counts and a one-line summary of a (valid) topology."""
     topology = topology if is_mapping(topology) else {}
@@ -829,12 +827,10 @@ def summarise(topology):
     for name, group in groups.items():
         hosts = group.get("hosts") if is_mapping(group) else None
         vm_groups["%s" % (name,)] = len(hosts) if is_mapping(hosts) else 0
-    plural = lambda n, word: "%d %s%s" % (n, word, "" if n == 1 else "s")  # noqa: E731
     line = "%s on %s, %s, %s; %s" % (
-        plural(len(usable), "cluster"), plural(len(networks), "network"),
-        plural(len(primaries), "primary").replace("primarys", "primaries"),
-        plural(len(remotes), "remote"),
-        ("VM groups: " + ", ".join("%s (%s)" % (g, plural(n, "host"))
+        _plural(len(usable), "cluster"), _plural(len(networks), "network"),
+        _plural(len(primaries), "primary", "primaries"), _plural(len(remotes), "remote"),
+        ("VM groups: " + ", ".join("%s (%s)" % (g, _plural(n, "host"))
                                    for g, n in vm_groups.items())) if vm_groups
         else "no VM groups")
     return dict(clusters=len(usable), networks=networks, primaries=primaries,

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
 
@@ -16,7 +16,7 @@ description:
     and fails with one line per problem.
   - Runs on the controller and never changes anything.
 version_added: 0.1.0
-author: Meshfleet engineers
+author: Meshfleet engineers (@meshfleet)
 options:
   topology:
     description:
@@ -34,13 +34,13 @@ options:
     default: []
 attributes:
   check_mode:
+    description: Read-only; runs the same in check mode.
     support: full
   diff_mode:
+    description: Nothing to diff.
     support: none
-seealso:
-  - name: The topology file contract
-    description: docs/topology.md in the collection.
-    link: https://example.invalid/meshfleet/docs/topology.md
+notes:
+  - The topology file contract is docs/topology.md in the collection.
 '''
 
 EXAMPLES = r'''
