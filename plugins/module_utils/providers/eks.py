@@ -116,7 +116,7 @@ class EksProvider(ClusterProvider):
     def _wait(self, waiter_name, what, **kwargs):
         import botocore.exceptions
         timeout = module_timeout(self.module)
-        delay = max(1, min(self.waiter_delay, timeout))
+        delay = max(0.1, min(self.waiter_delay, timeout))
         waiter = self.eks.get_waiter(waiter_name)
         try:
             waiter.wait(WaiterConfig={"Delay": delay, "MaxAttempts": max(1, int(timeout // delay))},

@@ -30,7 +30,7 @@ from ansible_collections.meshfleet.mesh.tests.fakes.modrun import run_module
 
 @pytest.fixture(autouse=True)
 def fast_waiters(monkeypatch):
-    monkeypatch.setattr(eks.EksProvider, "waiter_delay", 1)
+    monkeypatch.setattr(eks.EksProvider, "waiter_delay", 0.2)
 
 
 def settings(endpoint, **over):

@@ -1,0 +1,209 @@
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# Apache License 2.0
+"""The VM provider interface (openstack, ec2) and the state machine of meshfleet.mesh.vm_instance.
+
+A VM group of the topology (``vm_groups.<group>`` with ``provider: openstack|ec2``)
+becomes ``settings.count`` instances named ``<group>-1`` .. ``<group>-N``, tagged
+``meshfleet:mesh=<mesh>``, ``meshfleet:group=<group>`` and ``Name=<name>``. They are found
+again by those tags, so runs are idempotent; instances of the group beyond ``count``
+are removed. Fields that a cloud cannot change on a running instance (image, flavor /
+instance type, network / subnet, key) are refused with a message naming the field.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
+    ImmutableChange, MeshfleetError, MeshfleetModule)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers import (
+    VM_PROVIDERS, get_vm_provider_class)
+
+#: ports every mesh VM accepts: istiod xDS/CA (15012), webhooks (15017), mTLS
+#: east-west (15443), sidecar health (15021), ssh for the onboarding play (22)
+MESH_PORTS = (22, 15012, 15017, 15021, 15443)
+
+TAG_MESH = "meshfleet:mesh"
+TAG_GROUP = "meshfleet:group"
+
+
+def mesh_ports(app_ports):
+    """The sorted union of :data:`MESH_PORTS` and the group's application ports."""
+    ports = set(MESH_PORTS)
+    for p in app_ports or []:
+        ports.add(int(p))
+    return sorted(ports)
+
+
+class VmProvider:
+    """Base class of the VM providers. Subclasses implement the cloud calls."""
+
+    name = None
+    required_settings = ()
+    #: settings compared on existing instances; all of them immutable
+    compared_settings = ()
+
+    def __init__(self, group, mesh, settings, ports=None, module=None):
+        self.group = group
+        self.mesh = mesh
+        self.settings = dict(settings or {})
+        self.ports = mesh_ports(ports)
+        self.module = module
+
+    def validate(self):
+        missing = [k for k in self.required_settings if self.settings.get(k) in (None, "", [])]
+        if missing:
+            raise MeshfleetError("VM group %s (provider %s): missing provider setting%s: %s" % (
+                self.group, self.name, "s" if len(missing) > 1 else "", ", ".join(missing)))
+        count = self.settings.get("count", 1)
+        if not isinstance(count, int) or count < 0:
+            raise MeshfleetError("VM group %s: settings.count must be a number >= 0" % self.group)
+
+    @property
+    def count(self):
+        return self.settings.get("count", 1)
+
+    def desired_names(self):
+        return ["%s-%d" % (self.group, i) for i in range(1, self.count + 1)]
+
+    def tags(self, name):
+        return {TAG_MESH: self.mesh, TAG_GROUP: self.group, "Name": name}
+
+    # --- override ----------------------------------------------------------------
+    def list(self):
+        """The group's instances: [{name, id, status, private_ip, public_ip, settings}]."""
+        raise NotImplementedError
+
+    def prepare(self):
+        """Create what the instances need (security group...). Not called in check mode."""
+
+    def create(self, name):
+        """Start creating instance ``name``; return its id."""
+        raise NotImplementedError
+
+    def wait_ready(self, ids, timeout):
+        raise NotImplementedError
+
+    def delete(self, instance):
+        raise NotImplementedError
+
+    def wait_deleted(self, ids, timeout):
+        raise NotImplementedError
+
+    def cleanup(self):
+        """Remove what :meth:`prepare` created, once the group has no instance left."""
+
+    # --- comparison ----------------------------------------------------------------
+    def same(self, key, have, want):
+        return have == want
+
+    def immutable_changes(self, instance):
+        seen = instance.get("settings") or {}
+        return sorted(k for k in self.compared_settings
+                      if self.settings.get(k) is not None and k in seen
+                      and not self.same(k, seen[k], self.settings[k]))
+
+
+def public_view(instance):
+    """What the module returns for one instance (no secrets: there are none)."""
+    out = dict((k, instance.get(k)) for k in ("name", "id", "status", "private_ip", "public_ip"))
+    out["address"] = instance.get("public_ip") or instance.get("private_ip")
+    out["settings"] = instance.get("settings") or {}
+    return out
+
+
+VM_ARGS = dict(
+    group=dict(type="str", required=True),
+    mesh=dict(type="str", required=True),
+    provider=dict(type="str", required=True, choices=sorted(VM_PROVIDERS)),
+    settings=dict(type="dict", default={}),
+    ports=dict(type="list", elements="int", default=[]),
+)
+
+
+def make_vm_provider(module_obj, params):
+    cls = get_vm_provider_class(params["provider"])
+    provider = cls(params["group"], params["mesh"], params.get("settings") or {},
+                   ports=params.get("ports"), module=module_obj)
+    provider.validate()
+    return provider
+
+
+def _sorted(instances):
+    return sorted(instances, key=lambda i: (i.get("name") or "", i.get("id") or ""))
+
+
+class VmInstanceModule(MeshfleetModule):
+    argument_spec = dict(VM_ARGS, state=dict(type="str", default="present",
+                                             choices=["present", "absent"]))
+    with_wait = True
+
+    def run(self):
+        provider = make_vm_provider(self, self.params)
+        existing = _sorted(provider.list())
+        before = [public_view(i) for i in existing]
+        if self.params["state"] == "absent":
+            return self.absent(provider, existing, before)
+        return self.present(provider, existing, before)
+
+    def _timeout(self):
+        return self.params["wait_timeout"]
+
+    def absent(self, provider, existing, before):
+        if not existing:
+            return dict(changed=False, instances=[])
+        self.set_diff(dict(instances=before), dict(instances=[]))
+        if not self.check_mode:
+            for inst in existing:
+                provider.delete(inst)
+            if self.params["wait"]:
+                provider.wait_deleted([i["id"] for i in existing], self._timeout())
+                provider.cleanup()
+        return dict(changed=True, instances=[], removed=[i["name"] for i in existing])
+
+    def present(self, provider, existing, before):
+        wanted = provider.desired_names()
+        by_name = {}
+        extra = []
+        for inst in existing:
+            if inst["name"] in wanted and inst["name"] not in by_name:
+                by_name[inst["name"]] = inst
+            else:
+                extra.append(inst)
+        for name in wanted:
+            if name in by_name:
+                fields = provider.immutable_changes(by_name[name])
+                if fields:
+                    raise ImmutableChange(fields, resource="VM %s" % name)
+        missing = [n for n in wanted if n not in by_name]
+        changed = bool(missing or extra)
+        result = dict(changed=changed, created=missing, removed=[i["name"] for i in extra])
+        if self.check_mode or not changed:
+            planned = [public_view(by_name[n]) if n in by_name else dict(name=n, id=None, status="planned")
+                       for n in wanted]
+            if changed:
+                self.set_diff(dict(instances=before), dict(instances=planned))
+            result["instances"] = planned
+            return result
+        provider.prepare()
+        new_ids = [provider.create(name) for name in missing]
+        for inst in extra:
+            provider.delete(inst)
+        if self.params["wait"]:
+            if new_ids:
+                provider.wait_ready(new_ids, self._timeout())
+            if extra:
+                provider.wait_deleted([i["id"] for i in extra], self._timeout())
+        now = {i["name"]: i for i in provider.list() if i["name"] in wanted}
+        result["instances"] = [public_view(now[n]) for n in wanted if n in now]
+        self.set_diff(dict(instances=before), dict(instances=result["instances"]))
+        return result
+
+
+class VmInstanceInfoModule(MeshfleetModule):
+    argument_spec = dict(VM_ARGS)
+
+    def run(self):
+        provider = make_vm_provider(self, self.params)
+        return dict(changed=False, instances=[public_view(i) for i in _sorted(provider.list())])
