@@ -285,11 +285,13 @@ def load_key_file(path, passphrase=None, what="private key"):
     data = _read(path, what)
     pw = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
     try:
-        return serialization.load_pem_private_key(data, password=pw)
-    except TypeError:
-        if pw is None:
-            raise MeshfleetError("%s %s is encrypted; set root_key_passphrase" % (what, path))
-        raise MeshfleetError("%s %s is not encrypted; drop root_key_passphrase" % (what, path))
+        try:
+            return serialization.load_pem_private_key(data, password=pw)
+        except TypeError:
+            if pw is None:
+                raise MeshfleetError("%s %s is encrypted; set root_key_passphrase" % (what, path))
+            # a passphrase for an unencrypted key: the other root key may need it
+            return serialization.load_pem_private_key(data, password=None)
     except ValueError:
         # Never echo the exception text: it may quote parts of the file.
         raise MeshfleetError("%s %s is not a readable PEM private key (or the passphrase is wrong)"
@@ -337,10 +339,19 @@ class _Root:
         # Keep the stored key bytes verbatim (an imported key may be encrypted).
         self.key_data = key_data if key_data is not None else (key_pem(key) if key else None)
         self.fingerprint = fingerprint(cert)
+        self.planned = False
+
+    def plan_only(self):
+        """Check mode: this root exists only in memory and will not be the one a real run makes."""
+        self.planned = True
+        self.fingerprint = None
+        return self
 
     def describe(self, path, status):
         d = describe_cert(self.cert)
         d.update(status=status, cert=path)
+        if self.planned:
+            d.update(fingerprint_sha256=None, serial=None)
         return d
 
 
@@ -495,7 +506,14 @@ class MeshCA:
     def _new_root(self):
         key = generate_key(self.key_type)
         cert = build_root_cert(key, self.organization, self.root_days, self.backdate_minutes, self.now)
-        return _Root(cert, key)
+        key_data = None
+        if self.root_key_passphrase:
+            # stored encrypted with the passphrase the operator already supplies
+            key_data = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(self.root_key_passphrase.encode("utf-8")))
+        root = _Root(cert, key, key_data)
+        return root.plan_only() if self.check_mode else root
 
     def plan_root(self):
         """Decide the roots. Returns ``(current, previous, root_status, action, retired)``."""

@@ -100,7 +100,10 @@ options:
     type: path
     no_log: false
   root_key_passphrase:
-    description: Passphrase of an encrypted root key (imported or stored in C(pki/root/)).
+    description:
+      - Passphrase of encrypted root keys (an imported O(root_key_file), the keys kept in
+        C(pki/root/)). Unencrypted keys load without it.
+      - When set, a root key the module generates is stored encrypted with it.
     type: str
   root_rotation:
     description:

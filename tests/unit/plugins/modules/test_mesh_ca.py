@@ -352,6 +352,8 @@ def test_check_mode_on_empty_state_writes_nothing(ca, state):
     assert r["root"]["status"] == "created"
     assert {c["status"] for c in r["clusters"].values()} == {"issued"}
     assert r["clusters"]["c1"]["fingerprint_sha256"] is None  # nothing was generated
+    assert r["root"]["fingerprint_sha256"] is None  # an in-memory root is not the real one
+    assert r["trust_bundle"] == [None]
     assert r["clusters"]["c1"]["subject"] == "L=c1,CN=Intermediate CA,O=Istio"
     assert not os.path.exists(state)
     assert r["diff"]["after"]["clusters"]["c1"]["reason"] == "missing"
@@ -603,6 +605,22 @@ def test_import_encrypted_key(ca, state, tmp_path):
     assert b"ENCRYPTED" in read(os.path.join(rdir(state), "root-key.pem"))
     assert ok(ca(clusters=["c1"], root_key_passphrase="s3cret-Passphrase"))["changed"] is False
     assert "encrypted" in failed(ca(clusters=["c1"]))
+    # a new root made during a rotation is stored encrypted with the same passphrase
+    r = ok(ca(clusters=["c1"], root_key_passphrase="s3cret-Passphrase", root_rotation="introduce"))
+    assert r["rotation"]["window_open"] and "s3cret-Passphrase" not in r["_stdout"]
+    new_key = read(os.path.join(rdir(state), "root-key.pem"))
+    assert b"ENCRYPTED" in new_key
+    serialization.load_pem_private_key(new_key, password=b"s3cret-Passphrase")
+    assert read(os.path.join(rdir(state), "previous-root-key.pem")) == enc.read_bytes()
+    assert ok(ca(clusters=["c1"], root_key_passphrase="s3cret-Passphrase"))["changed"] is False
+
+
+def test_passphrase_with_unencrypted_root_encrypts_new_roots_only(ca, state):
+    ok(ca(clusters=["c1"]))
+    assert ok(ca(clusters=["c1"], root_key_passphrase="pw-1234"))["changed"] is False
+    ok(ca(clusters=["c1"], root_key_passphrase="pw-1234", root_rotation="introduce"))
+    assert b"ENCRYPTED" in read(os.path.join(rdir(state), "root-key.pem"))
+    assert b"ENCRYPTED" not in read(os.path.join(rdir(state), "previous-root-key.pem"))
 
 
 def test_import_errors(ca, state, tmp_path):
