@@ -109,17 +109,26 @@ def group_suffix(name):
     return re.sub(r"[^A-Za-z0-9_]", "_", to_text(name))
 
 
-def plain(value):
-    """Copy ``value`` with plain Python types (no data tags), so that nothing in it is
-    ever treated as a template: meshfleet_topology is data, not configuration."""
+TEMPLATE_MARKERS = ("{{", "{%", "{#")
+
+
+def literal(value):
+    """Copy ``value`` into plain Python types whose strings are never templated.
+
+    The topology is data: a string that looks like a template stays as written
+    (untrusted); every other string is marked trusted, which changes nothing for
+    it but keeps ``ansible-inventory --list`` output plain. Only the host vars of
+    VMs are passed on as loaded (templates there work as in any inventory).
+    """
     if isinstance(value, dict):
-        return dict((plain(k), plain(v)) for k, v in value.items())
+        return dict((literal(k), literal(v)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
+        return [literal(v) for v in value]
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, str):
-        return str(value)
+        value = str(value)
+        return value if any(m in value for m in TEMPLATE_MARKERS) else trust_as_template(value)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
@@ -144,10 +153,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         config = self._read_config_data(path)
         base_dir = os.path.dirname(path)
 
-        topology = topo_utils.normalise(config, base_dir)
+        normalised = topo_utils.normalise(config, base_dir)
         errors = duplicates + [e for e in topo_utils.validate(config) if e not in duplicates]
 
-        self._populate(topology, errors, path, base_dir)
+        self._vm_host_vars = self._given_vm_host_vars(normalised)
+        self._populate(literal(normalised), literal(errors), literal(path), base_dir)
 
     # --- reading -------------------------------------------------------------------
     def _check_file(self, path):
@@ -164,6 +174,18 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         except topo_utils.TopologyFileError as e:
             raise AnsibleParserError("%s: %s" % (path, to_native(e)))
 
+    @staticmethod
+    def _given_vm_host_vars(topology):
+        """{(group, host): host vars as loaded}: the only values passed on with their tags."""
+        out = {}
+        groups = topology.get("vm_groups")
+        for gname, group in (groups.items() if topo_utils.is_mapping(groups) else ()):
+            hosts = group.get("hosts") if topo_utils.is_mapping(group) else None
+            for host, given in (hosts.items() if topo_utils.is_mapping(hosts) else ()):
+                if topo_utils.is_mapping(given):
+                    out[(str(gname), str(host))] = given
+        return out
+
     # --- building --------------------------------------------------------------------
     def _populate(self, topology, errors, path, base_dir):
         inv = self.inventory
@@ -174,18 +196,17 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
 
         mesh = topology.get("mesh")
         if not topo_utils.is_mapping(mesh):
-            mesh = topo_utils.mesh_defaults(None, base_dir)
+            mesh = literal(topo_utils.mesh_defaults(None, base_dir))
         state_dir = mesh.get("state_dir")
         if not (topo_utils.is_str(state_dir) and state_dir):
             state_dir = os.path.join(base_dir, topo_utils.DEFAULT_STATE_DIR)
 
         data_keys = [k for k in topology if k not in topo_utils.PLUGIN_KEYS[1:]]
         inv.set_variable("all", "meshfleet_mesh", mesh)
-        inv.set_variable("all", "meshfleet_state_dir", to_text(state_dir))
-        inv.set_variable("all", "meshfleet_topology",
-                         plain(dict((k, topology[k]) for k in data_keys)))
+        inv.set_variable("all", "meshfleet_state_dir", literal(state_dir))
+        inv.set_variable("all", "meshfleet_topology", dict((k, topology[k]) for k in data_keys))
         inv.set_variable("all", "meshfleet_topology_file", path)
-        inv.set_variable("all", "meshfleet_topology_errors", plain(errors))
+        inv.set_variable("all", "meshfleet_topology_errors", errors)
 
         self._add_groups_in_order(topology)
         hosts = []
@@ -232,7 +253,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             inv.add_child(inv.add_group("provider_%s" % group_suffix(provider)), name)
 
         hostvars = dict(
-            ansible_connection="local",
+            ansible_connection=trust_as_template("local"),
             ansible_python_interpreter=trust_as_template("{{ ansible_playbook_python }}"),
             meshfleet_cluster_name=name,
             meshfleet_provider=provider,
@@ -259,7 +280,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         hosts = group.get("hosts")
         if not topo_utils.is_mapping(hosts):
             return added
-        for host, given in hosts.items():
+        for host in hosts:
             host = to_text(host)
             # a clash with a cluster or another group's VM is reported by validate();
             # never let a VM's vars overwrite another host's
@@ -269,9 +290,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             inv.add_host(host, group=group_name)
             if provider_group:
                 inv.add_child(provider_group, host)
-            if topo_utils.is_mapping(given):
-                for key, value in given.items():
-                    inv.set_variable(host, to_text(key), value)
+            for key, value in self._vm_host_vars.get((name, host), {}).items():
+                inv.set_variable(host, to_text(key), value)
             hostvars = dict(
                 meshfleet_vm_group=name,
                 meshfleet_vm_namespace=group.get("namespace"),

@@ -182,13 +182,13 @@ def show(value):
 
 
 def one_of(choices):
-    return ", ".join(sorted(choices))
+    return ", ".join(sorted("%s" % (c,) for c in choices))
 
 
 def did_you_mean(word, choices):
     if not is_str(word):
         return ""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word, [c for c in choices if is_str(c)], n=1, cutoff=0.6)
     return ' (did you mean "%s"?)' % close[0] if close else ""
 
 
@@ -555,8 +555,9 @@ def _validate_clusters(p, clusters):
             p.label(path + ".network", network, what="network name")
 
         settings = cluster.get("settings")
-        if settings is not None and p.mapping(path + ".settings", settings,
-                                              "provider settings"):
+        if settings is None:
+            settings = {}
+        if p.mapping(path + ".settings", settings, "provider settings"):
             if provider in CLUSTER_PROVIDERS:
                 _validate_settings(p, path + ".settings", provider, settings)
 
@@ -752,8 +753,9 @@ def _validate_vm_groups(p, groups, clusters):
             provider = "existing"
 
         settings = group.get("settings")
-        if settings is not None and p.mapping(path + ".settings", settings,
-                                              "provider settings") and provider:
+        if settings is None:
+            settings = {}
+        if p.mapping(path + ".settings", settings, "provider settings") and provider:
             _validate_settings(p, path + ".settings", provider, settings)
 
         ports = group.get("ports")
@@ -914,14 +916,14 @@ def load_topology(text, strict=False):
     loader = (TopologyLoader if strict else LenientTopologyLoader)(text)
     try:
         try:
-            if not loader.check_node():
-                raise TopologyFileError("the file is empty; a topology file is a YAML mapping "
-                                        "with plugin, mesh and clusters")
             data = loader.get_single_data()
         except DuplicateKeyError:
             raise
         except yaml.YAMLError as e:
             raise TopologyFileError("not valid YAML: %s" % e)
+        if data is None:
+            raise TopologyFileError("the file is empty; a topology file is a YAML mapping "
+                                    "with plugin, mesh and clusters")
         if not is_mapping(data):
             raise TopologyFileError("a topology file must be a YAML mapping with plugin, mesh "
                                     "and clusters, got %s" % kind(data))
