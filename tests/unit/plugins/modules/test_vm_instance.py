@@ -32,6 +32,9 @@ from ansible_collections.meshfleet.mesh.tests.fakes.aws import (  # noqa: E402,F
     aws_env, moto_endpoint, no_aws_credentials)
 from ansible_collections.meshfleet.mesh.tests.fakes.modrun import run_module  # noqa: E402
 
+# openstacksdk warns about its own internals (find_* ignore_missing, service_type...)
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 
 # --- EC2 (moto server) -----------------------------------------------------------------
 @pytest.fixture
@@ -141,3 +144,126 @@ def test_ec2_missing_credentials(monkeypatch, tmp_path, moto_endpoint):
 def test_ec2_missing_settings(aws_env):
     r = ec2_run(dict(region="us-east-1"))
     assert r["rc"] == 1 and "ami, instance_type, subnet_id" in r["msg"]
+
+
+# --- OpenStack (real openstacksdk over requests-mock) ------------------------------------
+import requests_mock  # noqa: E402
+
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers import (  # noqa: E402
+    openstack as os_provider)
+from ansible_collections.meshfleet.mesh.tests.fakes.openstack_http import (  # noqa: E402
+    NEUTRON, NOVA, FakeOpenStack, clouds_yaml)
+
+
+@pytest.fixture
+def cloud(monkeypatch, tmp_path):
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", clouds_yaml(tmp_path / "clouds.yaml"))
+    for name in ("OS_CLOUD", "OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os_provider.OpenStackVmProvider, "poll_interval", 0.01)
+    fake = FakeOpenStack()
+    with requests_mock.Mocker() as m:
+        fake.install(m)
+        yield fake
+
+
+def os_settings(**over):
+    s = dict(cloud="fakecloud", image="ubuntu-24.04", flavor="m1.small", network="private",
+             key_name="deploy", security_group="mesh-web", floating_ip=True, count=2)
+    s.update(over)
+    return s
+
+
+def os_run(settings, main=vm_instance.main, **kw):
+    args = dict(group="web", mesh="mesh1", provider="openstack", settings=settings, ports=[8080])
+    if main is vm_instance.main:
+        args["wait_timeout"] = 30
+    args.update(kw.pop("args", {}))
+    return run_module(main, args, **kw)
+
+
+def test_openstack_lifecycle(cloud):
+    r = os_run(os_settings(), check_mode=True)
+    assert r["rc"] == 0 and r["changed"] is True and r["created"] == ["web-1", "web-2"], r
+    assert cloud.writes == []
+
+    r = os_run(os_settings())
+    assert r["rc"] == 0 and r["changed"] is True, r
+    assert [i["name"] for i in r["instances"]] == ["web-1", "web-2"]
+    for inst in r["instances"]:
+        assert inst["status"] == "ACTIVE"
+        assert inst["private_ip"].startswith("10.0.0.") and inst["public_ip"].startswith("172.24.4.")
+        assert inst["address"] == inst["public_ip"]
+    servers = list(cloud.servers.values())
+    assert {s["metadata"]["meshfleet:group"] for s in servers} == {"web"}
+    assert {s["metadata"]["meshfleet:mesh"] for s in servers} == {"mesh1"}
+    assert {s["key_name"] for s in servers} == {"deploy"}
+    sg = [g for g in cloud.security_groups.values() if g["name"] == "mesh-web"][0]
+    ports = sorted(r["port_range_min"] for r in cloud.rules.values() if r["security_group_id"] == sg["id"])
+    assert ports == [22, 8080, 15012, 15017, 15021, 15443]
+    assert len(cloud.fips) == 2
+
+    # idempotent: reads only
+    n = len(cloud.writes)
+    r = os_run(os_settings())
+    assert r["rc"] == 0 and r["changed"] is False, r
+    assert len(cloud.writes) == n
+
+    # info
+    r = os_run(os_settings(), main=vm_instance_info.main)
+    assert r["rc"] == 0 and [i["name"] for i in r["instances"]] == ["web-1", "web-2"]
+
+    # scale (mutable: count) down to 1
+    r = os_run(os_settings(count=1))
+    assert r["rc"] == 0 and r["changed"] is True and r["removed"] == ["web-2"], r
+    assert len(cloud.servers) == 1 and len(cloud.fips) == 1
+
+    # immutable: flavor
+    n = len(cloud.writes)
+    r = os_run(os_settings(count=1, flavor="m1.large"))
+    assert r["rc"] == 1 and "flavor" in r["msg"] and "web-1" in r["msg"], r
+    assert r["immutable_fields"] == ["flavor"]
+    assert len(cloud.writes) == n
+
+    # absent: check mode, real, again
+    r = os_run(os_settings(), args=dict(state="absent"), check_mode=True)
+    assert r["changed"] is True and len(cloud.writes) == n
+    r = os_run(os_settings(), args=dict(state="absent"))
+    assert r["rc"] == 0 and r["changed"] is True and r["removed"] == ["web-1"], r
+    assert not cloud.servers and not cloud.fips
+    assert not cloud.security_groups  # the group the module created is gone too
+    r = os_run(os_settings(), args=dict(state="absent"))
+    assert r["rc"] == 0 and r["changed"] is False
+
+
+def test_openstack_conflict_and_throttling(cloud):
+    cloud.fail("GET", "/v2.1/servers/detail", 429, "Rate limit exceeded", headers={"Retry-After": "0"})
+    cloud.fail("POST", "/v2.1/servers", 409, "Quota exceeded for instances: Requested 1, but already used "
+                                              "10 of 10 instances")
+    r = os_run(os_settings(count=1, floating_ip=False))
+    assert r["rc"] == 1, r
+    assert "409" in r["msg"] and "Quota exceeded" in r["msg"]
+    assert ("POST", NOVA + "/v2.1/servers") in cloud.writes
+    # the 429 was retried by keystoneauth (two GETs of the list)
+    assert cloud.log.count(("GET", NOVA + "/v2.1/servers/detail")) >= 2
+
+
+def test_openstack_unknown_image(cloud):
+    r = os_run(os_settings(image="no-such-image"))
+    assert r["rc"] == 1 and "image 'no-such-image' not found" in r["msg"], r
+    assert [w for w in cloud.writes if not w[1].startswith(NEUTRON)] == []
+
+
+def test_openstack_missing_cloud(monkeypatch, tmp_path):
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "nothing.yaml"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("OS_CLOUD", "OS_AUTH_URL"):
+        monkeypatch.delenv(name, raising=False)
+    r = os_run(os_settings(cloud="mycloud"))
+    assert r["rc"] == 1 and "cloud 'mycloud' not found" in r["msg"] and "clouds.yaml" in r["msg"], r
+
+
+def test_openstack_missing_settings(cloud):
+    r = os_run(dict(cloud="fakecloud"))
+    assert r["rc"] == 1 and "image, flavor, network" in r["msg"]
