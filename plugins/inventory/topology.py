@@ -158,6 +158,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
 
         self._vm_host_vars = self._given_vm_host_vars(normalised)
         self._populate(literal(normalised), literal(errors), literal(path), base_dir)
+        if errors:
+            self.display.warning("%s: topology has %d problem%s (the meshfleet.mesh.validate "
+                                 "role stops plays on them):\n%s" % (
+                                     path, len(errors), "" if len(errors) == 1 else "s",
+                                     "\n".join("- " + e for e in errors)))
 
     # --- reading -------------------------------------------------------------------
     def _check_file(self, path):

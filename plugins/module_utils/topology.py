@@ -510,6 +510,15 @@ def _validate_ca(p, ca):
               "root_cert_file")
 
 
+class _Clusters(dict):
+    """The usable clusters; ``broken`` names the entries that are not mappings (already
+    reported, so references to them are not reported again)."""
+
+    def __init__(self):
+        super(_Clusters, self).__init__()
+        self.broken = set()
+
+
 def _validate_clusters(p, clusters):
     """Check clusters; return {name: cluster} of the usable ones, or None when the
     section itself is unusable (then references to clusters are not checked)."""
@@ -518,7 +527,7 @@ def _validate_clusters(p, clusters):
         return None
     if not p.mapping("clusters", clusters, "cluster name to cluster settings"):
         return None
-    usable = {}
+    usable = _Clusters()
     seen_lower = {}
     for name, cluster in clusters.items():
         path = "clusters.%s" % (name,)
@@ -532,6 +541,7 @@ def _validate_clusters(p, clusters):
         if cluster is None:
             cluster = {}
         if not p.mapping(path, cluster, "cluster settings (provider, network, role, ...)"):
+            usable.broken.add(name)
             continue
         usable[name] = cluster
         p.unknown_keys(path, cluster, CLUSTER_KEYS, "cluster")
@@ -723,8 +733,9 @@ def _validate_vm_groups(p, groups, clusters):
                   "onboards these VMs")
         elif clusters is not None:
             if not _hashable(cluster_name) or cluster_name not in clusters:
-                p.add(path + ".cluster", "no cluster named %s; choose one of %s" % (
-                    show(cluster_name), one_of(_primary_names(clusters)) or "(none)"))
+                if not (_hashable(cluster_name) and cluster_name in clusters.broken):
+                    p.add(path + ".cluster", "no cluster named %s; choose one of %s" % (
+                        show(cluster_name), one_of(_primary_names(clusters)) or "(none)"))
             else:
                 cluster = clusters[cluster_name]
                 if (cluster.get("role") or "primary") == "remote":

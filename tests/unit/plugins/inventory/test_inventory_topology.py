@@ -421,3 +421,12 @@ def test_ansible_inventory_unparsable_file_says_why():
                 env=dict(ANSIBLE_INVENTORY_UNPARSED_FAILED="1"))
     assert r.returncode != 0
     assert "must be a YAML mapping" in r.stderr
+
+
+def test_ansible_inventory_warns_about_problems_but_loads():
+    path = os.path.join(FIXTURES, "bad", "two-problems.meshfleet.yml")
+    r = ansible("ansible-inventory", "-i", path, "--graph", "clusters")
+    assert r.returncode == 0, r.stderr
+    assert "topology has 2 problems" in r.stderr
+    assert '- clusters.cluster-2.provider: unknown provider "kwak"' in r.stderr
+    assert "cluster-2" in r.stdout

@@ -308,3 +308,10 @@ def test_summary_of_primary_remote():
                                                 "mesh.meshfleet.yml")))
     assert t.summarise(data)["line"] == ("2 clusters on 2 networks, 1 primary, 1 remote; "
                                          "no VM groups")
+
+
+def test_vm_group_on_a_broken_cluster_is_not_reported_again():
+    errors = t.validate({"mesh": {"id": "m"}, "clusters": {
+        "c1": {"provider": "kwok", "network": "n"}, "c2": ["oops"]},
+        "vm_groups": {"g": {"cluster": "c2", "hosts": {"vm1": {"ansible_host": "10.0.0.1"}}}}})
+    assert [field(e) for e in errors] == ["clusters.c2"]
