@@ -40,8 +40,8 @@ try:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: F401
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
     HAS_CRYPTOGRAPHY = True
     CRYPTOGRAPHY_IMPORT_ERROR = None
 except ImportError as _e:  # pragma: no cover - reported by the module
@@ -337,7 +337,7 @@ class _Root:
         self.key = key
         self.pem = cert_pem(cert)
         # Keep the stored key bytes verbatim (an imported key may be encrypted).
-        self.key_data = key_data if key_data is not None else (key_pem(key) if key else None)
+        self.key_data = key_data if key_data is not None else (key_pem(key) if key is not None else None)
         self.fingerprint = fingerprint(cert)
         self.planned = False
 
@@ -471,7 +471,7 @@ class MeshCA:
             raise MeshfleetError("cannot write %s (state_dir not writable?): %s" % (path, e))
 
     # --- root ---
-    def _load_root(self, prefix):
+    def _load_root(self, prefix, need_key=True):
         cert_path = self.root_path(prefix + "root-cert.pem")
         key_path = self.root_path(prefix + "root-key.pem")
         what = "previous root" if prefix else "root"
@@ -482,6 +482,8 @@ class MeshCA:
             return None
         cert = load_cert_file(cert_path, "%s certificate" % what)
         if not os.path.exists(key_path):
+            if not need_key:
+                return _Root(cert, None)
             raise MeshfleetError("%s key %s is missing (certificate %s exists); restore it or import "
                                  "the root with root_cert_file/root_key_file"
                                  % (what, key_path, cert_path))
@@ -517,7 +519,7 @@ class MeshCA:
 
     def plan_root(self):
         """Decide the roots. Returns ``(current, previous, root_status, action, retired)``."""
-        current = self._load_root("")
+        current = self._load_root("", need_key=False)
         previous = self._load_root("previous-")
         if previous is not None and current is not None and previous.fingerprint == current.fingerprint:
             previous = None  # an interrupted introduction; treat as no window
@@ -526,6 +528,14 @@ class MeshCA:
         action = "none"
         retired = None
         status = "unchanged"
+        if current is not None and current.key is None:
+            if imported is None or imported.fingerprint != current.fingerprint:
+                raise MeshfleetError(
+                    "root key %s is missing (certificate %s exists); restore it, or pass the same root "
+                    "as root_cert_file/root_key_file"
+                    % (self.root_path("root-key.pem"), self.root_path("root-cert.pem")))
+            current = imported  # the stored key is put back from the import
+            status = "restored"
 
         if current is None:
             if previous is not None:
@@ -574,7 +584,7 @@ class MeshCA:
         if status == "introduced":
             changed |= self._write(self.root_path("previous-root-key.pem"), previous.key_data, KEY_MODE)
             changed |= self._write(self.root_path("previous-root-cert.pem"), previous.pem, CERT_MODE)
-        if status in ("created", "imported", "introduced"):
+        if status in ("created", "imported", "introduced", "restored"):
             # key first: a crash in between leaves a mismatch that the next run reports.
             changed |= self._write(self.root_path("root-key.pem"), current.key_data, KEY_MODE)
             changed |= self._write(self.root_path("root-cert.pem"), current.pem, CERT_MODE)
@@ -719,6 +729,8 @@ class MeshCA:
     def apply(self):
         self.validate()
         self.check_state_dir()
+        if self.state == "absent":
+            return self._apply_absent()
         current, previous, root_status, action, retired = self.plan_root()
         bundle = [current] + ([previous] if previous is not None else [])
         bundle_pem = b"".join(r.pem for r in bundle)
@@ -735,20 +747,6 @@ class MeshCA:
         before_c, after_c = {}, {}
         to_issue = []
         for c in self.clusters:
-            if self.state == "absent":
-                files = self.cluster_files(c)
-                desc = None
-                try:
-                    desc = describe_cert(load_certs_pem(self._read_optional(files["ca_cert"]) or b"")[0])
-                except ValueError:
-                    pass
-                if self._remove_cluster(c):
-                    clusters[c] = self._cluster_result(c, "removed", ["state=absent"], desc)
-                    before_c[c], after_c[c] = desc or dict(files=sorted(CLUSTER_FILES)), None
-                else:
-                    clusters[c] = self._cluster_result(c, "absent", [], None)
-                    clusters[c]["files"] = {}
-                continue
             act, reasons, before = self.inspect_cluster(c, current, bundle_pem)
             if act in ("issue", "reissue"):
                 to_issue.append((c, "issued" if act == "issue" else "reissued", reasons, before))
@@ -778,8 +776,7 @@ class MeshCA:
             after_c[c] = dict(desc, reason=", ".join(reasons))
         if not self.check_mode:
             for c in self.clusters:
-                if self.state == "present":
-                    self._check_extra_files(c)
+                self._check_extra_files(c)
 
         unmanaged = self._unmanaged()
         if unmanaged and action != "none":
@@ -791,10 +788,6 @@ class MeshCA:
         prev_desc = (previous.describe(self.root_path("previous-root-cert.pem"), "trusted")
                      if previous is not None else None)
         changed = root_changed or bool(before_c or after_c)
-        summary = dict((s, 0) for s in ("issued", "reissued", "updated", "unchanged", "removed", "absent"))
-        for r in clusters.values():
-            summary[r["status"]] += 1
-
         result = dict(
             changed=changed,
             pki_dir=self.pki_dir,
@@ -804,7 +797,7 @@ class MeshCA:
             rotation=dict(action=action, window_open=previous is not None,
                           retired_fingerprint=retired.fingerprint if retired else None),
             clusters=clusters,
-            summary=summary,
+            summary=self._summary(clusters),
             unmanaged_clusters=unmanaged,
         )
         diff_before = dict(root=None if root_status in ("created", "imported") else dict(
@@ -817,6 +810,53 @@ class MeshCA:
                                     trust_bundle=[r.fingerprint for r in bundle]),
                           clusters=after_c)
         return result, dict(before=diff_before, after=diff_after)
+
+    @staticmethod
+    def _summary(clusters):
+        summary = dict((s, 0) for s in ("issued", "reissued", "updated", "unchanged", "removed", "absent"))
+        for r in clusters.values():
+            summary[r["status"]] += 1
+        return summary
+
+    def _apply_absent(self):
+        """state=absent: delete the listed clusters' folders; the roots are never touched."""
+        if self.root_rotation != "none" or self.force_reissue:
+            self.warn("root_rotation and force_reissue are ignored with state=absent")
+        root_path = self.root_path("root-cert.pem")
+        root_desc = None
+        bundle = []
+        if os.path.exists(root_path):
+            root_cert = load_cert_file(root_path, "root certificate")
+            root_desc = dict(describe_cert(root_cert), status="unchanged", cert=root_path)
+            bundle.append(root_desc["fingerprint_sha256"])
+        prev_path = self.root_path("previous-root-cert.pem")
+        prev_desc = None
+        if os.path.exists(prev_path):
+            prev_desc = dict(describe_cert(load_cert_file(prev_path, "previous root certificate")),
+                             status="trusted", cert=prev_path)
+            bundle.append(prev_desc["fingerprint_sha256"])
+        clusters, before_c, after_c = {}, {}, {}
+        for c in self.clusters:
+            desc = None
+            try:
+                data = self._read_optional(self.cluster_files(c)["ca_cert"])
+                if data:
+                    desc = describe_cert(load_certs_pem(data)[0])
+            except ValueError:
+                pass
+            if self._remove_cluster(c):
+                clusters[c] = self._cluster_result(c, "removed", ["state=absent"], desc)
+                before_c[c], after_c[c] = desc or dict(files=sorted(CLUSTER_FILES)), None
+            else:
+                clusters[c] = self._cluster_result(c, "absent", [], None)
+                clusters[c]["files"] = {}
+        result = dict(changed=bool(before_c), pki_dir=self.pki_dir, root=root_desc,
+                      previous_root=prev_desc, trust_bundle=bundle,
+                      rotation=dict(action="none", window_open=prev_desc is not None,
+                                    retired_fingerprint=None),
+                      clusters=clusters, summary=self._summary(clusters),
+                      unmanaged_clusters=self._unmanaged())
+        return result, dict(before=dict(clusters=before_c), after=dict(clusters=after_c))
 
     @staticmethod
     def _old_bundle(current, previous, root_status, retired):

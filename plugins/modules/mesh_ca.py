@@ -98,7 +98,6 @@ options:
   root_key_file:
     description: Private key (PEM, PKCS#1/SEC1/PKCS#8, optionally encrypted) of O(root_cert_file).
     type: path
-    no_log: false
   root_key_passphrase:
     description:
       - Passphrase of encrypted root keys (an imported O(root_key_file), the keys kept in
@@ -131,8 +130,10 @@ notes:
   - Diff mode shows subjects, fingerprints, expiry dates and reasons; never key material.
 attributes:
   check_mode:
+    description: Computes what would be issued, re-issued or rotated and writes nothing.
     support: full
   diff_mode:
+    description: Shows subjects, fingerprints, expiry dates and reasons; never key material.
     support: full
 seealso:
   - name: Istio plug-in CA certificates
@@ -191,18 +192,21 @@ pki_dir:
   returned: always
   type: str
 root:
-  description: The current root CA (no key material).
+  description: The current root CA (no key material). Null with O(state=absent) when there is no root.
   returned: always
   type: dict
   contains:
-    status: {description: "C(created), C(imported), C(introduced) or C(unchanged).", type: str}
+    status:
+      description: "C(created), C(imported), C(introduced), C(restored) (a lost C(root-key.pem) put
+        back from O(root_key_file)) or C(unchanged)."
+      type: str
     cert: {description: Path of the root certificate., type: str}
     subject: {description: Subject (RFC 4514)., type: str}
     issuer: {description: Issuer (RFC 4514)., type: str}
     serial: {description: Serial number (hex)., type: str}
     fingerprint_sha256: {description: SHA-256 fingerprint (colon-separated hex)., type: str}
-    not_before: {description: NotBefore (UTC, ISO 8601)., type: str}
-    not_after: {description: NotAfter (UTC, ISO 8601)., type: str}
+    not_before: {description: "NotBefore (UTC, ISO 8601).", type: str}
+    not_after: {description: "NotAfter (UTC, ISO 8601).", type: str}
     key_type: {description: Key type., type: str}
 previous_root:
   description: The old root while a rotation window is open (same fields as RV(root)), else null.
