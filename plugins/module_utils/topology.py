@@ -64,7 +64,8 @@ REQUIRED_SETTINGS = {
 
 #: Every setting a provider accepts (required and optional) and its type. A key not
 #: listed here is reported as unknown (typo protection): add new settings here.
-#: Types: str, int (positive), bool, list, str_list, dict, ip, size (int or str).
+#: Types: str, int (positive), count (0 or more), bool, list, str_list, dict, ip,
+#: size (int or str).
 SETTING_TYPES = {
     "kwok": dict(bind_address="ip", kube_version="str"),
     "minikube": dict(profile="str", driver="str", kubernetes_version="str", cpus="int",
@@ -80,10 +81,12 @@ SETTING_TYPES = {
                 endpoint_url="str"),
     "existing": dict(),
     "openstack": dict(cloud="str", image="str", flavor="str", network="str", key_name="str",
-                      security_group="str", floating_ip="bool", count="int"),
+                      security_group="str", floating_ip="bool", count="count"),
     "ec2": dict(region="str", ami="str", instance_type="str", subnet_id="str", key_name="str",
-                security_group_ids="str_list", count="int", endpoint_url="str"),
+                security_group_ids="str_list", count="count", endpoint_url="str", tags="dict"),
 }
+#: The VM providers create ``settings.count`` VMs named ``<group>-1`` .. ``<group>-<count>``.
+DEFAULT_VM_COUNT = 1
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 DEFAULT_ISTIO_VERSION = "1.30"
@@ -667,6 +670,9 @@ def _check_type(p, path, value, typ):
     elif typ == "int":
         ok = is_int(value) and value > 0
         want = "a positive whole number"
+    elif typ == "count":
+        ok = is_int(value) and value >= 0
+        want = "a whole number, 0 or more"
     elif typ == "bool":
         ok = isinstance(value, bool)
         want = "true or false"
@@ -798,6 +804,11 @@ def _validate_vm_groups(p, groups, clusters):
             continue
         if not p.mapping(path + ".hosts", hosts, "host name to host vars"):
             continue
+        count = settings.get("count") if is_mapping(settings) else None
+        if count is None:
+            count = DEFAULT_VM_COUNT
+        if not (is_int(count) and count >= 0):
+            count = None  # already reported
         for host, hostvars in hosts.items():
             hpath = "%s.hosts.%s" % (path, host)
             if not is_dns_subdomain(host):
@@ -816,9 +827,30 @@ def _validate_vm_groups(p, groups, clusters):
                 hostvars = {}
             if not p.mapping(hpath, hostvars, "host vars (ansible_host, ansible_user, ...)"):
                 continue
+            if provider in ("openstack", "ec2") and count is not None \
+                    and not _is_vm_name(host, name, count):
+                p.add(hpath, "provider %s names the VMs it creates %s (settings.count: %d); "
+                      "use one of those names" % (provider, _vm_names_text(name, count), count))
             if provider == "existing" and _missing(hostvars.get("ansible_host")):
                 p.add(hpath + ".ansible_host", "missing; provider existing needs the address "
                       "Ansible reaches the VM on")
+
+
+def _is_vm_name(host, group, count):
+    """Is ``host`` one of ``<group>-1`` .. ``<group>-<count>``?"""
+    prefix = "%s-" % (group,)
+    if not is_str(host) or not host.startswith(prefix):
+        return False
+    number = host[len(prefix):]
+    return number.isdigit() and not number.startswith("0") and 1 <= int(number) <= count
+
+
+def _vm_names_text(group, count):
+    if count == 0:
+        return "(none: count is 0)"
+    if count == 1:
+        return "%s-1" % group
+    return "%s-1 .. %s-%d" % (group, group, count)
 
 
 # --- summary -------------------------------------------------------------------------
