@@ -93,7 +93,8 @@ options:
         and match the key.
       - When a root already exists and this one differs, the module fails unless
         O(root_rotation=introduce), which introduces the imported root as the new root.
-      - The files are copied verbatim into C(<state_dir>/pki/root/).
+      - The certificate (the first one in the file) and the key are copied into
+        C(<state_dir>/pki/root/); the key byte for byte, so an encrypted key stays encrypted.
     type: path
   root_key_file:
     description: Private key (PEM, PKCS#1/SEC1/PKCS#8, optionally encrypted) of O(root_cert_file).
