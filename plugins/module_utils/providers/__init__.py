@@ -31,6 +31,29 @@ def get_provider_class(name):
     except KeyError:
         raise MeshfleetError("unknown cluster provider %r; choose one of: %s"
                              % (name, ", ".join(sorted(CLUSTER_PROVIDERS))))
-    mod = importlib.import_module(
-        "ansible_collections.meshfleet.mesh.plugins.module_utils.providers.%s" % mod_name)
-    return getattr(mod, cls_name)
+    return getattr(_import_provider(mod_name), cls_name)
+
+
+def _import_provider(mod_name):
+    """Import one provider module with a plain ``import`` statement.
+
+    AnsiballZ bundles the module_utils a module needs by reading its import
+    statements; an ``importlib.import_module`` call is invisible to it, and the
+    provider would be missing when the module runs on a host. Imports inside a
+    function are optional for AnsiballZ, so a provider file that does not exist yet
+    does not break the others. The provider modules import their SDKs lazily.
+    """
+    if mod_name == "kwok":
+        from ansible_collections.meshfleet.mesh.plugins.module_utils.providers import kwok as mod
+    elif mod_name == "minikube":
+        from ansible_collections.meshfleet.mesh.plugins.module_utils.providers import minikube as mod
+    elif mod_name == "aks":
+        from ansible_collections.meshfleet.mesh.plugins.module_utils.providers import aks as mod
+    elif mod_name == "gke":
+        from ansible_collections.meshfleet.mesh.plugins.module_utils.providers import gke as mod
+    elif mod_name == "eks":
+        from ansible_collections.meshfleet.mesh.plugins.module_utils.providers import eks as mod
+    else:  # pragma: no cover - a registry entry without an import above
+        mod = importlib.import_module(
+            "ansible_collections.meshfleet.mesh.plugins.module_utils.providers.%s" % mod_name)
+    return mod

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Amazon EKS cluster provider (boto3).
 
 One EKS cluster plus, optionally, one managed node group. Waits use boto3's EKS

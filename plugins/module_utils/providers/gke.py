@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Google Kubernetes Engine provider (google-cloud-container ClusterManagerClient, REST).
 
 Create/update/delete one GKE cluster: project, location (zone or region), release

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """minikube cluster provider: one minikube profile per mesh cluster, through the minikube CLI.
 
 The CLI is wrapped the way community.general's CmdRunner does it: every argument

@@ -1,33 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """VM providers: one interface (``base.VmProvider``), one class per cloud (openstack, ec2).
 
-Imported lazily, like the cluster providers, so that a missing SDK only matters to
-the user of that provider.
+The registry (:func:`base.get_vm_provider_class`) imports a provider only when it is
+used, with plain import statements so that AnsiballZ bundles it; the providers import
+their SDKs lazily, so a missing SDK only matters to the user of that provider.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib
-
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
-
-# provider name -> (module under vm_providers/, class name)
-VM_PROVIDERS = {
-    "openstack": ("openstack", "OpenStackVmProvider"),
-    "ec2": ("ec2", "Ec2VmProvider"),
-}
-
-
-def get_vm_provider_class(name):
-    try:
-        mod_name, cls_name = VM_PROVIDERS[name]
-    except KeyError:
-        raise MeshfleetError("unknown VM provider %r; choose one of: %s"
-                             % (name, ", ".join(sorted(VM_PROVIDERS))))
-    mod = importlib.import_module(
-        "ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.%s" % mod_name)
-    return getattr(mod, cls_name)
+#: VM provider names (the topology's ``vm_groups.<g>.provider``, besides ``existing``)
+VM_PROVIDERS = ("ec2", "openstack")

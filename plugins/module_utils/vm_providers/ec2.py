@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """EC2 VM provider (boto3): instances of a mesh VM group.
 
 Instances are found by their tags (``meshfleet:mesh``, ``meshfleet:group``, ``Name``).

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """OpenStack VM provider (openstacksdk): servers of a mesh VM group.
 
 Servers are named ``<group>-<n>`` and carry the metadata ``meshfleet:mesh`` and

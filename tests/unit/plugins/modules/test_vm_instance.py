@@ -267,3 +267,56 @@ def test_openstack_missing_cloud(monkeypatch, tmp_path):
 def test_openstack_missing_settings(cloud):
     r = os_run(dict(cloud="fakecloud"))
     assert r["rc"] == 1 and "image, flavor, network" in r["msg"]
+
+
+# --- the role, through ansible-playbook (EC2 on the moto server) -------------------------
+ROLE_PLAY = """
+- name: Provision the VM groups
+  hosts: localhost
+  gather_facts: false
+  roles:
+    - role: meshfleet.mesh.vms_provision
+- name: Reach the new VMs' variables
+  hosts: vms
+  gather_facts: false
+  tasks:
+    - name: Record what the onboarding play would see
+      ansible.builtin.copy:
+        content: "{{ {'host': inventory_hostname, 'ansible_host': ansible_host, 'user': ansible_user,
+                      'group': meshfleet_vm_group, 'namespace': meshfleet_vm_namespace,
+                      'groups': group_names, 'id': meshfleet_vm_instance_id} | to_json }}"
+        dest: "{{ out_dir }}/{{ inventory_hostname }}.json"
+        mode: "0600"
+      delegate_to: localhost
+"""
+
+
+def test_role_vms_provision_ec2(ec2_settings, aws_env, tmp_path):
+    import json
+    import subprocess
+    import yaml
+    root = os.path.dirname(_COLLECTIONS)
+    (tmp_path / "play.yml").write_text(ROLE_PLAY)
+    out = tmp_path / "out"
+    out.mkdir()
+    variables = dict(
+        out_dir=str(out), ansible_python_interpreter=sys.executable,
+        vms_provision_wait=False,  # (the module tests cover the waits; keep the playbook fast)
+        meshfleet_mesh=dict(id="mesh1"),
+        meshfleet_topology=dict(vm_groups=dict(
+            web=dict(provider="ec2", namespace="vm-web", service_account="web", cluster="cluster1",
+                     network="network1", ports=dict(http=8080), settings=dict(ec2_settings, count=2)),
+            legacy=dict(provider="existing", hosts=dict(vm9=dict(ansible_host="10.0.0.9"))))))
+    (tmp_path / "vars.yml").write_text(yaml.safe_dump(variables))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(root, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
+           "-c", "local", str(tmp_path / "play.yml"), "-e", "@%s" % (tmp_path / "vars.yml")]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    seen = sorted((json.loads(p.read_text()) for p in out.iterdir()), key=lambda s: s["host"])
+    assert [s["host"] for s in seen] == ["web-1", "web-2"]
+    for s in seen:
+        assert s["ansible_host"].startswith("10.10.1.") and s["user"] == "ubuntu"
+        assert s["group"] == "web" and s["namespace"] == "vm-web" and s["id"].startswith("i-")
+        assert set(s["groups"]) == {"vms", "vmgroup_web", "vm_provider_ec2"}
+    # (idempotence of the module itself: test_ec2_lifecycle)
