@@ -15,7 +15,7 @@ a state dir whose root already exists, so the root's own key generation is not c
 * module    - ``mesh_ca.main()`` in-process with the module args injected, as Ansible's
               module runner would call it (argument parsing, JSON result);
 * ansible   - ``ansible localhost -m meshfleet.mesh.mesh_ca`` as a subprocess (includes
-              Ansible's own start-up, about a second, which is not PKI work).
+              Ansible's own start-up, a few seconds on a busy machine, which is not PKI work).
 
 Targets: ECDSA P-256 for 100 clusters <= 5 s; the Istio Makefile path (openssl, RSA 4096)
 costs about 1.3 s per key.
@@ -164,7 +164,8 @@ def main():
     print("vs Istio = %.1f s / per-cluster time (how many times faster than the Makefile's "
           "RSA-4096 key)" % ISTIO_MAKEFILE_S_PER_KEY)
     print("re-run s = the same call again, nothing to do (idempotence check of N clusters)")
-    print("'ansible -m' includes Ansible's start-up (~1 s), which is not PKI work")
+    print("'ansible -m' includes Ansible's start-up, which is not PKI work (its re-run column is "
+          "almost all start-up)")
     ecdsa = [r for r in rows if r[1] == "ecdsa-p256" and r[0] in ("library", "module")]
     ok = all(r[6] <= TARGET_S for r in ecdsa)
     print("ECDSA P-256 x%d target: %s" % (TARGET_CLUSTERS, "MET" if ok else "MISSED"))
