@@ -20,6 +20,7 @@ author: Meshfleet engineers (@meshfleet)
 extends_documentation_fragment:
   - meshfleet.mesh.cluster
   - meshfleet.mesh.cluster.WAIT
+  - meshfleet.mesh.cluster_providers
 options:
   state:
     description: Whether the cluster should exist.
@@ -48,6 +49,72 @@ EXAMPLES = r'''
     provider: kwok
     state_dir: /srv/mesh/.meshfleet
     state: absent
+
+- name: A minikube profile on a laptop (KUBECONFIG points at the state dir, not ~/.kube/config)
+  meshfleet.mesh.cluster:
+    name: laptop1
+    provider: minikube
+    state_dir: /srv/mesh/.meshfleet
+    settings:
+      driver: docker
+      kubernetes_version: "1.33.1"
+      cpus: 4
+      memory: 8g
+
+- name: An AKS cluster with Azure CNI (credentials from AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET)
+  meshfleet.mesh.cluster:
+    name: aks1
+    provider: aks
+    state_dir: /srv/mesh/.meshfleet
+    wait_timeout: 1800
+    settings:
+      resource_group: rg-mesh
+      location: westeurope
+      kubernetes_version: "1.33"
+      node_pools:
+        - {name: system, vm_size: Standard_D4s_v5, count: 2, mode: System}
+        - {name: apps, vm_size: Standard_D4s_v5, count: 1, mode: User, min_count: 1, max_count: 5}
+      network_profile:
+        network_plugin: azure
+        pod_cidr: 10.244.0.0/16
+        service_cidr: 10.0.0.0/16
+        dns_service_ip: 10.0.0.10
+      tags: {team: mesh}
+
+- name: A regional GKE cluster with Workload Identity (service-account key file)
+  meshfleet.mesh.cluster:
+    name: gke1
+    provider: gke
+    state_dir: /srv/mesh/.meshfleet
+    wait_timeout: 1800
+    settings:
+      project: my-project
+      location: europe-west1
+      release_channel: REGULAR
+      network: mesh-vpc
+      subnetwork: mesh-europe-west1
+      workload_identity: true
+      credentials_file: /etc/meshfleet/gcp-sa.json
+      node_pools:
+        - {name: pool1, machine_type: e2-standard-4, count: 1, min_count: 1, max_count: 3}
+
+- name: An EKS cluster with a managed node group (credentials from AWS_PROFILE)
+  meshfleet.mesh.cluster:
+    name: eks1
+    provider: eks
+    state_dir: /srv/mesh/.meshfleet
+    wait_timeout: 2400
+    settings:
+      region: eu-central-1
+      role_arn: arn:aws:iam::123456789012:role/eks-cluster
+      subnet_ids: [subnet-0aaa1111, subnet-0bbb2222]
+      kubernetes_version: "1.33"
+      node_group:
+        name: ng1
+        node_role_arn: arn:aws:iam::123456789012:role/eks-node
+        instance_types: [m6i.large]
+        scaling: {min: 1, max: 4, desired: 2}
+      tags: {team: mesh}
 '''
 
 RETURN = r'''

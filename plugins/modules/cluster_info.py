@@ -16,6 +16,7 @@ version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
 extends_documentation_fragment:
   - meshfleet.mesh.cluster
+  - meshfleet.mesh.cluster_providers
 attributes:
   check_mode:
     description: Read-only; runs the same in check mode.

@@ -19,7 +19,7 @@ description:
     network or subnet, key) are refused with a message naming the field.
   - Returns the addresses of the instances, for M(ansible.builtin.add_host).
 version_added: 0.1.0
-author: Meshfleet engineers
+author: Meshfleet engineers (@meshfleet)
 extends_documentation_fragment:
   - meshfleet.mesh.vm_providers
   - meshfleet.mesh.cluster.WAIT
@@ -33,8 +33,10 @@ options:
     choices: [present, absent]
 attributes:
   check_mode:
+    description: Reports the instances that would be created or removed without any write call to the cloud.
     support: full
   diff_mode:
+    description: Shows the group's instances before and after.
     support: full
 seealso:
   - module: meshfleet.mesh.vm_instance_info
@@ -96,13 +98,27 @@ instances:
   type: list
   elements: dict
   contains:
-    name: {description: Instance name (C(<group>-<n>)), type: str}
-    id: {description: Server or instance id., type: str}
-    status: {description: Cloud status (ACTIVE, running...)., type: str}
-    private_ip: {description: Fixed / private address., type: str}
-    public_ip: {description: Floating / public address, if any., type: str}
-    address: {description: The address to reach the VM at (public if any, else private)., type: str}
-    settings: {description: Observed image, flavor or type, network or subnet, key., type: dict}
+    name:
+      description: Instance name, C(<group>-<n>).
+      type: str
+    id:
+      description: Server or instance id.
+      type: str
+    status:
+      description: The cloud's status of the instance, for example C(ACTIVE) or C(running).
+      type: str
+    private_ip:
+      description: Fixed or private IPv4 address.
+      type: str
+    public_ip:
+      description: Floating or public IPv4 address, if there is one.
+      type: str
+    address:
+      description: The address to reach the VM at, the public one if there is one, else the private one.
+      type: str
+    settings:
+      description: Observed image, flavor or instance type, network or subnet, and key pair.
+      type: dict
 created:
   description: Names of the instances created (or to be created in check mode).
   returned: when state is present

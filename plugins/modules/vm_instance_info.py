@@ -13,13 +13,15 @@ short_description: List the cloud VMs of a mesh VM group (OpenStack, EC2)
 description:
   - Lists the instances tagged for one VM group of the mesh, with their addresses. Changes nothing.
 version_added: 0.1.0
-author: Meshfleet engineers
+author: Meshfleet engineers (@meshfleet)
 extends_documentation_fragment:
   - meshfleet.mesh.vm_providers
 attributes:
   check_mode:
+    description: Read-only; runs the same in check mode.
     support: full
   diff_mode:
+    description: Returns no diff.
     support: none
 seealso:
   - module: meshfleet.mesh.vm_instance

@@ -14,7 +14,6 @@ ports and floating IPs. Injected faults (``fail``) cover 409 conflicts and 429s.
 
 from __future__ import absolute_import, division, print_function
 
-import copy
 import itertools
 import json
 import re
@@ -125,6 +124,7 @@ class FakeOpenStack:
             if pw.get("name") != "demo" or pw.get("password") != "secret":
                 return 401, {"error": {"code": 401, "message": "The request you have made requires "
                                                                "authentication.", "title": "Unauthorized"}}, {}
+
             def ep(url, svc, typ):
                 return {"id": _id(), "type": typ, "name": svc, "endpoints": [
                     {"id": _id(), "interface": "public", "region": "RegionOne", "region_id": "RegionOne",

@@ -207,12 +207,9 @@ class GkeProvider(ClusterProvider):
         final = wait_for(done, module_timeout(self.module), "GKE %s of cluster %s" % (action, self.cluster_name),
                          sleep=self.poll_interval, max_sleep=max(self.poll_interval, 15),
                          sleeper=self.sleep)
-        if final.error and final.error.message:
-            raise MeshfleetError("GKE %s of cluster %s failed: %s" % (action, self.cluster_name,
-                                                                    final.error.message))
-        if final.status_message:
-            raise MeshfleetError("GKE %s of cluster %s failed: %s" % (action, self.cluster_name,
-                                                                    final.status_message))
+        problem = (final.error.message if final.error else None) or final.status_message
+        if problem:
+            raise MeshfleetError("GKE %s of cluster %s failed: %s" % (action, self.cluster_name, problem))
 
     # --- observe -----------------------------------------------------------------
     def _get_raw(self):

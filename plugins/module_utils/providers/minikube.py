@@ -83,7 +83,7 @@ class MinikubeCli:
         if self.ansible_module is not None:
             return self.ansible_module.run_command(argv, environ_update=env, check_rc=False)
         full_env = dict(os.environ, **env)
-        proc = subprocess.run(argv, env=full_env, capture_output=True, text=True)
+        proc = subprocess.run(argv, env=full_env, capture_output=True, text=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr
 
     def run_json(self, command, order=(), **values):

@@ -252,8 +252,8 @@ class OpenStackVmProvider(VmProvider):
             return
         try:
             sg = self.conn.network.find_security_group(name)
-            if sg is not None and sg.description and sg.description.startswith("Meshfleet mesh %s VM group %s"
-                                                                                 % (self.mesh, self.group)):
+            ours = "Meshfleet mesh %s VM group %s" % (self.mesh, self.group)
+            if sg is not None and (sg.description or "").startswith(ours):
                 self.conn.network.delete_security_group(sg)
         except Exception as e:
             raise self._err(e, "security group %s removal" % name)

@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # Provider-specific keys of O(settings) for meshfleet.mesh.cluster and cluster_info,
+    # and where each provider takes its credentials from. docs/providers.md has the same
+    # tables; module_utils/topology.py SETTING_TYPES is the source of truth for names.
+    DOCUMENTATION = r'''
+options:
+  settings:
+    suboptions:
+      profile:
+        description:
+          - "V(minikube): the minikube profile. Default: the cluster name."
+        type: str
+      driver:
+        description:
+          - "V(minikube): C(minikube start --driver), e.g. V(docker), V(kvm2). Cannot change in place."
+        type: str
+      cpus:
+        description:
+          - "V(minikube): C(--cpus). Cannot change in place."
+        type: int
+      memory:
+        description:
+          - "V(minikube): C(--memory), MiB or with a V(m)/V(g) suffix (V(4g)). Cannot change in place."
+        type: raw
+      minikube_path:
+        description:
+          - "V(minikube): path of the minikube binary. Default: C(minikube) on E(PATH)."
+        type: path
+      kubernetes_version:
+        description:
+          - "All providers but kwok: the Kubernetes version (V(\"1.33\") matches any 1.33.x). Quote it in YAML."
+          - "V(aks): upgraded in place. V(gke): the master version, upgraded in place.
+            V(eks): C(UpdateClusterVersion). V(minikube): upgraded in place by C(minikube start); downgrades are refused."
+        type: str
+      resource_group:
+        description:
+          - "V(aks), required: the resource group of the managed cluster."
+        type: str
+      location:
+        description:
+          - "V(aks), required: the Azure region (V(westeurope)). V(gke), required: a region (regional cluster)
+            or a zone. Cannot change in place."
+        type: str
+      subscription_id:
+        description:
+          - "V(aks): the Azure subscription. Default: E(AZURE_SUBSCRIPTION_ID)."
+        type: str
+      dns_prefix:
+        description:
+          - "V(aks): DNS prefix of the API server. Default: the cluster name. Cannot change in place."
+        type: str
+      node_pools:
+        description:
+          - "V(aks): agent pools, each C({name, vm_size, count, mode, min_count, max_count}); V(mode) is
+            V(System) or V(User); C(min_count)/C(max_count) turn on the autoscaler. Default: one
+            V(Standard_D2s_v5) system pool. C(count), C(min_count), C(max_count) and new pools change in place;
+            C(node_pools.<name>.vm_size) and C(.mode) cannot."
+          - "V(gke): node pools, each C({name, machine_type, count, min_count, max_count, disk_size_gb}).
+            C(count) is the initial size; C(min_count)/C(max_count) (autoscaling) and new pools change in place;
+            C(machine_type) and C(disk_size_gb) cannot."
+        type: list
+        elements: dict
+      network_profile:
+        description:
+          - "V(aks): C({network_plugin, pod_cidr, service_cidr, dns_service_ip}), e.g. V(azure) (CNI) or
+            V(kubenet). None of it can change in place (the error names the field, e.g.
+            C(network_profile.pod_cidr))."
+        type: dict
+      tags:
+        description:
+          - "V(aks): Azure tags. V(eks): AWS tags of the cluster (and node group). Change in place."
+        type: dict
+      project:
+        description:
+          - "V(gke), required: the GCP project id."
+        type: str
+      release_channel:
+        description:
+          - "V(gke): V(RAPID), V(REGULAR), V(STABLE) or V(EXTENDED). Changes in place."
+        type: str
+      network:
+        description:
+          - "V(gke): the VPC network (name or path). Default: V(default). Cannot change in place."
+        type: str
+      subnetwork:
+        description:
+          - "V(gke): the subnetwork. Cannot change in place."
+        type: str
+      workload_identity:
+        description:
+          - "V(gke): enable Workload Identity (pool C(<project>.svc.id.goog)). Changes in place."
+        type: bool
+      credentials_file:
+        description:
+          - "V(gke): a service-account JSON key file. Default: application default credentials
+            (E(GOOGLE_APPLICATION_CREDENTIALS), C(gcloud auth application-default login), the metadata server)."
+        type: path
+      region:
+        description:
+          - "V(eks), required: the AWS region."
+        type: str
+      role_arn:
+        description:
+          - "V(eks), required: the IAM role of the EKS control plane. Cannot change in place."
+        type: str
+      subnet_ids:
+        description:
+          - "V(eks), required: subnets (two or more, in different AZs). Cannot change in place."
+        type: list
+        elements: str
+      security_group_ids:
+        description:
+          - "V(eks): extra control-plane security groups. Cannot change in place."
+        type: list
+        elements: str
+      node_group:
+        description:
+          - "V(eks): one managed node group C({name, node_role_arn, instance_types, scaling: {min, max, desired}}).
+            C(scaling) changes in place; C(name), C(node_role_arn), C(instance_types) cannot."
+        type: dict
+      endpoint_url:
+        description:
+          - "V(eks): a different EKS (and STS) endpoint, e.g. a moto server."
+        type: str
+notes:
+  - "Credentials (never in the inventory; a missing one fails before any API call, naming what to set):
+    V(aks) uses azure-identity's DefaultAzureCredential: E(AZURE_CLIENT_ID), E(AZURE_TENANT_ID) and
+    E(AZURE_CLIENT_SECRET) (service principal) or E(AZURE_FEDERATED_TOKEN_FILE) (workload identity),
+    C(az login), or a managed identity (E(AZURE_TOKEN_CREDENTIALS=ManagedIdentityCredential)), plus
+    E(AZURE_SUBSCRIPTION_ID) or O(settings.subscription_id).
+    V(gke) uses O(settings.credentials_file) or google-auth's application default credentials.
+    V(eks) uses boto3's chain: E(AWS_PROFILE), E(AWS_ACCESS_KEY_ID)/E(AWS_SECRET_ACCESS_KEY)/E(AWS_SESSION_TOKEN),
+    or an instance/container role. V(minikube) needs the C(minikube) binary."
+  - "Kubeconfigs: V(aks) writes the user kubeconfig from C(listClusterUserCredential); V(gke) an OAuth2
+    access token (about 1 hour); V(eks) a presigned-STS token (C(k8s-aws-v1.)), which EKS accepts for 15 minutes.
+    Re-run the module to refresh a token (a refreshed token alone is not reported as a change), or switch the
+    user to an exec plugin (C(gke-gcloud-auth-plugin), C(aws eks get-token)) as shown in docs/providers.md.
+    V(minikube) runs with E(KUBECONFIG) set to the cluster's own file, so C(~/.kube/config) is never touched."
+requirements:
+  - "aks: azure-identity, azure-mgmt-containerservice"
+  - "gke: google-cloud-container, google-auth"
+  - "eks: boto3"
+  - "minikube: the minikube binary"
+'''
