@@ -252,7 +252,19 @@ class AksProvider(ClusterProvider):
             body["tags"] = dict(s["tags"])
         return body
 
+    @staticmethod
+    def _model(body):
+        """A wire-format dict as the SDK's ManagedCluster, so that its serializer drops read-only
+        fields (provisioning states, FQDNs, ...) from the PUT body; older (msrest) SDKs do that
+        from the dict themselves."""
+        from azure.mgmt.containerservice import models
+        cls = models.ManagedCluster
+        if hasattr(cls, "as_dict") and not hasattr(cls, "serialize"):
+            return cls(body)
+        return body
+
     def _put(self, body, what):
+        body = self._model(body)
         try:
             # without wait, no poller thread: the operation goes on in Azure
             poller = self.client.managed_clusters.begin_create_or_update(
@@ -285,11 +297,7 @@ class AksProvider(ClusterProvider):
                     target[w] = pool[k]
                     if k in ("min_count", "max_count"):
                         target["enableAutoScaling"] = True
-        # read-only fields are dropped by the SDK's serializer; keep the body lean anyway
-        for key in ("provisioningState", "powerState", "fqdn", "currentKubernetesVersion",
-                    "azurePortalFQDN", "privateFQDN", "maxAgentPools"):
-            props.pop(key, None)
-        self._put(mc, "update")
+        self._put(mc, "update")  # read-only fields are dropped by the SDK's serializer
 
     def delete(self):
         from azure.core.exceptions import ResourceNotFoundError

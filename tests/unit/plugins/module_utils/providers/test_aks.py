@@ -101,6 +101,10 @@ def test_lifecycle(arm, state_dir):
     assert put["properties"]["kubernetesVersion"] == "1.34"
     assert put["properties"]["agentPoolProfiles"][0]["count"] == 3
     assert put["tags"] == {"team": "mesh", "env": "dev"}
+    # GET -> modify -> PUT: the SDK's serializer left the read-only fields out
+    assert "provisioningState" not in put["properties"] and "fqdn" not in put["properties"]
+    assert "provisioningState" not in put["properties"]["agentPoolProfiles"][0]
+    assert "id" not in put and "currentKubernetesVersion" not in put["properties"]
     assert r["cluster"]["settings"]["kubernetes_version"] == "1.34.4"
     assert run(state_dir, s2)["changed"] is False
 

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""EKS provider tests against moto in server mode.
+"""EKS provider tests against moto in server mode (one path on botocore's Stubber, see below).
 
 moto runs as a real HTTP server on 127.0.0.1 (free port, session fixture in
 tests/fakes/aws.py) and the provider talks to it through real boto3 clients with
@@ -7,8 +7,9 @@ tests/fakes/aws.py) and the provider talks to it through real boto3 clients with
 test drives the real module path: ``plugins/modules/cluster.py`` ``main()`` with
 ``patch_module_args``, reading the JSON it prints.
 
-moto's EKS has no ``UpdateClusterVersion``, so the mutable-field test updates tags
-and the node group's scaling (both implemented by moto) instead.
+moto's EKS has no ``UpdateClusterVersion``, so the lifecycle's mutable-field step updates
+tags and the node group's scaling (both implemented by moto), and the version upgrade
+is checked on botocore's Stubber (real client, canned responses) in its own test.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -176,3 +177,28 @@ def test_missing_credentials_fail_before_any_call(state_dir, monkeypatch, tmp_pa
 def test_missing_settings(aws_env, state_dir):
     r = run(state_dir, dict(region="us-east-1"))
     assert r["rc"] == 1 and "role_arn" in r["msg"] and "subnet_ids" in r["msg"]
+
+
+def test_version_upgrade_uses_update_cluster_version(aws_env, state_dir):
+    """moto has no UpdateClusterVersion: this one path runs on botocore's Stubber instead."""
+    from botocore.stub import Stubber
+    s = settings(aws_env, kubernetes_version="1.31")
+    del s["node_group"]
+    provider = eks.EksProvider("eks1", s, state_dir)
+    provider.validate()
+    described = {"cluster": {
+        "name": "eks1", "arn": "arn:aws:eks:us-east-1:123456789012:cluster/eks1", "version": "1.30",
+        "status": "ACTIVE", "roleArn": s["role_arn"], "endpoint": "https://ABC.gr7.us-east-1.eks.amazonaws.com",
+        "resourcesVpcConfig": {"subnetIds": s["subnet_ids"], "securityGroupIds": ["sg-1"]}}}
+    described["cluster"]["tags"] = {"team": "mesh"}
+    with Stubber(provider.eks) as stub:
+        for _ in range(2):  # diff(get()) here, and update()'s own get()
+            stub.add_response("describe_cluster", described, {"name": "eks1"})
+        stub.add_response("update_cluster_version", {"update": {"id": "u-1", "status": "InProgress",
+                                                                "type": "VersionUpdate"}},
+                          {"name": "eks1", "version": "1.31"})
+        stub.add_response("describe_cluster", described, {"name": "eks1"})  # the cluster_active waiter
+        changes = provider.diff(provider.get())
+        assert changes == {"kubernetes_version": ("1.30", "1.31")}
+        provider.update(changes)
+        stub.assert_no_pending_responses()
