@@ -174,6 +174,7 @@ class GkeProvider(ClusterProvider):
 
     def _call(self, action, method, **kwargs):
         """Call a client method; retry 429/503 honouring Retry-After; map errors."""
+        import google.auth.exceptions
         from google.api_core import exceptions as gexc
         delay = 1.0
         for attempt in range(self.max_retries + 1):
@@ -193,6 +194,9 @@ class GkeProvider(ClusterProvider):
                 delay = min(delay * 2, 30)
             except gexc.GoogleAPICallError as e:
                 raise self._err(e, action)
+            except google.auth.exceptions.GoogleAuthError as e:
+                raise MeshfleetError("cluster %s (provider gke): cannot authenticate: %s; %s"
+                                     % (self.cluster_name, e, CREDENTIALS_HELP))
 
     def _wait_op(self, op, action):
         if not module_wait(self.module):

@@ -3,8 +3,8 @@
 
 moto runs as a real HTTP server on 127.0.0.1 (free port, session fixture in
 tests/fakes/aws.py) and the provider talks to it through real boto3 clients with
-``settings.endpoint_url``; credentials are fake ones from the environment. Every
-test drives the real module path: ``plugins/modules/cluster.py`` ``main()`` with
+``settings.endpoint_url``; credentials are fake ones from the environment. The
+lifecycle tests drive the real module path: ``plugins/modules/cluster.py`` ``main()`` with
 ``patch_module_args``, reading the JSON it prints.
 
 moto's EKS has no ``UpdateClusterVersion``, so the lifecycle's mutable-field step updates
@@ -192,7 +192,7 @@ def test_version_upgrade_uses_update_cluster_version(aws_env, state_dir):
         "resourcesVpcConfig": {"subnetIds": s["subnet_ids"], "securityGroupIds": ["sg-1"]}}}
     described["cluster"]["tags"] = {"team": "mesh"}
     with Stubber(provider.eks) as stub:
-        for _ in range(2):  # diff(get()) here, and update()'s own get()
+        for _call in range(2):  # diff(get()) here, and update()'s own get()
             stub.add_response("describe_cluster", described, {"name": "eks1"})
         stub.add_response("update_cluster_version", {"update": {"id": "u-1", "status": "InProgress",
                                                                 "type": "VersionUpdate"}},

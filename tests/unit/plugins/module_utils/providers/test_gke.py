@@ -189,6 +189,15 @@ def test_missing_credentials(fake, state_dir, monkeypatch, tmp_path):
     assert fake.log == [] and fake.tokens_issued == 0
 
 
+def test_token_endpoint_refusal_is_reported(fake, sa_file, state_dir, monkeypatch):
+    from ansible_collections.meshfleet.mesh.tests.fakes import gcp_http
+    monkeypatch.setattr(gcp_http.FakeGke, "_token", lambda self, request: (
+        400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, {}))
+    # the API calls authenticate with a self-signed JWT; the kubeconfig token needs the token endpoint
+    r = run(state_dir, settings(sa_file))
+    assert r["rc"] == 1 and "cannot get an access token" in r["msg"] and "invalid_grant" in r["msg"], r
+
+
 def test_adc_from_environment(fake, sa_file, state_dir, monkeypatch):
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", sa_file)
     r = run(state_dir, settings(None))
