@@ -62,8 +62,8 @@ options:
         description:
           - "V(aks): agent pools, each C({name, vm_size, count, mode, min_count, max_count}); V(mode) is
             V(System) or V(User); C(min_count)/C(max_count) turn on the autoscaler. Default: one
-            V(Standard_D2s_v5) system pool. C(count), C(min_count), C(max_count) and new pools change in place;
-            C(node_pools.<name>.vm_size) and C(.mode) cannot."
+            V(Standard_D2s_v5) system pool. C(count), C(min_count), C(max_count), C(mode) and new pools change in
+            place; C(node_pools.<name>.vm_size) cannot."
           - "V(gke): node pools, each C({name, machine_type, count, min_count, max_count, disk_size_gb}).
             C(count) is the initial size; C(min_count)/C(max_count) (autoscaling) and new pools change in place;
             C(machine_type) and C(disk_size_gb) cannot."

@@ -11,7 +11,7 @@ polling) bounded by the module's ``wait_timeout``. The user kubeconfig
 module result.
 
 Mutable in place: ``kubernetes_version`` (upgrade), ``tags``, node pool ``count`` /
-``min_count`` / ``max_count`` and new node pools. Everything else Azure cannot change
+``min_count`` / ``max_count`` / ``mode`` and new node pools. Everything else Azure cannot change
 on an existing cluster is refused, naming the field (``network_profile.pod_cidr``,
 ``node_pools.system.vm_size``, ``location``, ``dns_prefix``).
 
@@ -94,7 +94,7 @@ class AksProvider(ClusterProvider):
     name = "aks"
     required_settings = ("resource_group", "location")
     immutable_settings = FieldPatterns((
-        "location", "dns_prefix", "network_profile.*", "node_pools.*.vm_size", "node_pools.*.mode"))
+        "location", "dns_prefix", "network_profile.*", "node_pools.*.vm_size"))
     compared_settings = ("location", "dns_prefix", "kubernetes_version", "tags", "node_pools",
                          "network_profile")
     NESTED = {"node_pools": "by_name", "network_profile": "dict"}

@@ -88,10 +88,11 @@ def test_lifecycle(arm, state_dir):
 
     # check mode of a mutable change: no PUT/POST/DELETE
     s2 = settings(kubernetes_version="1.34", tags={"team": "mesh", "env": "dev"},
-                  node_pools=[dict(s["node_pools"][0], count=3)])
+                  node_pools=[dict(s["node_pools"][0], count=3, min_count=2, max_count=4)])
     r = run(state_dir, s2, check_mode=True)
     assert r["changed"] is True
-    assert r["changes"] == ["kubernetes_version", "node_pools.system.count", "tags"]
+    assert r["changes"] == ["kubernetes_version", "node_pools.system.count", "node_pools.system.max_count",
+                            "node_pools.system.min_count", "tags"]
     assert len(arm.writes) == n
 
     # the update (upgrade + tags + node count) is one PUT through the poller
@@ -99,7 +100,8 @@ def test_lifecycle(arm, state_dir):
     assert r["rc"] == 0 and r["changed"] is True, r
     put = [b for m, p, b in arm.bodies if m == "PUT"][-1]
     assert put["properties"]["kubernetesVersion"] == "1.34"
-    assert put["properties"]["agentPoolProfiles"][0]["count"] == 3
+    pool = put["properties"]["agentPoolProfiles"][0]
+    assert (pool["count"], pool["minCount"], pool["maxCount"], pool["enableAutoScaling"]) == (3, 2, 4, True)
     assert put["tags"] == {"team": "mesh", "env": "dev"}
     # GET -> modify -> PUT: the SDK's serializer left the read-only fields out
     assert "provisioningState" not in put["properties"] and "fqdn" not in put["properties"]
