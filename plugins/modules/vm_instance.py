@@ -16,7 +16,8 @@ description:
   - Instances are found again by their tags or metadata C(meshfleet:mesh), C(meshfleet:group)
     and their name, so a second run changes nothing. Instances of the group beyond the count are removed.
   - Settings that a cloud cannot change on an existing instance (image, flavor or instance type,
-    network or subnet, key) are refused with a message naming the field.
+    network or subnet, key) are refused with a message naming the field. New O(ports) are opened in the
+    security group the module manages, and O(settings.floating_ip) is applied to existing servers.
   - Returns the addresses of the instances, for M(ansible.builtin.add_host).
 version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
@@ -121,6 +122,13 @@ instances:
       type: dict
 created:
   description: Names of the instances created (or to be created in check mode).
+  returned: when state is present
+  type: list
+  elements: str
+actions:
+  description:
+    - Other changes made (or to be made in check mode), for example creating the security group,
+      opening a new port of O(ports) in it, or attaching a floating IP to an existing server.
   returned: when state is present
   type: list
   elements: str

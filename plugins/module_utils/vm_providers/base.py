@@ -74,8 +74,17 @@ class VmProvider:
         """The group's instances: [{name, id, status, private_ip, public_ip, settings}]."""
         raise NotImplementedError
 
-    def prepare(self):
-        """Create what the instances need (security group...). Not called in check mode."""
+    def prepare(self, apply=True):
+        """Ensure what the instances need (security group and its rules).
+
+        Return the list of actions taken, or with ``apply=False`` the actions that would be
+        taken, read-only (check mode, and deciding whether anything changes).
+        """
+        return []
+
+    def reconcile(self, instance, apply=True):
+        """Fix what can change on an existing instance; return the actions (see :meth:`prepare`)."""
+        return []
 
     def create(self, name):
         """Start creating instance ``name``; return its id."""
@@ -190,8 +199,12 @@ class VmInstanceModule(MeshfleetModule):
                 if fields:
                     raise ImmutableChange(fields, resource="VM %s" % name)
         missing = [n for n in wanted if n not in by_name]
-        changed = bool(missing or extra)
-        result = dict(changed=changed, created=missing, removed=[i["name"] for i in extra])
+        plan = list(provider.prepare(apply=False)) if (missing or by_name) else []
+        fixes = dict((n, provider.reconcile(by_name[n], apply=False)) for n in wanted if n in by_name)
+        fixes = dict((n, a) for n, a in fixes.items() if a)
+        changed = bool(missing or extra or plan or fixes)
+        result = dict(changed=changed, created=missing, removed=[i["name"] for i in extra],
+                      actions=plan + [a for n in sorted(fixes) for a in fixes[n]])
         if self.check_mode or not changed:
             planned = [public_view(by_name[n]) if n in by_name else dict(name=n, id=None, status="planned")
                        for n in wanted]
@@ -199,7 +212,8 @@ class VmInstanceModule(MeshfleetModule):
                 self.set_diff(dict(instances=before), dict(instances=planned))
             result["instances"] = planned
             return result
-        provider.prepare()
+        if missing or plan:
+            provider.prepare(apply=True)
         new_ids = [provider.create(name) for name in missing]
         for inst in extra:
             provider.delete(inst)
@@ -208,6 +222,8 @@ class VmInstanceModule(MeshfleetModule):
                 provider.wait_ready(new_ids, self._timeout())
             if extra:
                 provider.wait_deleted([i["id"] for i in extra], self._timeout())
+        for name in sorted(fixes):
+            provider.reconcile(by_name[name], apply=True)
         now = {i["name"]: i for i in provider.list() if i["name"] in wanted}
         result["instances"] = [public_view(now[n]) for n in wanted if n in now]
         self.set_diff(dict(instances=before), dict(instances=result["instances"]))

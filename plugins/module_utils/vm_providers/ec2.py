@@ -91,30 +91,42 @@ class Ec2VmProvider(VmProvider):
             dict(Name="vpc-id", Values=[subnet["VpcId"]])])["SecurityGroups"]
         return subnet["VpcId"], (groups[0] if groups else None)
 
-    def prepare(self):
+    def prepare(self, apply=True):
+        """Ensure the security group (unless given) opens the mesh and app ports.
+
+        Returns what was (or, with ``apply=False``, would be) done; read-only without apply.
+        """
         if self.settings.get("security_group_ids"):
             self._sg_ids = list(self.settings["security_group_ids"])
-            return
+            return []
+        actions = []
         try:
             vpc_id, sg = self._find_sg()
             if sg is None:
-                sg_id = self.ec2.create_security_group(
-                    GroupName=self.sg_name, VpcId=vpc_id,
-                    Description="Meshfleet mesh %s VM group %s" % (self.mesh, self.group),
-                    TagSpecifications=[dict(ResourceType="security-group", Tags=[
-                        dict(Key=TAG_MESH, Value=self.mesh), dict(Key=TAG_GROUP, Value=self.group)])],
-                )["GroupId"]
+                actions.append("create security group %s" % self.sg_name)
                 have = set()
+                sg_id = None
+                if apply:
+                    sg_id = self.ec2.create_security_group(
+                        GroupName=self.sg_name, VpcId=vpc_id,
+                        Description="Meshfleet mesh %s VM group %s" % (self.mesh, self.group),
+                        TagSpecifications=[dict(ResourceType="security-group", Tags=[
+                            dict(Key=TAG_MESH, Value=self.mesh), dict(Key=TAG_GROUP, Value=self.group)])],
+                    )["GroupId"]
             else:
                 sg_id = sg["GroupId"]
                 have = {(p.get("FromPort"), p.get("ToPort")) for p in sg.get("IpPermissions", [])}
-            perms = [dict(IpProtocol="tcp", FromPort=p, ToPort=p, IpRanges=[dict(CidrIp="0.0.0.0/0")])
-                     for p in self.ports if (p, p) not in have]
-            if perms:
-                self.ec2.authorize_security_group_ingress(GroupId=sg_id, IpPermissions=perms)
+            missing = [p for p in self.ports if (p, p) not in have]
+            if missing:
+                actions.append("open tcp ports %s in %s" % (", ".join(str(p) for p in missing), self.sg_name))
+                if apply:
+                    self.ec2.authorize_security_group_ingress(GroupId=sg_id, IpPermissions=[
+                        dict(IpProtocol="tcp", FromPort=p, ToPort=p, IpRanges=[dict(CidrIp="0.0.0.0/0")])
+                        for p in missing])
         except Exception as e:
             raise self._err(e, "security group setup")
-        self._sg_ids = [sg_id]
+        self._sg_ids = [sg_id] if sg_id else []
+        return actions
 
     def cleanup(self):
         if self.settings.get("security_group_ids"):

@@ -147,30 +147,49 @@ class OpenStackVmProvider(VmProvider):
         return have == want
 
     # --- security group ------------------------------------------------------------------
-    def prepare(self):
+    def prepare(self, apply=True):
+        """Resolve image/flavor/network; ensure the security group opens the mesh and app ports.
+
+        Returns what was (or, with ``apply=False``, would be) done; read-only without apply.
+        """
         self._resolve("image")
         self._resolve("flavor")
         self._resolve("network")
         name = self.settings.get("security_group")
         if not name:
-            return
+            return []
         net = self.conn.network
+        actions = []
         try:
             sg = net.find_security_group(name)
-            if sg is None:
-                sg = net.create_security_group(
-                    name=name, description="Meshfleet mesh %s VM group %s" % (self.mesh, self.group))
             have = set()
-            for rule in net.security_group_rules(security_group_id=sg.id):
-                if rule.direction == "ingress" and rule.protocol == "tcp":
-                    have.add((rule.port_range_min, rule.port_range_max))
-            for port in self.ports:
-                if (port, port) not in have:
+            if sg is None:
+                actions.append("create security group %s" % name)
+                if apply:
+                    sg = net.create_security_group(
+                        name=name, description="Meshfleet mesh %s VM group %s" % (self.mesh, self.group))
+            else:
+                for rule in net.security_group_rules(security_group_id=sg.id):
+                    if rule.direction == "ingress" and rule.protocol == "tcp":
+                        have.add((rule.port_range_min, rule.port_range_max))
+            missing = [p for p in self.ports if (p, p) not in have]
+            if missing:
+                actions.append("open tcp ports %s in %s" % (", ".join(str(p) for p in missing), name))
+                for port in missing if apply else ():
                     net.create_security_group_rule(
                         security_group_id=sg.id, direction="ingress", ethertype="IPv4", protocol="tcp",
                         port_range_min=port, port_range_max=port, remote_ip_prefix="0.0.0.0/0")
         except Exception as e:
             raise self._err(e, "security group %s setup" % name)
+        return actions
+
+    def reconcile(self, instance, apply=True):
+        """A floating IP for an existing server that has none (when settings.floating_ip)."""
+        if not self.settings.get("floating_ip") or instance.get("public_ip"):
+            return []
+        if apply:
+            self._attach_floating_ip(self.conn.compute.get_server(instance["id"]))
+        return ["attach a floating IP to %s" % instance["name"]]
 
     # --- change ---------------------------------------------------------------------------
     def create(self, name):

@@ -102,6 +102,14 @@ def test_ec2_lifecycle(ec2_settings, aws_env, monkeypatch):
     assert r["rc"] == 0, r
     assert [i["name"] for i in r["instances"]] == ["web-1", "web-2"] and r["changed"] is False
 
+    # a new app port is opened in the module's security group (check mode first)
+    r = ec2_run(ec2_settings, args=dict(ports=[8080, 9090]), check_mode=True)
+    assert r["changed"] is True and r["actions"] == ["open tcp ports 9090 in meshfleet-mesh1-web"], r
+    assert calls.writes == []
+    r = ec2_run(ec2_settings, args=dict(ports=[8080, 9090]))
+    assert r["changed"] is True and calls.writes == ["AuthorizeSecurityGroupIngress"], calls.writes
+    assert ec2_run(ec2_settings, args=dict(ports=[8080, 9090]))["changed"] is False
+
     # scale down (mutable: count)
     r = ec2_run(dict(ec2_settings, count=1))
     assert r["rc"] == 0 and r["changed"] is True and r["removed"] == ["web-2"], r
@@ -234,6 +242,18 @@ def test_openstack_lifecycle(cloud):
     assert not cloud.security_groups  # the group the module created is gone too
     r = os_run(os_settings(), args=dict(state="absent"))
     assert r["rc"] == 0 and r["changed"] is False
+
+
+def test_openstack_floating_ip_on_existing_server(cloud):
+    r = os_run(os_settings(count=1, floating_ip=False))
+    assert r["rc"] == 0 and r["instances"][0]["public_ip"] is None, r
+    assert r["instances"][0]["address"] == r["instances"][0]["private_ip"]
+    n = len(cloud.writes)
+    r = os_run(os_settings(count=1, floating_ip=True), check_mode=True)
+    assert r["changed"] is True and r["actions"] == ["attach a floating IP to web-1"] and len(cloud.writes) == n
+    r = os_run(os_settings(count=1, floating_ip=True))
+    assert r["rc"] == 0 and r["changed"] is True and r["instances"][0]["public_ip"].startswith("172.24.4."), r
+    assert os_run(os_settings(count=1, floating_ip=True))["changed"] is False
 
 
 def test_openstack_conflict_and_throttling(cloud):
