@@ -29,7 +29,7 @@ options:
       - The cloud. V(existing) groups need no module (their hosts are in the inventory already).
     type: str
     required: true
-    choices: [ec2, openstack]
+    choices: [ec2, netns, openstack]
   ports:
     description:
       - The group's application ports. With the mesh ports (22, 15012, 15017, 15021, 15443) they are opened
@@ -46,9 +46,33 @@ options:
     suboptions:
       count:
         description:
-          - Both providers. How many instances. Instances of the group beyond the count are removed.
+          - Every provider. How many instances. Instances of the group beyond the count are removed.
+          - "V(netns): defaults to the number of O(settings.hosts) (and must equal it when both are given)."
         type: int
         default: 1
+      subnet:
+        description:
+          - "V(netns), required: the group's IPv4 network, e.g. V(10.77.0.0/24). The host side (a bridge
+            C(mfbr-<subnet in hex>)) gets .1, the VMs .2, .3, ... in the order of their names.
+            Cannot change on an existing VM."
+        type: str
+      hosts:
+        description:
+          - "V(netns): the VM names, in order (the topology group's C(hosts)); default C(<group>-1) ..
+            C(<group>-<count>)."
+        type: list
+        elements: str
+      state_dir:
+        description:
+          - "V(netns), required: the mesh state dir; VMs live in C(<state_dir>/vms/<name>) (rootfs,
+            console log, init pid), the SSH key in C(<state_dir>/vms/ssh/id_ed25519)."
+        type: path
+      rootfs_cache:
+        description:
+          - "V(netns): the base root filesystem built by C(scripts/vm-rootfs.sh): that tree, or the cache
+            directory holding it (the newest tree there). Default E(MESHFLEET_VM_CACHE) or
+            C(~/.cache/meshfleet/vm-rootfs)."
+        type: path
       cloud:
         description:
           - "V(openstack), required: the C(clouds.yaml) entry with the credentials (V(envvars) for the
@@ -122,4 +146,6 @@ notes:
 requirements:
   - "openstack: openstacksdk"
   - "ec2: boto3"
+  - "netns: root on the controller, iproute2, util-linux (unshare, setsid), and the rootfs from
+    C(scripts/vm-rootfs.sh) (debootstrap)"
 '''

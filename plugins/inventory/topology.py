@@ -16,6 +16,11 @@ description:
     C(network_<network>) and C(provider_<provider>).
   - One host per VM listed under C(vm_groups.<group>.hosts), with the host vars given
     there, in the groups C(vms), C(vmgroup_<group>) and C(vm_provider_<provider>).
+  - VMs of C(provider=netns) groups also get C(ansible_host) (their address in
+    C(settings.subnet), .2 for the first listed host, .3 for the next...), C(ansible_user=root),
+    C(ansible_ssh_private_key_file) and C(ansible_ssh_common_args) (the mesh's key and
+    known_hosts under C(<state_dir>/vms)) and C(ansible_python_interpreter); host vars given
+    in the file win.
   - Characters of network, provider and group names that are not valid in an
     identifier become C(_) in group names (C(network-1) gives C(network_network_1)).
   - Vars on C(all) - C(meshfleet_mesh) (the mesh block, defaults filled in),
@@ -100,6 +105,7 @@ except ImportError:  # pragma: no cover - ansible-core < 2.19
         return value
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils import topology as topo_utils
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns import connection_vars
 
 EXTENSIONS = (".meshfleet.yml", ".meshfleet.yaml")
 
@@ -205,6 +211,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         state_dir = mesh.get("state_dir")
         if not (topo_utils.is_str(state_dir) and state_dir):
             state_dir = os.path.join(base_dir, topo_utils.DEFAULT_STATE_DIR)
+        self._state_dir = state_dir
 
         data_keys = [k for k in topology if k not in topo_utils.PLUGIN_KEYS[1:]]
         inv.set_variable("all", "meshfleet_mesh", mesh)
@@ -285,6 +292,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         hosts = group.get("hosts")
         if not topo_utils.is_mapping(hosts):
             return added
+        # netns VMs: the address and SSH settings follow from the subnet and the state dir
+        netns_addresses = topo_utils.netns_addresses(name, group) if provider == "netns" else {}
         for host in hosts:
             host = to_text(host)
             # a clash with a cluster or another group's VM is reported by validate();
@@ -295,6 +304,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             inv.add_host(host, group=group_name)
             if provider_group:
                 inv.add_child(provider_group, host)
+            if host in netns_addresses:
+                for key, value in connection_vars(self._state_dir, netns_addresses[host]).items():
+                    inv.set_variable(host, key, literal(value))
             for key, value in self._vm_host_vars.get((name, host), {}).items():
                 inv.set_variable(host, to_text(key), value)
             hostvars = dict(

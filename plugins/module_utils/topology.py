@@ -41,7 +41,7 @@ string_types = (str,)
 # --- vocabulary ----------------------------------------------------------------
 
 CLUSTER_PROVIDERS = ("aks", "eks", "gke", "kwok", "minikube")
-VM_PROVIDERS = ("ec2", "existing", "openstack")
+VM_PROVIDERS = ("ec2", "existing", "netns", "openstack")
 ROLES = ("primary", "remote")
 CA_KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
 
@@ -60,12 +60,13 @@ REQUIRED_SETTINGS = {
     "existing": (),
     "openstack": ("cloud", "image", "flavor", "network"),
     "ec2": ("region", "ami", "instance_type", "subnet_id"),
+    "netns": ("subnet",),
 }
 
 #: Every setting a provider accepts (required and optional) and its type. A key not
 #: listed here is reported as unknown (typo protection): add new settings here.
 #: Types: str, int (positive), count (0 or more), bool, list, str_list, dict, ip,
-#: size (int or str).
+#: size (int or str), cidr (an IPv4 network such as 10.77.0.0/24, /30 or larger).
 SETTING_TYPES = {
     "kwok": dict(bind_address="ip", kube_version="str"),
     "minikube": dict(profile="str", driver="str", kubernetes_version="str", cpus="int",
@@ -84,9 +85,13 @@ SETTING_TYPES = {
                       security_group="str", floating_ip="bool", count="count"),
     "ec2": dict(region="str", ami="str", instance_type="str", subnet_id="str", key_name="str",
                 security_group_ids="str_list", count="count", endpoint_url="str", tags="dict"),
+    "netns": dict(subnet="cidr", count="count", rootfs_cache="str"),
 }
-#: The VM providers create ``settings.count`` VMs named ``<group>-1`` .. ``<group>-<count>``.
+#: The VM providers create ``settings.count`` VMs named ``<group>-1`` .. ``<group>-<count>``
+#: (netns: the group's listed hosts when there are any, else those names).
 DEFAULT_VM_COUNT = 1
+#: Providers whose VMs this project makes from ``settings.count`` (and the host names).
+CLOUD_VM_PROVIDERS = ("ec2", "openstack")
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 DEFAULT_ISTIO_VERSION = "1.30"
@@ -691,6 +696,11 @@ def _check_type(p, path, value, typ):
     elif typ == "size":
         ok = (is_int(value) and value > 0) or (is_str(value) and bool(value.strip()))
         want = "a number or a size string such as 4g"
+    elif typ == "cidr":
+        problem = cidr_problem(value)
+        if problem:
+            p.add(path, problem)
+        return
     else:  # pragma: no cover - table error
         raise ValueError("unknown setting type %s" % typ)
     if not ok:
@@ -723,6 +733,7 @@ def _validate_vm_groups(p, groups, clusters):
     cluster_names = dict((("%s" % n).lower(), n) for n in (clusters or {}))
     networks = _networks_of(clusters)
     host_owner = {}
+    netns_subnets = []
     for name, group in groups.items():
         path = "vm_groups.%s" % (name,)
         p.label(path, name, what="VM group name")
@@ -797,6 +808,8 @@ def _validate_vm_groups(p, groups, clusters):
                           % show(value))
 
         hosts = group.get("hosts")
+        if provider == "netns" and is_mapping(settings):
+            _validate_netns_group(p, path, name, settings, hosts, netns_subnets)
         if hosts is None or (is_mapping(hosts) and not hosts):
             if provider == "existing":
                 p.add(path + ".hosts", "no hosts; provider existing needs at least one host "
@@ -827,13 +840,94 @@ def _validate_vm_groups(p, groups, clusters):
                 hostvars = {}
             if not p.mapping(hpath, hostvars, "host vars (ansible_host, ansible_user, ...)"):
                 continue
-            if provider in ("openstack", "ec2") and count is not None \
+            if provider in CLOUD_VM_PROVIDERS and count is not None \
                     and not _is_vm_name(host, name, count):
                 p.add(hpath, "provider %s names the VMs it creates %s (settings.count: %d); "
                       "use one of those names" % (provider, _vm_names_text(name, count), count))
             if provider == "existing" and _missing(hostvars.get("ansible_host")):
                 p.add(hpath + ".ansible_host", "missing; provider existing needs the address "
                       "Ansible reaches the VM on")
+
+
+def cidr_problem(value):
+    """Why ``value`` is not a usable netns subnet (IPv4 CIDR, /30 or larger), or None."""
+    if not is_str(value):
+        return "must be an IPv4 network in CIDR notation such as 10.77.0.0/24, got %s" % (
+            show(value) if not isinstance(value, (list, dict)) else kind(value))
+    try:
+        net = ipaddress.ip_network(u"%s" % value, strict=False)
+    except ValueError:
+        return "%s is not an IPv4 network in CIDR notation such as 10.77.0.0/24" % show(value)
+    if net.version != 4:
+        return "%s is not an IPv4 network; netns VMs use IPv4 (e.g. 10.77.0.0/24)" % show(value)
+    if "/" not in value:
+        return "%s has no prefix length; write it as %s" % (show(value), net)
+    if str(net) != value:
+        return "%s has host bits set; the network is %s" % (show(value), net)
+    if net.prefixlen > 30:
+        return "%s is too small: netns VMs need a /30 or larger (.1 is the host, VMs from .2)" \
+            % show(value)
+    return None
+
+
+def netns_vm_names(group_name, group):
+    """A netns group's VM names, in address order: its listed hosts, else <group>-1..N."""
+    hosts = group.get("hosts") if is_mapping(group) else None
+    if is_mapping(hosts) and hosts:
+        return ["%s" % (h,) for h in hosts]
+    settings = group.get("settings") if is_mapping(group) else None
+    count = settings.get("count") if is_mapping(settings) else None
+    count = DEFAULT_VM_COUNT if count is None else count
+    if not (is_int(count) and count >= 0):
+        return []
+    return ["%s-%d" % (group_name, i) for i in range(1, count + 1)]
+
+
+def netns_addresses(group_name, group):
+    """{vm name: address} of a netns group (.2, .3, ... of its subnet); {} if the subnet is bad."""
+    settings = group.get("settings") if is_mapping(group) else None
+    subnet = settings.get("subnet") if is_mapping(settings) else None
+    if subnet is None or cidr_problem(subnet):
+        return {}
+    net = ipaddress.ip_network(u"%s" % subnet)
+    room = net.num_addresses - 3
+    return dict((n, str(net.network_address + 2 + i))
+                for i, n in enumerate(netns_vm_names(group_name, group)) if i < room)
+
+
+def _validate_netns_group(p, path, name, settings, hosts, seen_subnets):
+    """netns: count matches the listed hosts, the VMs fit, subnets of groups do not overlap,
+    and a listed ansible_host is the address the VM gets."""
+    count = settings.get("count")
+    listed = len(hosts) if is_mapping(hosts) else 0
+    if is_int(count) and count >= 0 and listed and count != listed:
+        p.add(path + ".settings.count", "%d, but %d hosts are listed (%s); provider netns makes "
+              "one VM per listed host: drop count or make it %d" % (
+                  count, listed, ", ".join("%s" % (h,) for h in hosts), listed))
+    subnet = settings.get("subnet")
+    if subnet is None or cidr_problem(subnet):
+        return  # missing or bad: reported with the settings
+    net = ipaddress.ip_network(u"%s" % subnet)
+    for other, other_net in seen_subnets:
+        if net.overlaps(other_net):
+            p.add(path + ".settings.subnet", "%s overlaps %s of VM group %s; every netns VM group "
+                  "needs its own subnet" % (show(subnet), other_net, other))
+            break
+    seen_subnets.append((name, net))
+    names = netns_vm_names(name, dict(hosts=hosts, settings=settings))
+    room = net.num_addresses - 3
+    if len(names) > room:
+        p.add(path + ".settings.subnet", "%s has room for %s (.2 to .%d), not %d" % (
+            show(subnet), _plural(room, "VM"), room + 1, len(names)))
+    addresses = netns_addresses(name, dict(hosts=hosts, settings=settings))
+    if is_mapping(hosts):
+        for host, hostvars in hosts.items():
+            given = hostvars.get("ansible_host") if is_mapping(hostvars) else None
+            want = addresses.get("%s" % (host,))
+            if given is not None and want and "%s" % (given,) != want:
+                p.add("%s.hosts.%s.ansible_host" % (path, host), "%s, but provider netns gives "
+                      "this VM %s (the hosts get .2, .3, ... in order); drop ansible_host"
+                      % (show(given), want))
 
 
 def _is_vm_name(host, group, count):

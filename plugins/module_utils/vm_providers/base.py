@@ -121,6 +121,9 @@ def get_vm_provider_class(name):
     elif name == "ec2":
         from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.ec2 import (
             Ec2VmProvider as cls)
+    elif name == "netns":
+        from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns import (
+            NetnsVmProvider as cls)
     else:
         raise MeshfleetError("unknown VM provider %r; choose one of: %s"
                              % (name, ", ".join(sorted(VM_PROVIDERS))))
@@ -132,6 +135,9 @@ def public_view(instance):
     out = dict((k, instance.get(k)) for k in ("name", "id", "status", "private_ip", "public_ip"))
     out["address"] = instance.get("public_ip") or instance.get("private_ip")
     out["settings"] = instance.get("settings") or {}
+    # connection vars for add_host, when the provider knows them (netns: ansible_host,
+    # ansible_user, ansible_ssh_private_key_file, ansible_ssh_common_args)
+    out.update(instance.get("hostvars") or {})
     return out
 
 

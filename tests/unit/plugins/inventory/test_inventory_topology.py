@@ -104,7 +104,7 @@ def test_local_groups():
     inv = load(LOCAL)
     assert children(inv, "all") == sorted([
         "ungrouped", "clusters", "vms", "network_network1", "network_network2",
-        "provider_kwok", "vm_provider_existing"])
+        "provider_kwok", "vm_provider_netns"])
     assert children(inv, "clusters") == ["primaries", "remotes"]
     assert hosts_of(inv, "clusters") == ["cluster1", "cluster2", "cluster3"]
     assert hosts_of(inv, "primaries") == ["cluster1", "cluster2", "cluster3"]
@@ -116,7 +116,7 @@ def test_local_groups():
     assert hosts_of(inv, "vms") == ["vm1", "vm2"]
     assert hosts_of(inv, "vmgroup_web") == ["vm1"]
     assert hosts_of(inv, "vmgroup_db") == ["vm2"]
-    assert hosts_of(inv, "vm_provider_existing") == ["vm1", "vm2"]
+    assert hosts_of(inv, "vm_provider_netns") == ["vm1", "vm2"]
 
 
 def test_local_cluster_vars():
@@ -140,16 +140,21 @@ def test_local_cluster_vars():
 def test_local_vm_vars():
     inv = load(LOCAL)
     hv = host_vars(inv, "vm1")
+    vms = os.path.join(os.path.dirname(LOCAL), ".meshfleet", "vms")
     assert hv == dict(
         ansible_host="10.77.0.2",
         ansible_user="root",
+        ansible_ssh_private_key_file=os.path.join(vms, "ssh", "id_ed25519"),
+        ansible_ssh_common_args="-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile="
+                                + os.path.join(vms, "known_hosts"),
+        ansible_python_interpreter="/usr/bin/python3",
         meshfleet_vm_group="web",
         meshfleet_vm_namespace="vm-web",
         meshfleet_vm_service_account="web",
         meshfleet_vm_cluster="cluster1",
         meshfleet_network="network1",
-        meshfleet_vm_provider="existing",
-        meshfleet_vm_settings={},
+        meshfleet_vm_provider="netns",
+        meshfleet_vm_settings={"subnet": "10.77.0.0/24"},
         meshfleet_vm_ports={"http": 8080},
         meshfleet_vm_labels={"app": "web"},
     )
@@ -405,7 +410,7 @@ def test_ansible_inventory_graph():
     lines = r.stdout.splitlines()
     for line in ("  |--@clusters:", "  |  |--@primaries:", "  |  |  |--cluster1",
                  "  |--@vms:", "  |  |--@vmgroup_web:", "  |  |  |--vm1",
-                 "  |--@network_network2:", "  |  |--cluster3", "  |--@vm_provider_existing:"):
+                 "  |--@network_network2:", "  |  |--cluster3", "  |--@vm_provider_netns:"):
         assert line in lines, r.stdout
 
 

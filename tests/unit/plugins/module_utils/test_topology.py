@@ -208,6 +208,7 @@ def test_required_settings_table_matches_the_contract():
         "existing": (),
         "openstack": ("cloud", "image", "flavor", "network"),
         "ec2": ("region", "ami", "instance_type", "subnet_id"),
+        "netns": ("subnet",),
     }
     for provider, required in t.REQUIRED_SETTINGS.items():
         assert set(required) <= set(t.SETTING_TYPES[provider])
