@@ -80,6 +80,11 @@ class ClusterModule(MeshfleetModule):
                 return dict(changed=True, cluster=after)
             provider.create()
         else:
+            if observed.get("stopped"):
+                # The cluster exists but its processes are gone (e.g. after a reboot).
+                changed = True
+                if not self.check_mode:
+                    provider.start()
             changes = provider.diff(observed)
             immutable = [k for k in changes if k in provider.immutable_settings]
             if immutable:

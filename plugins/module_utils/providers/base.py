@@ -78,6 +78,10 @@ class ClusterProvider:
     def delete(self):
         raise NotImplementedError
 
+    def start(self):
+        """Start an existing cluster that ``get`` reported as ``stopped`` (local providers)."""
+        raise MeshfleetError("provider %s cannot start a stopped cluster" % self.name)
+
     def is_ready(self):
         observed = self.get()
         return bool(observed and observed.get("ready"))

@@ -1,0 +1,108 @@
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Port reservations for local processes (kwok clusters, local istiod).
+
+Several clusters are created at once (one Ansible fork each), and kwokctl's own
+port picker counts down from 32767 in every process, so two concurrent creates
+would pick the same ports. Meshfleet reserves ports itself, under a file lock, in
+a registry under the mesh state dir, in a range below the kernel's ephemeral range
+(so outbound connections never take a reserved port while a cluster is stopped).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
+    MeshfleetError, ensure_private_dir, write_file_atomic)
+
+DEFAULT_RANGE = (20000, 29999)
+
+
+@contextlib.contextmanager
+def locked(path):
+    """An exclusive flock on ``path`` (created if needed)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def port_free(port, host="127.0.0.1"):
+    for h in (host, "0.0.0.0") if host != "0.0.0.0" else ("0.0.0.0",):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((h, port))
+        except OSError as e:
+            if e.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            if e.errno == errno.EADDRNOTAVAIL:  # address not on this host: nothing listens there
+                continue
+            raise
+        finally:
+            s.close()
+    return True
+
+
+class PortRegistry:
+    """``<dir>/ports.json``: {owner: {name: port}} shared by every local process of a mesh."""
+
+    def __init__(self, directory, port_range=DEFAULT_RANGE):
+        self.directory = ensure_private_dir(directory)
+        self.path = os.path.join(self.directory, "ports.json")
+        self.lock_path = os.path.join(self.directory, "ports.lock")
+        self.port_range = port_range
+
+    def _load(self):
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+            return data if isinstance(data, dict) else {}
+        except (IOError, ValueError):
+            return {}
+
+    def get(self, owner):
+        return dict(self._load().get(owner, {}))
+
+    def reserve(self, owner, names, host="127.0.0.1"):
+        """Return {name: port} for ``owner``; keeps existing reservations, adds missing ones."""
+        with locked(self.lock_path):
+            data = self._load()
+            mine = dict(data.get(owner, {}))
+            taken = set()
+            for other, ports in data.items():
+                if other != owner:
+                    taken.update(ports.values())
+            taken.update(mine.values())
+            candidate = self.port_range[0]
+            for name in names:
+                if name in mine:
+                    continue
+                while candidate <= self.port_range[1] and (
+                        candidate in taken or not port_free(candidate, host)):
+                    candidate += 1
+                if candidate > self.port_range[1]:
+                    raise MeshfleetError("no free port left in %d-%d for %s"
+                                         % (self.port_range[0], self.port_range[1], owner))
+                mine[name] = candidate
+                taken.add(candidate)
+            data[owner] = mine
+            write_file_atomic(self.path, json.dumps(data, indent=1, sort_keys=True), mode=0o600)
+            return mine
+
+    def release(self, owner):
+        with locked(self.lock_path):
+            data = self._load()
+            if data.pop(owner, None) is not None:
+                write_file_atomic(self.path, json.dumps(data, indent=1, sort_keys=True), mode=0o600)

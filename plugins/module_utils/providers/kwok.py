@@ -1,0 +1,223 @@
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""kwok provider: a local cluster of real etcd + kube-apiserver + kube-controller-manager
+(+ kube-scheduler) processes, with kwok faking nodes and pods.
+
+``kwokctl --runtime binary`` runs the binaries Meshfleet built from Go modules
+(tools/build-tools.sh). Everything binds to 127.0.0.1 by default; kwokctl's state
+lives in ``<state_dir>/kwok`` (``KWOK_WORKDIR``), never in ``~/.kwok`` or
+``~/.kube/config``. Ports are reserved by Meshfleet (see ports.py) so clusters can
+be created in parallel.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+
+import yaml
+
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
+    MeshfleetError, ensure_private_dir, write_file_atomic)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.kubeconfig import (
+    build_kubeconfig, cert_user, write_kubeconfig)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.localproc import (
+    https_get, pid_alive, read_pid, stop_pid, tool, tools_bin)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.ports import PortRegistry
+from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
+
+PORT_NAMES = ("etcdPort", "etcdPeerPort", "kubeApiserverPort", "kwokControllerPort",
+              "kubeControllerManagerPort", "kubeSchedulerPort")
+BINARIES = dict(kube_apiserver="kube-apiserver", kube_controller_manager="kube-controller-manager",
+                kube_scheduler="kube-scheduler", kwok_controller="kwok", etcd="etcd")
+
+
+class KwokProvider(ClusterProvider):
+    name = "kwok"
+    immutable_settings = ("bind_address",)
+    compared_settings = ("bind_address", "nodes")
+
+    def __init__(self, cluster_name, settings, state_dir, module=None):
+        super(KwokProvider, self).__init__(cluster_name, settings, state_dir, module)
+        self.settings.setdefault("bind_address", "127.0.0.1")
+        self.settings.setdefault("nodes", 1)
+        self._bin = None
+
+    # --- paths ----------------------------------------------------------------------
+    @property
+    def workdir(self):
+        return os.path.join(self.state_dir, "kwok")
+
+    @property
+    def kwok_dir(self):
+        return os.path.join(self.workdir, "clusters", self.cluster_name)
+
+    @property
+    def bin_dir(self):
+        if self._bin is None:
+            self._bin = tools_bin(self.settings.get("tools_bin"))
+        return self._bin
+
+    def ports(self):
+        return PortRegistry(self.workdir)
+
+    # --- helpers --------------------------------------------------------------------
+    def validate(self):
+        super(KwokProvider, self).validate()
+        for name in list(BINARIES.values()) + ["kwokctl", "kubectl"]:
+            tool(self.bin_dir, name)
+
+    def _env(self):
+        env = dict(os.environ)
+        env["KWOK_WORKDIR"] = self.workdir
+        # kwokctl runs the first kubectl on PATH: make it ours.
+        env["PATH"] = self.bin_dir + os.pathsep + env.get("PATH", "")
+        env.pop("KUBECONFIG", None)
+        return env
+
+    def _kwokctl(self, *args, **kwargs):
+        cmd = [tool(self.bin_dir, "kwokctl")] + list(args)
+        p = subprocess.run(cmd, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, timeout=kwargs.get("timeout", 300))
+        if p.returncode != 0 and kwargs.get("check", True):
+            out = p.stdout.strip().splitlines()[-15:]
+            hint = ""
+            text = "\n".join(out)
+            if "address already in use" in text:
+                hint = (" (a port of this cluster is taken by another process: stop it, or "
+                        "remove the cluster with state=absent so new ports are reserved)")
+            raise MeshfleetError("kwokctl %s failed for cluster %s%s:\n%s"
+                                 % (args[0] if args else "", self.cluster_name, hint, text),
+                                 command=" ".join(cmd))
+        return p
+
+    def _config(self):
+        path = os.path.join(self.kwok_dir, "kwok.yaml")
+        if not os.path.exists(path):
+            return None
+        try:
+            with open(path) as f:
+                for doc in yaml.safe_load_all(f):
+                    if isinstance(doc, dict) and doc.get("kind") == "KwokctlConfiguration":
+                        return doc
+        except yaml.YAMLError as e:
+            raise self._corrupt("kwok.yaml is not valid YAML (%s)" % e)
+        raise self._corrupt("kwok.yaml has no KwokctlConfiguration")
+
+    def _corrupt(self, why):
+        return MeshfleetError(
+            "kwok cluster directory %s is corrupt: %s. Remove the cluster with state=absent "
+            "(or delete that directory) and run again." % (self.kwok_dir, why))
+
+    def _pids(self):
+        return [read_pid(p) for p in glob.glob(os.path.join(self.kwok_dir, "pids", "*.pid"))]
+
+    def _kwok_kubeconfig(self):
+        path = os.path.join(self.kwok_dir, "kubeconfig.yaml")
+        try:
+            with open(path) as f:
+                kc = yaml.safe_load(f)
+            cluster = kc["clusters"][0]["cluster"]
+            user = kc["users"][0]["user"]
+        except (IOError, KeyError, IndexError, TypeError, yaml.YAMLError):
+            raise self._corrupt("kubeconfig.yaml is missing or unreadable")
+
+        def rel(p):
+            return p if p is None or os.path.isabs(p) else os.path.join(self.kwok_dir, p)
+        return dict(server=cluster.get("server"), ca=rel(cluster.get("certificate-authority")),
+                    cert=rel(user.get("client-certificate")), key=rel(user.get("client-key")))
+
+    # --- interface --------------------------------------------------------------------
+    def get(self):
+        if not os.path.isdir(self.kwok_dir):
+            return None
+        conf = self._config()
+        if conf is None:
+            raise self._corrupt("kwok.yaml is missing")
+        opts = conf.get("options") or {}
+        pids = self._pids()
+        running = bool(pids) and all(pid and pid_alive(pid) for pid in pids)
+        bind = opts.get("bindAddress") or "0.0.0.0"
+        api = "https://%s:%s" % ("127.0.0.1" if bind == "0.0.0.0" else bind, opts.get("kubeApiserverPort"))
+        ready = False
+        nodes = None
+        if running:
+            kc = self._kwok_kubeconfig()
+            status, _body = https_get(kc["server"] + "/readyz", ca_file=kc["ca"],
+                                      cert_file=kc["cert"], key_file=kc["key"])
+            ready = status == 200
+            api = kc["server"]
+            if ready:
+                status, body = https_get(kc["server"] + "/api/v1/nodes", ca_file=kc["ca"],
+                                         cert_file=kc["cert"], key_file=kc["key"])
+                if status == 200:
+                    nodes = len(json.loads(body).get("items") or [])
+        return dict(settings=dict(bind_address=bind, kube_version=opts.get("kubeVersion"),
+                                  nodes=nodes),
+                    ready=ready, running=running, stopped=not running, api_server=api,
+                    context=self.cluster_name,
+                    ports={k: opts.get(k) for k in PORT_NAMES})
+
+    def create(self):
+        ensure_private_dir(self.workdir)
+        cdir = self.ensure_cluster_dir()
+        ports = self.ports().reserve(self.cluster_name, PORT_NAMES, host=self.settings["bind_address"])
+        options = dict(bindAddress=self.settings["bind_address"], runtime="binary")
+        options.update(ports)
+        config = dict(apiVersion="config.kwok.x-k8s.io/v1alpha1", kind="KwokctlConfiguration",
+                      options=options)
+        cfg_path = os.path.join(cdir, "kwokctl-config.yaml")
+        write_file_atomic(cfg_path, yaml.safe_dump(config, default_flow_style=False), mode=0o600)
+        args = ["--config", cfg_path, "create", "cluster", "--name", self.cluster_name,
+                "--runtime", "binary", "--kubeconfig", os.path.join(cdir, "kwokctl.kubeconfig")]
+        for flag, binary in sorted(BINARIES.items()):
+            args += ["--%s-binary" % flag.replace("_", "-"), tool(self.bin_dir, binary)]
+        try:
+            self._kwokctl(*args)
+        except MeshfleetError:
+            # leave nothing half-made behind: the next run starts clean
+            self._kwokctl("delete", "cluster", "--name", self.cluster_name, "--kubeconfig",
+                          os.path.join(cdir, "kwokctl.kubeconfig"), check=False)
+            raise
+        self.update({"nodes": (0, self.settings["nodes"])})
+
+    def update(self, changes):
+        if "nodes" in changes:
+            # kwok nodes are fake: scaling them is how a kwok cluster is resized.
+            self._kwokctl("scale", "node", "--replicas", str(int(changes["nodes"][1])),
+                          "--name", self.cluster_name)
+
+    def start(self):
+        self._kwokctl("start", "cluster", "--name", self.cluster_name)
+
+    def delete(self):
+        cdir = self.cluster_dir
+        p = self._kwokctl("delete", "cluster", "--name", self.cluster_name, "--kubeconfig",
+                          os.path.join(cdir, "kwokctl.kubeconfig"), check=False)
+        # Whatever kwokctl could not do (a corrupt folder), do by hand.
+        for pid in self._pids():
+            stop_pid(pid)
+        if os.path.isdir(self.kwok_dir):
+            shutil.rmtree(self.kwok_dir)
+        if os.path.isdir(cdir):
+            shutil.rmtree(cdir)
+        self.ports().release(self.cluster_name)
+        return p.returncode == 0
+
+    def write_kubeconfig(self):
+        kc = self._kwok_kubeconfig()
+        with open(kc["ca"]) as f:
+            ca = f.read()
+        with open(kc["cert"]) as f:
+            cert = f.read()
+        with open(kc["key"]) as f:
+            key = f.read()
+        config = build_kubeconfig(self.cluster_name, kc["server"], cert_user(cert, key), ca=ca)
+        changed = write_kubeconfig(self.kubeconfig_path, config)
+        return self.kubeconfig_path, self.cluster_name, changed
