@@ -8,6 +8,11 @@ port picker counts down from 32767 in every process, so two concurrent creates
 would pick the same ports. Meshfleet reserves ports itself, under a file lock, in
 a registry under the mesh state dir, in a range below the kernel's ephemeral range
 (so outbound connections never take a reserved port while a cluster is stopped).
+
+The registry is machine-wide (``$MESHFLEET_PORTS_DIR``, default
+``~/.cache/meshfleet/ports``) because several meshes (the demo, test runs) share one
+machine; an owner is the absolute path of the folder of what holds the ports, and
+owners whose folder is gone are pruned.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -58,7 +63,12 @@ def port_free(port, host="127.0.0.1"):
 class PortRegistry:
     """``<dir>/ports.json``: {owner: {name: port}} shared by every local process of a mesh."""
 
-    def __init__(self, directory, port_range=DEFAULT_RANGE):
+    def __init__(self, directory=None, port_range=DEFAULT_RANGE):
+        if directory is None:
+            directory = os.environ.get("MESHFLEET_PORTS_DIR") or os.path.expanduser(
+                "~/.cache/meshfleet/ports")
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o700)
         self.directory = ensure_private_dir(directory)
         self.path = os.path.join(self.directory, "ports.json")
         self.lock_path = os.path.join(self.directory, "ports.lock")
@@ -79,6 +89,8 @@ class PortRegistry:
         """Return {name: port} for ``owner``; keeps existing reservations, adds missing ones."""
         with locked(self.lock_path):
             data = self._load()
+            for other in [o for o in data if o != owner and os.path.isabs(o) and not os.path.exists(o)]:
+                del data[other]
             mine = dict(data.get(owner, {}))
             taken = set()
             for other, ports in data.items():

@@ -65,7 +65,11 @@ class KwokProvider(ClusterProvider):
         return self._bin
 
     def ports(self):
-        return PortRegistry(self.workdir)
+        return PortRegistry()
+
+    @property
+    def port_owner(self):
+        return os.path.abspath(self.cluster_dir)  # exists before kwokctl runs
 
     # --- helpers --------------------------------------------------------------------
     def validate(self):
@@ -167,7 +171,7 @@ class KwokProvider(ClusterProvider):
     def create(self):
         ensure_private_dir(self.workdir)
         cdir = self.ensure_cluster_dir()
-        ports = self.ports().reserve(self.cluster_name, PORT_NAMES, host=self.settings["bind_address"])
+        ports = self.ports().reserve(self.port_owner, PORT_NAMES, host=self.settings["bind_address"])
         options = dict(bindAddress=self.settings["bind_address"], runtime="binary")
         options.update(ports)
         config = dict(apiVersion="config.kwok.x-k8s.io/v1alpha1", kind="KwokctlConfiguration",
@@ -198,16 +202,17 @@ class KwokProvider(ClusterProvider):
 
     def delete(self):
         cdir = self.cluster_dir
+        pids = self._pids()
         p = self._kwokctl("delete", "cluster", "--name", self.cluster_name, "--kubeconfig",
                           os.path.join(cdir, "kwokctl.kubeconfig"), check=False)
         # Whatever kwokctl could not do (a corrupt folder), do by hand.
-        for pid in self._pids():
-            stop_pid(pid)
+        for pid in pids + self._pids():
+            stop_pid(pid)  # waits until the process is gone (SIGKILL after 10 s)
         if os.path.isdir(self.kwok_dir):
             shutil.rmtree(self.kwok_dir)
         if os.path.isdir(cdir):
             shutil.rmtree(cdir)
-        self.ports().release(self.cluster_name)
+        self.ports().release(self.port_owner)
         return p.returncode == 0
 
     def write_kubeconfig(self):
