@@ -463,7 +463,7 @@ class NetnsVm:
             raise MeshfleetError("the netns VM provider needs root (network namespaces, chroot)")
         public_key = ensure_ssh_key(self.state_dir)
         with _HostLock():
-            self._claim()
+            self._claim(address)
             ensure_private_dir(self.dir)
             rec = dict(name=self.name, mesh=mesh, group=group, subnet=str(net), address=address,
                        gateway=gateway_address(net), bridge=bridge_name(net), netns=self.ns,
@@ -476,12 +476,20 @@ class NetnsVm:
                                 ["%s %s" % (address, host_key)])
             write_file_atomic(self.record_path, json.dumps(rec, indent=2, sort_keys=True) + "\n")
             write_file_atomic(self.owner_path(), json.dumps(dict(
-                state_dir=self.state_dir, mesh=mesh, group=group, address=address)) + "\n")
+                state_dir=self.state_dir, mesh=mesh, group=group, address=address,
+                netns=self.ns, bridge=bridge_name(net))) + "\n")
             self._ensure_network(net, address)
             if not self.running():
                 self._boot()
 
-    def _claim(self):
+    def _claim(self, address):
+        for other in owner_records():
+            if other.get("address") == address and other.get("netns") != self.ns \
+                    and netns_exists(other["netns"]):
+                raise MeshfleetError(
+                    "address %s of VM %s is taken by VM %s (mesh state dir %s); give the VM "
+                    "groups subnets that do not overlap" % (
+                        address, self.name, other["netns"][len("mf-"):], other.get("state_dir")))
         owner = self.owner()
         if owner and owner != self.state_dir and netns_exists(self.ns):
             raise MeshfleetError(
@@ -676,6 +684,46 @@ def ssh_banner(address, port=SSH_PORT, timeout=1.0):
             return s.recv(64).startswith(b"SSH-")
     except (socket.error, socket.timeout, OSError):
         return False
+
+
+def owner_records():
+    """What ``/run/meshfleet/netns`` says about every netns VM on this host: [record]."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(RUN_DIR, "mf-*.json"))):
+        try:
+            with open(path) as f:
+                rec = json.load(f)
+        except (IOError, ValueError):
+            continue
+        rec.setdefault("netns", os.path.basename(path)[:-len(".json")])
+        out.append(rec)
+    return out
+
+
+def remove_orphans(names=None):
+    """Remove the netns VMs whose mesh state dir is gone (a test run killed before its
+    teardown); only ``names`` when given. Returns the names removed."""
+    removed = []
+    for rec in owner_records():
+        name = rec["netns"][len("mf-"):]
+        if names is not None and name not in names:
+            continue
+        state_dir = rec.get("state_dir")
+        if state_dir and os.path.isdir(state_dir):
+            continue
+        vm = NetnsVm(state_dir or "/nonexistent", name)
+        with _HostLock():
+            _kill_all(vm.ns)
+            if netns_exists(vm.ns):
+                _run(["ip", "netns", "del", vm.ns], check=False)
+            if _link_exists(vm.veth):
+                _run(["ip", "link", "del", vm.veth], check=False)
+            br = rec.get("bridge")
+            if br and _link_exists(br) and not os.listdir("/sys/class/net/%s/brif" % br):
+                _run(["ip", "link", "del", br], check=False)
+            os.unlink(vm.owner_path())
+        removed.append(name)
+    return removed
 
 
 def reboot(state_dir, name, timeout=60):
