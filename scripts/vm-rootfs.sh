@@ -118,13 +118,16 @@ if [ -f "$marker" ]; then
 fi
 
 tmp="$CACHE/.$key.tmp-$$"
-cleanup() { [ -n "${tmp:-}" ] && [ -d "$tmp" ] && rm -rf --one-file-system "$tmp"; }
+cleanup() {
+  if [ -n "${tmp:-}" ] && [ -d "$tmp" ]; then rm -rf --one-file-system "$tmp"; fi
+  return 0
+}
 trap cleanup EXIT
 # leftovers of builds that were killed
 for old in "$CACHE/.$key.tmp-"*; do
-  [ -d "$old" ] && rm -rf --one-file-system "$old"
+  if [ -d "$old" ]; then rm -rf --one-file-system "$old"; fi
 done
-[ -d "$dir" ] && rm -rf --one-file-system "$dir"   # a tree without its marker is incomplete
+if [ -d "$dir" ]; then rm -rf --one-file-system "$dir"; fi   # no marker: an incomplete tree
 
 log "building $SUITE ($VARIANT, $arch) from $mirror into $dir"
 log "packages: $PACKAGES"

@@ -67,7 +67,7 @@ def ensure_rootfs():
     started = time.monotonic()
     proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "vm-rootfs.sh")],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True)
+                          universal_newlines=True, check=False)
     sys.stderr.write(proc.stdout)
     if proc.returncode != 0:
         raise RuntimeError("scripts/vm-rootfs.sh failed:\n%s" % proc.stdout)
@@ -173,7 +173,7 @@ def vm_ansible(netns_vms):
         env = netns_vms.env()
         env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
         proc = subprocess.run(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+                              stderr=subprocess.PIPE, universal_newlines=True, timeout=300, check=False)
         try:
             out = json.loads(proc.stdout)
             results = out["plays"][0]["tasks"][0]["hosts"]

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from conftest_vms import (  # noqa: F401  (fixtures)
+from conftest_vms import (  # noqa: F401  pylint: disable=unused-import  (fixtures)
     MESH, REPO, ansible_env, netns, netns_vms, tool, vm_ansible, vm_support_problem)
 
 pytestmark = pytest.mark.vm
@@ -84,7 +84,8 @@ def test_ping_over_real_ssh(netns_vms, vm_ansible):
          "-o", "StrictHostKeyChecking=yes",
          "-o", "UserKnownHostsFile=%s" % os.path.join(netns_vms.state_dir, "vms", "known_hosts"),
          "root@10.78.0.2", "echo", "hello-from-$(hostname)"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=30,
+        check=False)
     assert ssh.returncode == 0, ssh.stderr
     assert ssh.stdout.strip() == "hello-from-%s" % A
 
@@ -187,16 +188,16 @@ def test_reboot_kills_everything_and_boots_sshd_and_enabled_services(netns_vms, 
 # --- the module: check mode, idempotence, same-subnet VMs, delete ------------------------
 
 def run_module(netns_vms, state, names, check=False, group="vmt-c", subnet="10.78.2.0/24"):
-    play = [dict(name="netns VMs", hosts="localhost", gather_facts=False,
-                 vars=dict(ansible_python_interpreter="{{ ansible_playbook_python }}"), tasks=[dict(
-        name="vm_instance", register="r",
-        **{"meshfleet.mesh.vm_instance": dict(
-            group=group, mesh=MESH, provider="netns", state=state, wait_timeout=120,
-            settings=dict(subnet=subnet, hosts=names, state_dir=netns_vms.state_dir,
-                          rootfs_cache=netns_vms.rootfs))}), dict(
-        name="result", **{"ansible.builtin.copy": dict(
-            content="{{ r | to_json }}", dest=os.path.join(netns_vms.state_dir, "result.json"),
-            mode="0600")}, check_mode=False)])]
+    module_args = dict(
+        group=group, mesh=MESH, provider="netns", state=state, wait_timeout=120,
+        settings=dict(subnet=subnet, hosts=names, state_dir=netns_vms.state_dir,
+                      rootfs_cache=netns_vms.rootfs))
+    save = {"content": "{{ r | to_json }}", "mode": "0600",
+            "dest": os.path.join(netns_vms.state_dir, "result.json")}
+    tasks = [{"name": "vm_instance", "register": "r", "meshfleet.mesh.vm_instance": module_args},
+             {"name": "result", "check_mode": False, "ansible.builtin.copy": save}]
+    play = [dict(name="netns VMs", hosts="localhost", gather_facts=False, tasks=tasks,
+                 vars=dict(ansible_python_interpreter="{{ ansible_playbook_python }}"))]
     path = os.path.join(netns_vms.state_dir, "play.json")
     with open(path, "w") as f:
         json.dump(play, f)
@@ -205,7 +206,7 @@ def run_module(netns_vms, state, names, check=False, group="vmt-c", subnet="10.7
         cmd.append("--check")
     env = ansible_env(netns_vms.state_dir)
     proc = subprocess.run(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, timeout=300)
+                          universal_newlines=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout
     with open(os.path.join(netns_vms.state_dir, "result.json")) as f:
         return json.load(f)
@@ -222,7 +223,8 @@ def leftovers(names, subnet="10.78.2.0/24"):
     br = netns.bridge_name(netns.parse_subnet(subnet))
     if os.path.exists("/sys/class/net/%s" % br):
         out.append(br)
-    ps = subprocess.run(["ps", "-e", "-o", "args="], stdout=subprocess.PIPE, universal_newlines=True).stdout
+    ps = subprocess.run(["ps", "-e", "-o", "args="], stdout=subprocess.PIPE, universal_newlines=True,
+                        check=True).stdout
     out.extend(line for line in ps.splitlines() if "vms/%s/rootfs" % names[0] in line)
     return out
 
@@ -259,7 +261,7 @@ def test_module_check_mode_idempotence_and_delete(netns_vms):
         proc = subprocess.run([tool("ansible"), "mft-c1", "-i", inv, "-m", "ansible.builtin.command",
                                "-a", "ping -c1 -W2 10.78.2.3"], env=netns_vms.env(), cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              universal_newlines=True, timeout=120)
+                              universal_newlines=True, timeout=120, check=False)
         assert proc.returncode == 0, proc.stdout
 
         # a changed subnet is refused, naming the field

@@ -170,7 +170,7 @@ def find_base_rootfs(cache=None):
 # --- processes and namespaces ----------------------------------------------------------
 
 def _run(cmd, check=True, input_data=None):
-    proc = subprocess.run(cmd, input=input_data, stdout=subprocess.PIPE,
+    proc = subprocess.run(cmd, input=input_data, stdout=subprocess.PIPE, check=False,
                           stderr=subprocess.PIPE, universal_newlines=True)
     if check and proc.returncode != 0:
         raise MeshfleetError("command failed (rc=%d): %s: %s" % (
@@ -847,4 +847,3 @@ class NetnsVmProvider(VmProvider):
 
     def reboot(self, name, timeout=60):
         NetnsVm(self.state_dir, name).reboot(timeout)
-
