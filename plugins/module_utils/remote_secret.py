@@ -288,7 +288,7 @@ def inspect_secret(secret, cluster_name):
         info["problem"] = "no key %s in the secret" % cluster_name
         return info
     try:
-        text = base64.b64decode(raw).decode("utf-8")
+        text = base64.b64decode(raw, validate=True).decode("utf-8")
     except (ValueError, TypeError, binascii.Error, UnicodeError):
         info["problem"] = "key %s is not base64 UTF-8" % cluster_name
         return info
