@@ -18,7 +18,8 @@ import uuid
 
 import pytest
 
-from conftest_vms import (  # noqa: F401  pylint: disable=unused-import  (fixtures)
+# the fixtures netns_vms and vm_ansible are used as test arguments
+from conftest_vms import (  # noqa: F401  pylint: disable=unused-import
     MESH, REPO, ansible_env, netns, netns_vms, tool, vm_ansible, vm_support_problem)
 
 pytestmark = pytest.mark.vm
