@@ -6,6 +6,8 @@ VENV := .venv
 INVENTORY ?= inventories/local
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# The pinned Go tools (built by `make tools`); modules find them through this variable.
+export MESHFLEET_TOOLS_BIN := $(shell bash tools/build-tools.sh --print-bin 2>/dev/null)
 
 .PHONY: setup tools demo test unit lint sanity integration molecule verify teardown bench clean help
 
@@ -24,6 +26,7 @@ tools:
 
 demo: tools
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/site.yml
+	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/verify.yml
 
 verify: tools
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/verify.yml
