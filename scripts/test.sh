@@ -32,6 +32,7 @@ integration() {
   bin=$(bash tools/build-tools.sh --print-bin) || return 1
   MESHFLEET_TOOLS_BIN=$bin pytest -q -m "integration" tests/integration
 }
+vm() { pytest -q -m vm tests/integration; }
 molecule_all() {
   local rc=0 s
   for s in molecule/*/; do
@@ -48,14 +49,16 @@ case "$stage" in
   sanity) run_stage sanity sanity ;;
   integration) run_stage integration integration ;;
   molecule) run_stage molecule molecule_all ;;
+  vm) run_stage vm vm ;;
   all)
     run_stage unit unit
     run_stage lint lint
     run_stage sanity sanity
     [ -d tests/integration ] && run_stage integration integration
+    [ -d tests/integration ] && run_stage vm vm
     compgen -G "molecule/*/molecule.yml" >/dev/null && run_stage molecule molecule_all
     ;;
-  *) echo "usage: $0 [all|unit|lint|sanity|integration|molecule]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|unit|lint|sanity|integration|vm|molecule]" >&2; exit 2 ;;
 esac
 
 echo "=== [test] stages passed: ${passed[*]:-none}; failed: ${failed[*]:-none}"
