@@ -78,7 +78,9 @@ class IstiodLocal:
 
     # --- the desired process ----------------------------------------------------------
     def desired(self, ports):
-        b = self.bind
+        b = self.bind          # what workloads (VMs) connect to: xDS and the CA
+        lo = "127.0.0.1"       # debug, monitoring, webhooks: this machine only (istiod only
+        #                        serves its debug API unauthenticated on loopback)
         args = [
             "discovery",
             "--kubeconfig", self.kubeconfig,
@@ -87,12 +89,12 @@ class IstiodLocal:
             # no local files: the mesh config and networks come from the cluster's ConfigMap
             "--meshConfig", os.path.join(self.dir, "no-mesh-file"),
             "--networksConfig", os.path.join(self.dir, "no-networks-file"),
-            "--httpAddr", "%s:%d" % (b, ports["http"]),
+            "--httpAddr", "%s:%d" % (lo, ports["http"]),
             "--grpcAddr", "%s:%d" % (b, ports["grpc"]),
             "--secureGRPCAddr", "%s:%d" % (b, ports["secure_grpc"]),
-            "--httpsAddr", "%s:%d" % (b, ports["https"]),
-            "--monitoringAddr", "%s:%d" % (b, ports["monitoring"]),
-            "--ctrlz_address", b, "--ctrlz_port", str(ports["ctrlz"]),
+            "--httpsAddr", "%s:%d" % (lo, ports["https"]),
+            "--monitoringAddr", "%s:%d" % (lo, ports["monitoring"]),
+            "--ctrlz_address", lo, "--ctrlz_port", str(ports["ctrlz"]),
             "--log_output_level", "default:info",
         ]
         if self.revision:
@@ -112,7 +114,7 @@ class IstiodLocal:
             "PILOT_ENABLE_WORKLOAD_ENTRY_HEALTHCHECKS": "true",
         }
         env.update({k: str(v) for k, v in self.extra_env.items()})
-        return dict(args=args, env=env, ports=ports, bind=b, binary=None)
+        return dict(args=args, env=env, ports=ports, bind=b, debug_bind=lo, binary=None)
 
     def reserve_ports(self):
         if self.fixed_ports:
@@ -124,11 +126,12 @@ class IstiodLocal:
         pid = self.pid()
         ready = False
         if pid and rec:
-            code, _ = https_get("http://%s:%d/ready" % (rec["bind"], rec["ports"]["http"]), timeout=2)
+            code, _ = https_get("http://%s:%d/ready" % (rec.get("debug_bind", rec["bind"]), rec["ports"]["http"]), timeout=2)
             ready = code == 200
         return dict(running=pid is not None, pid=pid, ready=ready,
                     ports=(rec or {}).get("ports"), config_hash=(rec or {}).get("hash"),
-                    debug_url=("http://%s:%d" % (rec["bind"], rec["ports"]["http"])) if rec else None,
+                    debug_url=("http://%s:%d" % (rec.get("debug_bind", rec["bind"]), rec["ports"]["http"])) if rec else None,
+                    xds_address=("%s:%d" % (rec["bind"], rec["ports"]["secure_grpc"])) if rec else None,
                     log=self.log_file)
 
     # --- actions ------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def local_istiod_url(state_dir, name):
     try:
         with open(os.path.join(state_dir, "clusters", name, "istiod", "config.json")) as f:
             rec = json.load(f)
-        return "http://%s:%d" % (rec["bind"], rec["ports"]["http"])
+        return "http://%s:%d" % (rec.get("debug_bind", rec["bind"]), rec["ports"]["http"])
     except (IOError, OSError, ValueError, KeyError):
         return None
 

@@ -39,7 +39,9 @@ options:
     description: Istio cluster ID (C(values.global.multiCluster.clusterName)). Default O(name).
     type: str
   bind_address:
-    description: Address every istiod listener binds to.
+    description:
+      - Address of the listeners workloads use (xDS on C(grpc), xDS and the CA on C(secure_grpc)).
+      - The debug API, monitoring, webhooks and ctrlz always listen on 127.0.0.1.
     type: str
     default: 127.0.0.1
   namespace:
@@ -96,6 +98,7 @@ istiod:
     pid: {description: Process id., type: int}
     ports: {description: "Reserved ports: http (debug), grpc, secure_grpc, https, monitoring, ctrlz.", type: dict}
     debug_url: {description: Base URL of the debug API., type: str}
+    xds_address: {description: "Address:port of xDS and the CA (what VMs connect to).", type: str}
     log: {description: Log file., type: str}
 reason:
   description: Why it was (re)started.
