@@ -25,6 +25,10 @@
 #   <cache>/<key>/stamps/<tool>.ok     written after a completed build
 #   <cache>/<key>/logs/<tool>.log      go build output of the last build
 #   <cache>/<key>/build-report.txt     per-tool build seconds and peak memory
+#   <cache>/<key>/share/istio/         Istio sidecar package files (envoy
+#                                      bootstrap template, istio-start.sh,
+#                                      istio.service, sidecar.env) from the
+#                                      pinned istio module, for VM sidecars
 #   <cache>/current -> <key>           refreshed after a complete run
 # <key> hashes versions.env, the wrapper go.mod/go.sum files and the Go
 # version/platform, so a changed pin builds into a new folder and an
@@ -366,6 +370,30 @@ acquire_lock() {
   fi
 }
 
+# Files of the Istio sidecar package (what the istio-sidecar .deb/.rpm ships
+# besides the binaries) staged from the pinned istio.io/istio module into
+# <cache>/<key>/share/istio/ for the VM sidecar role's "binaries" install
+# (roles/vm_sidecar): the Envoy bootstrap template, istio-start.sh, the
+# systemd unit and sidecar.env. Copied at build time, never committed.
+ISTIO_SHARE_FILES=(envoy_bootstrap.json istio-start.sh istio.service sidecar.env)
+stage_istio_share() {
+  local share="$KEY_DIR/share/istio" f missing=0 src
+  for f in "${ISTIO_SHARE_FILES[@]}"; do [[ -s "$share/$f" ]] || missing=1; done
+  ((missing)) || return 0
+  src="$(cd "$TOOLS_DIR/istio" && go list -mod=readonly -m -f '{{.Dir}}' istio.io/istio 2>/dev/null)" || src=""
+  if [[ -z "$src" || ! -d "$src/tools/packaging/common" ]]; then
+    log "WARNING: istio.io/istio is not in the module cache; share/istio not staged"
+    return 0
+  fi
+  mkdir -p "$share"
+  for f in "${ISTIO_SHARE_FILES[@]}"; do
+    install -m 0644 "$src/tools/packaging/common/$f" "$share/$f.tmp.$$"
+    mv -f "$share/$f.tmp.$$" "$share/$f"
+  done
+  chmod 0755 "$share/istio-start.sh"
+  log "staged the Istio sidecar package files into $share"
+}
+
 # --------------------------------------------------------------------------
 # --sync: regenerate the wrapper modules from versions.env
 # --------------------------------------------------------------------------
@@ -528,6 +556,7 @@ for entry in "${want[@]}"; do
   built=$((built + 1))
 done
 write_report
+stage_istio_share
 
 all_cached=1
 for entry in "${TOOLS[@]}"; do is_cached "${entry%%|*}" || all_cached=0; done
