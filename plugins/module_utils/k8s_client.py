@@ -41,7 +41,13 @@ try:
 except ImportError as e:  # pragma: no cover - the toolkit's venv has it
     HAS_KUBERNETES = False
     KUBERNETES_IMPORT_ERROR = e
-    ApiException = ConfigException = Exception
+    urllib3 = k8s = kube_config = None
+
+    class ApiException(Exception):
+        pass
+
+    class ConfigException(Exception):
+        pass
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
 

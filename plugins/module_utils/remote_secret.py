@@ -35,7 +35,11 @@ import datetime
 import json
 import re
 
-import yaml
+try:
+    import yaml
+    HAS_YAML = True
+except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
+    HAS_YAML = False
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, MeshfleetModule
 from ansible_collections.meshfleet.mesh.plugins.module_utils.kubeconfig import build_kubeconfig, dump
@@ -471,7 +475,7 @@ class RemoteSecretModule(MeshfleetModule):
         namespace=dict(type="str", default="istio-system"),
         server=dict(type="str"),
         tls_server_name=dict(type="str"),
-        token_lifetime=dict(type="int", default=DEFAULT_TOKEN_LIFETIME),
+        token_lifetime=dict(type="int", default=DEFAULT_TOKEN_LIFETIME, no_log=False),
         renew_before=dict(type="int"),
         service_account=dict(type="str", default="istio-reader-service-account"),
         manage_rbac=dict(type="bool", default=True),
@@ -520,6 +524,8 @@ class RemoteSecretModule(MeshfleetModule):
     # --- run ------------------------------------------------------------------------
     def run(self):
         p = self.params
+        if not HAS_YAML:
+            raise MeshfleetError("PyYAML is required (it ships with ansible-core)")
         check_cluster_name(p["cluster_name"])
         if not DNS1123_LABEL.match(p["namespace"] or ""):
             raise MeshfleetError("namespace %r is not a valid DNS-1123 label" % p["namespace"])

@@ -43,6 +43,7 @@ class Env:
         self.c1, self.c2 = names
         self.k1, self.k2 = mesh.kubeconfig(self.c1), mesh.kubeconfig(self.c2)
         self.tokens = set()
+        self.output = ""
         self._clients = {}
 
     def client(self, kubeconfig):
@@ -59,7 +60,9 @@ class Env:
         return client.RbacAuthorizationV1Api(self.client(kubeconfig))
 
     def run(self, check=False, diff=False, expect_failure=False, **args):
-        """``ansible localhost -m meshfleet.mesh.remote_secret``; returns (result, output)."""
+        """``ansible localhost -m meshfleet.mesh.remote_secret``; returns the result.
+
+        The whole output (stdout and stderr) is kept in ``self.output``."""
         full = dict(cluster_name=self.c1, source_kubeconfig=self.k1, target_kubeconfig=self.k2,
                     token_lifetime=LIFETIME)
         full.update(args)
@@ -74,7 +77,7 @@ class Env:
             ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
             ANSIBLE_LOCAL_TEMP=os.path.join(self.work, "tmp")))
         p = subprocess.run(cmd, cwd=helpers.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           universal_newlines=True, timeout=180)
+                           universal_newlines=True, timeout=180, check=False)
         output = p.stdout + p.stderr
         try:
             result = json.loads(p.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
@@ -86,7 +89,8 @@ class Env:
             assert not result.get("failed"), result
         self.remember(self.secret_token())
         self.assert_no_token(output)
-        return result, output
+        self.output = output
+        return result
 
     def remember(self, token):
         if token:
@@ -120,12 +124,17 @@ class Env:
         except (TypeError, KeyError, IndexError, ValueError):
             return None
 
-    def reader_client(self, kubeconfig_dict):
+    def reader_kubeconfig(self, kubeconfig_dict):
+        """Write a kubeconfig taken from a secret to a 0600 file; return its path."""
         path = os.path.join(self.work, "reader-%d.kubeconfig" % len(os.listdir(self.work)))
         with open(path, "w") as f:
             yaml.safe_dump(kubeconfig_dict, f)
         os.chmod(path, 0o600)
-        return helpers.kube_client(path), path
+        return path
+
+    def reader_client(self, kubeconfig_dict):
+        """An ApiClient that uses only what the secret's kubeconfig holds."""
+        return helpers.kube_client(self.reader_kubeconfig(kubeconfig_dict))
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +159,7 @@ def forbidden(fn, *args, **kwargs):
 
 def test_create(env):
     assert env.secret() is None
-    res, _ = env.run()
+    res = env.run()
     assert res["changed"] and res["renewed"] and res["reason"] == "created"
     assert res["secret_name"] == "istio-remote-secret-%s" % env.c1 and res["namespace"] == NS
     src_kc = yaml.safe_load(open(env.k1))
@@ -199,7 +208,7 @@ def test_create(env):
 
 def test_secret_kubeconfig_works_with_least_privilege(env):
     from kubernetes import client
-    api_client, _ = env.reader_client(env.secret_kubeconfig())
+    api_client = env.reader_client(env.secret_kubeconfig())
     core = client.CoreV1Api(api_client)
     # what istiod reads
     assert core.list_pod_for_all_namespaces().items is not None
@@ -226,7 +235,7 @@ def test_secret_kubeconfig_works_with_least_privilege(env):
 def test_rerun_is_unchanged_and_mints_no_token(env):
     before = env.secret()
     token = env.secret_token()
-    res, _ = env.run()
+    res = env.run()
     assert not res["changed"] and not res["renewed"] and res["reason"] == "unchanged"
     assert res["reader"]["actions"] == []
     after = env.secret()
@@ -238,7 +247,7 @@ def test_rerun_is_unchanged_and_mints_no_token(env):
 def test_check_mode_writes_nothing(env):
     before = env.secret()
     token = env.secret_token()
-    res, _ = env.run(check=True, renew_before=LIFETIME)
+    res = env.run(check=True, renew_before=LIFETIME)
     assert res["changed"] and res["renewed"] and res["reason"] == "expiring"
     assert env.secret().metadata.resource_version == before.metadata.resource_version
     assert env.secret_token() == token
@@ -246,44 +255,44 @@ def test_check_mode_writes_nothing(env):
 
 def test_renew_before_lifetime_renews(env):
     old = env.secret_token()
-    res, output = env.run(renew_before=LIFETIME, diff=True)
+    res = env.run(renew_before=LIFETIME, diff=True)
     assert res["changed"] and res["renewed"] and res["reason"] == "expiring"
     new = env.secret_token()
     assert new and new != old
-    env.assert_no_token(output)  # the new one too (run() remembers it first)
+    env.assert_no_token(env.output)  # the new one too (run() remembers it first)
     diff = res["diff"]
     assert diff["before"]["stringData"][env.c1]["users"][0]["user"]["token"].startswith("<redacted, expires ")
     assert diff["after"]["stringData"][env.c1]["users"][0]["user"]["token"].startswith("<redacted, new token, expires ")
     assert diff["after"]["metadata"]["annotations"]["meshfleet.io/token-expires"] == res["token_expires"]
     # the new token works
-    api_client, _ = env.reader_client(env.secret_kubeconfig())
+    api_client = env.reader_client(env.secret_kubeconfig())
     from kubernetes import client
     assert client.CoreV1Api(api_client).list_namespace().items
 
 
 def test_diff_of_an_unchanged_run_shows_no_token(env):
-    res, output = env.run(diff=True)
+    res = env.run(diff=True)
     assert not res["changed"]
     assert res["diff"]["before"] == res["diff"]["after"]
-    assert "<redacted, expires " in output
+    assert "<redacted, expires " in env.output
 
 
 def test_server_override_and_tls_server_name(env):
     port = yaml.safe_load(open(env.k1))["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1]
-    res, _ = env.run(server="https://localhost:%s" % port)
+    res = env.run(server="https://localhost:%s" % port)
     assert res["renewed"] and res["reason"] == "server changed" and res["server"] == "https://localhost:%s" % port
     secret = env.secret()
     assert secret.metadata.annotations["meshfleet.io/source-server"] == res["server"]
     assert env.secret_kubeconfig(secret)["clusters"][0]["cluster"]["server"] == res["server"]
-    res, _ = env.run(server="https://127.0.0.1:%s" % port, tls_server_name="kubernetes.default.svc")
+    res = env.run(server="https://127.0.0.1:%s" % port, tls_server_name="kubernetes.default.svc")
     assert res["renewed"] and res["reason"] == "server changed, tls server name changed"
     kc = env.secret_kubeconfig()
     assert kc["clusters"][0]["cluster"]["tls-server-name"] == "kubernetes.default.svc"
     from kubernetes import client
-    api_client, _ = env.reader_client(kc)
+    api_client = env.reader_client(kc)
     assert client.CoreV1Api(api_client).list_namespace().items
     # back to the kubeconfig's server
-    res, _ = env.run()
+    res = env.run()
     assert res["renewed"] and res["reason"] == "tls server name changed"
 
 
@@ -291,13 +300,13 @@ def test_broken_secret_is_repaired(env):
     core = env.core(env.k2)
     name = rs.secret_name(env.c1)
     core.patch_namespaced_secret(name, NS, {"data": {env.c1: base64.b64encode(b"garbage: [").decode()}})
-    res, _ = env.run()
+    res = env.run()
     assert res["renewed"] and res["reason"].startswith("malformed: ")
     # labels/annotations removed by hand: put back without a new token
     token = env.secret_token()
     core.patch_namespaced_secret(name, NS, {"metadata": {"labels": {"istio/multiCluster": None},
                                                          "annotations": {"networking.istio.io/cluster": None}}})
-    res, _ = env.run()
+    res = env.run()
     assert res["changed"] and not res["renewed"] and res["reason"] == "metadata changed"
     assert env.secret_token() == token
     assert env.secret().metadata.labels["istio/multiCluster"] == "true"
@@ -306,7 +315,7 @@ def test_broken_secret_is_repaired(env):
 def test_recreated_service_account_gets_a_new_token(env):
     old = env.secret_token()
     env.core(env.k1).delete_namespaced_service_account(SA, NS)
-    res, _ = env.run()
+    res = env.run()
     assert res["renewed"] and res["reason"] == "service account re-created"
     assert "created service account istio-system/%s" % SA in res["reader"]["actions"]
     assert env.secret_token() != old
@@ -323,7 +332,7 @@ def test_rejected_token_is_renewed(env):
     kc["users"][0]["user"]["token"] = tampered
     core.patch_namespaced_secret(rs.secret_name(env.c1), NS, {
         "data": {env.c1: base64.b64encode(rs.dump(kc).encode()).decode()}})
-    res, _ = env.run()
+    res = env.run()
     assert res["renewed"] and res["reason"] == "token rejected"
     assert env.secret_token() not in (token, tampered)
 
@@ -338,7 +347,7 @@ def test_reverse_direction_uses_istio_chart_rbac(env):
         "metadata": {"name": name, "labels": chart_labels},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": NS}]})
-    res, _ = env.run(cluster_name=env.c2, source_kubeconfig=env.k2, target_kubeconfig=env.k1)
+    res = env.run(cluster_name=env.c2, source_kubeconfig=env.k2, target_kubeconfig=env.k1)
     assert res["reason"] == "created"
     assert res["reader"]["managed"] is False and res["reader"]["cluster_roles"] == [name]
     assert not [a for a in res["reader"]["actions"] if "cluster role" in a]
@@ -349,17 +358,17 @@ def test_reverse_direction_uses_istio_chart_rbac(env):
 
     # the chart's role lacking rules (an older chart): left alone, Meshfleet's role beside it
     rbac.patch_cluster_role(name, {"rules": [r for r in rs.READER_RULES if "endpointslices" not in r["resources"]]})
-    res, _ = env.run(cluster_name=env.c2, source_kubeconfig=env.k2, target_kubeconfig=env.k1)
+    res = env.run(cluster_name=env.c2, source_kubeconfig=env.k2, target_kubeconfig=env.k1)
     assert res["changed"] and res["reader"]["managed"] and not res["renewed"]
     assert res["reader"]["cluster_roles"] == ["meshfleet-" + name]
     assert "endpointslices" not in json.dumps(env.client(env.k2).sanitize_for_serialization(
         rbac.read_cluster_role(name).rules))
     # with istiod_remote, the remote-profile rules are added to Meshfleet's role
-    res, _ = env.run(cluster_name=env.c2, source_kubeconfig=env.k2, target_kubeconfig=env.k1,
-                     istiod_remote=True)
+    res = env.run(cluster_name=env.c2, source_kubeconfig=env.k2, target_kubeconfig=env.k1,
+                  istiod_remote=True)
     assert res["changed"] and "updated cluster role meshfleet-%s" % name in res["reader"]["actions"]
     from kubernetes import client
-    api_client, _ = env.reader_client(env.secret_kubeconfig(env.secret(rs.secret_name(env.c2), env.k1), env.c2))
+    api_client = env.reader_client(env.secret_kubeconfig(env.secret(rs.secret_name(env.c2), env.k1), env.c2))
     assert client.DiscoveryV1Api(api_client).list_endpoint_slice_for_all_namespaces().items is not None
     assert client.CoreV1Api(api_client).create_namespaced_config_map(
         "default", {"metadata": {"name": "istio-ca-root-cert-test"}, "data": {"x": "y"}})
@@ -367,8 +376,8 @@ def test_reverse_direction_uses_istio_chart_rbac(env):
 
 def test_forbidden_target_is_named(env):
     """The reader's own kubeconfig may read secrets but not write them."""
-    _, path = env.reader_client(env.secret_kubeconfig())
-    res, _ = env.run(cluster_name="forbidden1", target_kubeconfig=path, expect_failure=True)
+    path = env.reader_kubeconfig(env.secret_kubeconfig())
+    res = env.run(cluster_name="forbidden1", target_kubeconfig=path, expect_failure=True)
     assert res["msg"].startswith("target cluster (https://127.0.0.1:")
     assert "forbidden to create secret istio-system/istio-remote-secret-forbidden1" in res["msg"]
     assert "system:serviceaccount:istio-system:%s" % SA in res["msg"]
@@ -385,7 +394,7 @@ def test_dead_target_is_named(env):
     path = os.path.join(env.work, "dead.kubeconfig")
     with open(path, "w") as f:
         yaml.safe_dump(kc, f)
-    res, _ = env.run(target_kubeconfig=path, expect_failure=True)
+    res = env.run(target_kubeconfig=path, expect_failure=True)
     assert res["msg"].startswith("target cluster (https://127.0.0.1:%d) is unreachable" % port), res["msg"]
     assert "Connection refused" in res["msg"]
 
@@ -397,7 +406,8 @@ def test_istioctl_comparison(env):
     if not os.access(istioctl, os.X_OK):
         pytest.fail("istioctl is not built in %s" % env.tools_bin)
     p = subprocess.run([istioctl, "create-remote-secret", "--kubeconfig", env.k1, "--name", env.c1],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120,
+                       check=False)
     assert p.returncode == 0, p.stderr
     theirs = [d for d in yaml.safe_load_all(p.stdout) if d][0]
     their_kc = yaml.safe_load(theirs["stringData"][env.c1])
@@ -430,33 +440,33 @@ def test_istioctl_comparison(env):
     env.core(env.k2).replace_namespaced_secret(ours.metadata.name, NS, {
         "metadata": dict(theirs["metadata"], resourceVersion=ours.metadata.resource_version),
         "stringData": theirs["stringData"]})
-    res, _ = env.run()
+    res = env.run()
     assert res["renewed"] and res["reason"] == "not time-bound"
     assert rs.claims_expiry(rs.jwt_claims(env.secret_token())) is not None
     env.core(env.k1).delete_namespaced_secret(SA + "-istio-remote-secret-token", NS)
 
 
 def test_absent(env):
-    res, _ = env.run(state="absent", check=True)
+    res = env.run(state="absent", check=True)
     assert res["changed"] and env.secret() is not None
-    res, _ = env.run(state="absent", diff=True)
+    res = env.run(state="absent", diff=True)
     assert res["changed"] and res["reason"] == "deleted" and env.secret() is None
     assert res["diff"]["after"] == {} and res["diff"]["before"]["metadata"]["name"] == rs.secret_name(env.c1)
-    res, _ = env.run(state="absent")
+    res = env.run(state="absent")
     assert not res["changed"] and res["reason"] == "absent"
     # the reader stays in the source unless asked
     env.core(env.k1).read_namespaced_service_account(SA, NS)
-    res, _ = env.run(state="absent", remove_reader=True)
+    res = env.run(state="absent", remove_reader=True)
     assert res["changed"]
     assert sorted(res["reader"]["actions"]) == sorted([
         "deleted cluster role binding istio-reader-clusterrole-istio-system",
         "deleted cluster role istio-reader-clusterrole-istio-system",
         "deleted service account istio-system/%s" % SA])
-    res, _ = env.run(state="absent", remove_reader=True)
+    res = env.run(state="absent", remove_reader=True)
     assert not res["changed"]
     # c2 -> c1: the chart's objects in c2 stay, Meshfleet's go
-    res, _ = env.run(cluster_name=env.c2, source_kubeconfig=env.k2, target_kubeconfig=env.k1,
-                     state="absent", remove_reader=True)
+    res = env.run(cluster_name=env.c2, source_kubeconfig=env.k2, target_kubeconfig=env.k1,
+                  state="absent", remove_reader=True)
     assert res["changed"] and env.secret(rs.secret_name(env.c2), env.k1) is None
     assert sorted(res["reader"]["actions"]) == sorted([
         "deleted cluster role binding meshfleet-istio-reader-clusterrole-istio-system",
