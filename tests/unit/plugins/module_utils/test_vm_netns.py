@@ -178,18 +178,18 @@ def test_base_rootfs_lookup(tmp_path, monkeypatch):
 
 def test_list_reads_records_of_the_group_and_hides_stopped_ones_for_present(tmp_path):
     sd = str(tmp_path)
-    for name, group in (("vm1", "web"), ("vm2", "db")):
+    for name, group in (("ut-lone1", "web"), ("ut-lone2", "db")):
         d = tmp_path / "vms" / name
         d.mkdir(parents=True)
         (d / "vm.json").write_text(json.dumps(dict(
             name=name, group=group, mesh="mesh1", subnet="10.77.0.0/24", address="10.77.0.2",
             bridge="mfbr-0a4d000018")))
-    # nothing runs here: the VM is stopped
-    p = provider(dict(subnet="10.77.0.0/24", state_dir=sd, hosts=["vm1"]))
-    assert [(i["name"], i["status"]) for i in p.list()] == [("vm1", "stopped")]
-    assert provider(dict(subnet="10.77.0.0/24", state_dir=sd, hosts=["vm1"]), state="present").list() == []
+    # nothing runs under these names (the demo's VMs may: netns names are machine-wide)
+    p = provider(dict(subnet="10.77.0.0/24", state_dir=sd, hosts=["ut-lone1"]))
+    assert [(i["name"], i["status"]) for i in p.list()] == [("ut-lone1", "stopped")]
+    assert provider(dict(subnet="10.77.0.0/24", state_dir=sd, hosts=["ut-lone1"]), state="present").list() == []
     assert p.immutable_changes(p.list()[0]) == []
-    other = provider(dict(subnet="10.77.5.0/24", state_dir=sd, hosts=["vm1"]))
+    other = provider(dict(subnet="10.77.5.0/24", state_dir=sd, hosts=["ut-lone1"]))
     assert other.immutable_changes(p.list()[0]) == ["subnet", "address (the VM's position in hosts)"]
 
 
