@@ -15,10 +15,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import glob
 import json
 import os
 import shutil
+import socket
 import subprocess
 
 import yaml
@@ -28,7 +30,7 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
 from ansible_collections.meshfleet.mesh.plugins.module_utils.kubeconfig import (
     build_kubeconfig, cert_user, write_kubeconfig)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localproc import (
-    https_get, pid_alive, read_pid, stop_pid, tool, tools_bin)
+    TOOLS_HINT, https_get, pid_alive, read_pid, stop_pid, tool, tools_bin)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.ports import PortRegistry
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
 
@@ -74,8 +76,16 @@ class KwokProvider(ClusterProvider):
     # --- helpers --------------------------------------------------------------------
     def validate(self):
         super(KwokProvider, self).validate()
+        missing = []
         for name in list(BINARIES.values()) + ["kwokctl", "kubectl"]:
-            tool(self.bin_dir, name)
+            try:
+                tool(self.bin_dir, name)
+            except MeshfleetError:
+                missing.append(name)
+        if missing:
+            raise MeshfleetError("kwok cluster %s: %s %s missing from %s; %s" % (
+                self.cluster_name, ", ".join(missing), "is" if len(missing) == 1 else "are",
+                self.bin_dir, TOOLS_HINT))
 
     def _env(self):
         env = dict(os.environ)
@@ -87,8 +97,15 @@ class KwokProvider(ClusterProvider):
 
     def _kwokctl(self, *args, **kwargs):
         cmd = [tool(self.bin_dir, "kwokctl")] + list(args)
-        p = subprocess.run(cmd, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           universal_newlines=True, timeout=kwargs.get("timeout", 300))
+        timeout = kwargs.get("timeout", 300)
+        try:
+            p = subprocess.run(cmd, env=self._env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            # kwokctl waits forever for a component that cannot start (e.g. a port taken)
+            raise MeshfleetError("kwokctl %s timed out after %ss for cluster %s%s" % (
+                args[0] if args else "", timeout, self.cluster_name, self._log_hint()),
+                command=" ".join(cmd))
         if p.returncode != 0 and kwargs.get("check", True):
             out = p.stdout.strip().splitlines()[-15:]
             hint = ""
@@ -113,6 +130,49 @@ class KwokProvider(ClusterProvider):
         except yaml.YAMLError as e:
             raise self._corrupt("kwok.yaml is not valid YAML (%s)" % e)
         raise self._corrupt("kwok.yaml has no KwokctlConfiguration")
+
+    def _log_hint(self):
+        """The components' complaints about taken ports, from kwokctl's logs."""
+        lines = []
+        for path in sorted(glob.glob(os.path.join(self.kwok_dir, "logs", "*.log"))):
+            try:
+                with open(path) as f:
+                    lines += ["%s: %s" % (os.path.basename(path), line.strip()[-200:])
+                              for line in f if "address already in use" in line]
+            except IOError:
+                pass
+        if not lines:
+            return ""
+        return (" (a port of this cluster is in use by another process: stop it, or remove the "
+                "cluster with state=absent so new ports are reserved):\n%s" % "\n".join(lines[-5:]))
+
+    def _check_ports(self, ports, host):
+        """Fail before kwokctl when another process listens on one of ``ports``."""
+        busy = []
+        for name in PORT_NAMES:
+            port = ports.get(name)
+            if not port:
+                continue
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go's listeners do
+            try:
+                s.bind((host, int(port)))
+            except OSError as e:
+                if e.errno in (errno.EADDRINUSE, errno.EACCES):
+                    busy.append("%s (%s)" % (port, name))
+            finally:
+                s.close()
+        if busy:
+            raise MeshfleetError(
+                "cluster %s cannot start: port%s %s on %s %s in use by another process; stop "
+                "that process, or remove the cluster with state=absent so new ports are reserved"
+                % (self.cluster_name, "s" if len(busy) > 1 else "", ", ".join(busy), host,
+                   "is" if len(busy) == 1 else "are"))
+
+    def _removing(self):
+        """True when the module run removes the cluster (a broken folder must not stop that)."""
+        params = getattr(self.module, "params", None) or {}
+        return params.get("state") == "absent"
 
     def _corrupt(self, why):
         return MeshfleetError(
@@ -139,6 +199,16 @@ class KwokProvider(ClusterProvider):
 
     # --- interface --------------------------------------------------------------------
     def get(self):
+        try:
+            return self._observe()
+        except MeshfleetError:
+            if not self._removing():
+                raise
+            # state=absent on a broken folder: delete() works from the pid files alone
+            return dict(settings={}, ready=False, running=False, stopped=True, api_server=None,
+                        context=self.cluster_name, ports={})
+
+    def _observe(self):
         if not os.path.isdir(self.kwok_dir):
             return None
         conf = self._config()
@@ -171,7 +241,10 @@ class KwokProvider(ClusterProvider):
     def create(self):
         ensure_private_dir(self.workdir)
         cdir = self.ensure_cluster_dir()
+        # The cluster does not exist: a reservation left by a failed create may be stale.
+        self.ports().release(self.port_owner)
         ports = self.ports().reserve(self.port_owner, PORT_NAMES, host=self.settings["bind_address"])
+        self._check_ports(ports, self.settings["bind_address"])
         options = dict(bindAddress=self.settings["bind_address"], runtime="binary")
         options.update(ports)
         config = dict(apiVersion="config.kwok.x-k8s.io/v1alpha1", kind="KwokctlConfiguration",
@@ -198,6 +271,13 @@ class KwokProvider(ClusterProvider):
                           "--name", self.cluster_name)
 
     def start(self):
+        # A partly running cluster is restarted as a whole; then its ports must be free.
+        for pid in self._pids():
+            stop_pid(pid)
+        opts = (self._config() or {}).get("options") or {}
+        if not opts:
+            raise self._corrupt("kwok.yaml is missing")
+        self._check_ports(opts, opts.get("bindAddress") or "0.0.0.0")
         self._kwokctl("start", "cluster", "--name", self.cluster_name)
 
     def delete(self):
