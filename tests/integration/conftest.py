@@ -13,7 +13,8 @@
   session fails if a process, a port reservation or a folder is left. An atexit hook kills
   what is left even if pytest dies half-way.
 - ``kwok_clusters`` (session): ``kwok_clusters(names_or_count, settings=None)`` brings the
-  clusters up in parallel (one Ansible run, one fork per cluster) and returns their names.
+  clusters up in parallel (one Ansible run, one fork per cluster) and returns
+  ``{name: module result}``.
 - Fixtures of the sibling ``conftest_*.py`` files (e.g. ``conftest_vms.py``) are made
   available here too.
 """
@@ -110,13 +111,16 @@ def kwok_mesh(tmp_path_factory, tools_bin):
 
 @pytest.fixture(scope="session")
 def kwok_clusters(kwok_mesh):
-    """``kwok_clusters(names_or_count, settings=None, prefix="kc") -> [names]``, in parallel."""
+    """``kwok_clusters(names_or_count, settings=None, prefix="kc") -> {name: module result}``.
+
+    The clusters come up in parallel (one Ansible run, one fork each) and are ready.
+    """
     counter = [0]
 
     def make(names_or_count, settings=None, prefix="kc"):
         if isinstance(names_or_count, int):
             names = []
-            for _ in range(names_or_count):
+            for _i in range(names_or_count):
                 counter[0] += 1
                 names.append("%s%d" % (prefix, counter[0]))
         else:
@@ -124,6 +128,6 @@ def kwok_clusters(kwok_mesh):
         res = kwok_mesh.converge(dict((n, dict(settings or {})) for n in names))
         for n in names:
             assert res[n]["cluster"]["ready"], res[n]
-        return names
+        return dict((n, res[n]) for n in names)
 
     return make

@@ -17,6 +17,7 @@
 from __future__ import absolute_import, division, print_function
 
 import atexit
+import errno
 import glob
 import json
 import os
@@ -59,7 +60,7 @@ def find_tools_bin():
         try:
             p = subprocess.run(["bash", os.path.join(REPO, "tools", "build-tools.sh"), "--print-bin"],
                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               universal_newlines=True, timeout=60)
+                               universal_newlines=True, timeout=60, check=False)
         except (OSError, subprocess.TimeoutExpired) as e:
             return None, "%s failed: %s" % (origin, e)
         if p.returncode != 0 or not p.stdout.strip():
@@ -86,8 +87,28 @@ def proc_state(pid):
 
 
 def alive(pid):
-    """A process that exists and is not a zombie (PID 1 here may reap late or never)."""
-    return proc_state(pid) not in (None, "Z")
+    """A process that exists and is not a zombie (PID 1 here may reap late or never).
+
+    A killed multi-threaded process shows its leader as a zombie while the other threads
+    are still exiting (and still hold its sockets): it is dead once every thread is.
+    """
+    state = proc_state(pid)
+    if state is None:
+        return False
+    if state != "Z":
+        return True
+    try:
+        tids = os.listdir("/proc/%d/task" % int(pid))
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (int(pid), tid)) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    return True
+        except (IOError, OSError, IndexError):
+            pass
+    return False
 
 
 def read_pids(kwok_cluster_dir):
@@ -209,11 +230,23 @@ def rss_kib(pid):
 class Listener:
     """A TCP listener on ``host:port`` (to take a port away from a cluster)."""
 
-    def __init__(self, port, host="127.0.0.1"):
+    def __init__(self, port, host="127.0.0.1", timeout=10.0):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         # like Go's listeners: a port whose old connections are in TIME_WAIT can be bound
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.bind((host, port))
+                break
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    holders = port_listeners([port]).get(port, [])
+                    self.sock.close()
+                    raise OSError(e.errno, "%s: %s:%d (listening: %s)" % (
+                        e.strerror, host, port, ", ".join(
+                            "%s %s" % (p, cmdline(p)[:120]) if p else "?" for p in holders) or "none"))
+                time.sleep(0.2)
         self.sock.listen(1)
 
     def close(self):
@@ -342,7 +375,8 @@ def run_playbook(playbook, inventory, tools_bin=None, args=(), timeout=900, env=
     cmd += list(args)
     started = time.monotonic()
     p = subprocess.run(cmd, cwd=REPO, env=ansible_env(tools_bin, env), stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout)
+                       stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout,
+                       check=False)
     return PlaybookRun(cmd, p.returncode, p.stdout, time.monotonic() - started)
 
 
@@ -444,7 +478,7 @@ class KwokMesh:
         started = time.monotonic()
         p = subprocess.run(cmd, cwd=REPO, env=ansible_env(self.tools_bin, extra),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                           timeout=timeout)
+                           timeout=timeout, check=False)
         seconds = time.monotonic() - started
         try:
             out = json.loads(p.stdout)
