@@ -126,7 +126,7 @@ class IstiodLocal:
         pid = self.pid()
         ready = False
         if pid and rec:
-            code, _ = https_get("http://%s:%d/ready" % (rec.get("debug_bind", rec["bind"]), rec["ports"]["http"]), timeout=2)
+            code, dummy = https_get("http://%s:%d/ready" % (rec.get("debug_bind", rec["bind"]), rec["ports"]["http"]), timeout=2)
             ready = code == 200
         return dict(running=pid is not None, pid=pid, ready=ready,
                     ports=(rec or {}).get("ports"), config_hash=(rec or {}).get("hash"),
@@ -222,11 +222,16 @@ class IstiodLocalModule(MeshfleetModule):
                           bind_address=p["bind_address"], namespace=p["namespace"],
                           revision=p["revision"], env=p["env"], bin_dir=p["tools_bin"])
         before = ist.status()
-        view = lambda s: dict(running=s["running"], ports=s["ports"], config_hash=s["config_hash"])  # noqa: E731
+
+        def view(st):
+            return dict(running=st["running"], ports=st["ports"], config_hash=st["config_hash"])
         if p["state"] in ("stopped", "absent"):
             changed = before["running"] or (p["state"] == "absent" and os.path.isdir(ist.dir))
             if changed and not self.check_mode:
-                ist.stop() if p["state"] == "stopped" else ist.remove()
+                if p["state"] == "stopped":
+                    ist.stop()
+                else:
+                    ist.remove()
             after = dict(view(before), running=False)
             if changed:
                 self.set_diff(view(before), after)

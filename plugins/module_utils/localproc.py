@@ -13,10 +13,11 @@ import ssl
 import time
 
 try:
-    from urllib.request import urlopen
-    from urllib.error import URLError, HTTPError
-except ImportError:  # pragma: no cover
-    from urllib2 import urlopen, URLError, HTTPError
+    from http.client import HTTPConnection, HTTPSConnection, HTTPException
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover - Python 2
+    from httplib import HTTPConnection, HTTPSConnection, HTTPException
+    from urlparse import urlsplit
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
 
@@ -83,19 +84,31 @@ def stop_pid(pid, timeout=10.0):
 
 
 def https_get(url, ca_file=None, cert_file=None, key_file=None, timeout=3.0, insecure=False):
-    """GET ``url``; returns (status, body bytes) or (None, error text) when unreachable."""
-    ctx = None
-    if url.startswith("https"):
-        ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-        if insecure:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if cert_file:
-            ctx.load_cert_chain(cert_file, key_file)
+    """GET ``url``; returns (status, body bytes) or (None, error text) when unreachable.
+
+    Plain http.client (no redirects, no proxies): the targets are local API servers and
+    istiod debug endpoints, reached with client certificates.
+    """
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
     try:
-        resp = urlopen(url, timeout=timeout, context=ctx) if ctx else urlopen(url, timeout=timeout)
-        return resp.getcode(), resp.read()
-    except HTTPError as e:
-        return e.code, e.read()
-    except (URLError, OSError, ssl.SSLError) as e:
+        if parts.scheme == "https":
+            ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+            if insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            if cert_file:
+                ctx.load_cert_chain(cert_file, key_file)
+            conn = HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout, context=ctx)
+        else:
+            conn = HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+    except (HTTPException, OSError, ssl.SSLError) as e:
         return None, str(e)

@@ -23,7 +23,11 @@ import shutil
 import socket
 import subprocess
 
-import yaml
+try:
+    import yaml
+    HAS_YAML = True
+except ImportError:  # pragma: no cover - PyYAML comes with ansible-core
+    HAS_YAML = False
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, ensure_private_dir, write_file_atomic)
@@ -76,6 +80,8 @@ class KwokProvider(ClusterProvider):
     # --- helpers --------------------------------------------------------------------
     def validate(self):
         super(KwokProvider, self).validate()
+        if not HAS_YAML:
+            raise MeshfleetError("the kwok provider needs PyYAML on the controller")
         missing = []
         for name in list(BINARIES.values()) + ["kwokctl", "kubectl"]:
             try:
@@ -223,7 +229,7 @@ class KwokProvider(ClusterProvider):
         nodes = None
         if running:
             kc = self._kwok_kubeconfig()
-            status, _body = https_get(kc["server"] + "/readyz", ca_file=kc["ca"],
+            status, dummy = https_get(kc["server"] + "/readyz", ca_file=kc["ca"],
                                       cert_file=kc["cert"], key_file=kc["key"])
             ready = status == 200
             api = kc["server"]
