@@ -6,7 +6,7 @@
 #   scripts/setup.sh --tools    also build/reuse the Go tools (kwok, Kubernetes, etcd, Istio)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
+
 UV_VERSION=0.13.9
 PYTHON=${MESHFLEET_PYTHON:-python3}
 

@@ -2,7 +2,7 @@
 # Runs Meshfleet's test stages; `make test` runs them all. Each stage prints a
 # header and its own runner's summary; the script fails if any stage fails.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 root=$PWD
 export PATH="$root/.venv/bin:$PATH"
 export ANSIBLE_CONFIG="$root/ansible.cfg"

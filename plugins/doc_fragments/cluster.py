@@ -42,7 +42,7 @@ options:
 options:
   wait:
     description:
-      - Wait until the cluster is ready (or gone, for O(state=absent)).
+      - Wait until what the module manages is ready (or gone, when it is being removed).
     type: bool
     default: true
   wait_timeout:

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The mesh's trust roots: a root CA and one Istio plug-in intermediate CA per cluster.
 
 Two layers, both free of Ansible so the benchmark and the tests can drive them directly:

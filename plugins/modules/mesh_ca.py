@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import absolute_import, division, print_function
 
@@ -26,7 +26,7 @@ description:
     role meshfleet.mesh.trust does."
   - Uses the Python C(cryptography) library only; no openssl binary.
 version_added: 0.1.0
-author: Meshfleet engineers
+author: Meshfleet engineers (@meshfleet)
 requirements:
   - cryptography >= 41
 options:

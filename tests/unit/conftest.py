@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Shared fixtures for unit tests of the meshfleet.mesh collection.
 
 * Puts ``collections/`` on ``sys.path`` so ``ansible_collections.meshfleet.mesh`` imports

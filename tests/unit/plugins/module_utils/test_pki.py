@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """module_utils/pki.py: certificate profiles, checks and the MeshCA engine without Ansible."""
 
 from __future__ import absolute_import, division, print_function

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
-# Apache License 2.0
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """meshfleet.mesh.mesh_ca, run as Ansible runs it (main() with module args, JSON on stdout)."""
 
 from __future__ import absolute_import, division, print_function
