@@ -42,6 +42,13 @@ PORT_NAMES = ("etcdPort", "etcdPeerPort", "kubeApiserverPort", "kwokControllerPo
               "kubeControllerManagerPort", "kubeSchedulerPort")
 BINARIES = dict(kube_apiserver="kube-apiserver", kube_controller_manager="kube-controller-manager",
                 kube_scheduler="kube-scheduler", kwok_controller="kwok", etcd="etcd")
+#: which component (pid file name) listens on which port
+PORT_COMPONENTS = dict(etcdPort="etcd", etcdPeerPort="etcd", kubeApiserverPort="kube-apiserver",
+                       kwokControllerPort="kwok-controller",
+                       kubeControllerManagerPort="kube-controller-manager",
+                       kubeSchedulerPort="kube-scheduler")
+#: how many times one run starts components that died while it waits for the cluster
+MAX_RESTARTS = 3
 
 
 class KwokProvider(ClusterProvider):
@@ -54,6 +61,7 @@ class KwokProvider(ClusterProvider):
         self.settings.setdefault("bind_address", "127.0.0.1")
         self.settings.setdefault("nodes", 1)
         self._bin = None
+        self._restarts = 0
 
     # --- paths ----------------------------------------------------------------------
     @property
@@ -277,14 +285,33 @@ class KwokProvider(ClusterProvider):
                           "--name", self.cluster_name)
 
     def start(self):
-        # A partly running cluster is restarted as a whole; then its ports must be free.
-        for pid in self._pids():
-            stop_pid(pid)
+        """Start the components that are not running (all of them after a reboot)."""
         opts = (self._config() or {}).get("options") or {}
         if not opts:
             raise self._corrupt("kwok.yaml is missing")
-        self._check_ports(opts, opts.get("bindAddress") or "0.0.0.0")
+        running = set()
+        for path in glob.glob(os.path.join(self.kwok_dir, "pids", "*.pid")):
+            pid = read_pid(path)
+            if pid and pid_alive(pid):
+                running.add(os.path.basename(path)[:-4])
+            else:
+                # kwokctl counts a zombie (PID 1 may reap late) as running: forget the pid
+                os.unlink(path)
+        self._check_ports(dict((k, v) for k, v in opts.items()
+                               if k in PORT_COMPONENTS and PORT_COMPONENTS[k] not in running),
+                          opts.get("bindAddress") or "0.0.0.0")
         self._kwokctl("start", "cluster", "--name", self.cluster_name)
+
+    def is_ready(self):
+        observed = self.get()
+        if observed and observed.get("stopped") and self._restarts < MAX_RESTARTS:
+            # kwokctl does not supervise the components: one that gave up while the machine
+            # was busy (kube-controller-manager exits when the API server is slow to become
+            # healthy) is started again
+            self._restarts += 1
+            self.start()
+            return False
+        return bool(observed and observed.get("ready"))
 
     def delete(self):
         cdir = self.cluster_dir
