@@ -252,6 +252,22 @@ def test_killed_cluster_is_restarted(kwok_mesh, created):
     assert kwok_mesh.converge("kc1")["kc1"]["changed"] is False
 
 
+def test_dead_component_is_started_alone(kwok_mesh, created):
+    """kube-controller-manager gives up when the API server is slow (a busy machine): the
+    next run starts it again, and only it."""
+    old = kwok_mesh.pids("kc1")
+    os.kill(old["kube-controller-manager"], signal.SIGKILL)
+    helpers.wait_until(lambda: not helpers.alive(old["kube-controller-manager"]), 20, "kcm to die")
+    res = kwok_mesh.converge("kc1")["kc1"]
+    assert res["changed"] is True and res["cluster"]["ready"] is True
+    new = kwok_mesh.pids("kc1")
+    assert new["kube-controller-manager"] != old["kube-controller-manager"]
+    assert helpers.alive(new["kube-controller-manager"])
+    for comp in ("etcd", "kube-apiserver", "kube-scheduler", "kwok-controller"):
+        assert new[comp] == old[comp], comp
+    assert kwok_mesh.converge("kc1")["kc1"]["changed"] is False
+
+
 # --- errors -----------------------------------------------------------------------------------
 
 def test_port_taken_while_stopped_is_reported(kwok_mesh, created):
