@@ -57,7 +57,11 @@ import os
 import re
 import shutil
 
-import yaml
+try:
+    import yaml
+    HAS_YAML = True
+except ImportError:  # pragma: no cover - the toolkit's venv has it
+    HAS_YAML = False
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, MeshfleetModule, ensure_private_dir, write_file_atomic)
@@ -173,24 +177,29 @@ def _go_ordered(obj):
     return obj
 
 
-class _GoYamlDumper(yaml.SafeDumper):
+def _represent_str(dumper, data):
     """Strings a YAML reader would take for another type are double-quoted, as Go's
     encoder does (``"true"``); PyYAML would single-quote them."""
-
-
-def _represent_str(dumper, data):
     style = None
     if dumper.resolve(yaml.ScalarNode, data, (True, False)) != u"tag:yaml.org,2002:str":
         style = '"'
     return dumper.represent_scalar(u"tag:yaml.org,2002:str", data, style=style)
 
 
-_GoYamlDumper.add_representer(str, _represent_str)
+_DUMPER = []
+
+
+def _go_yaml_dumper():
+    if not _DUMPER:
+        dumper = type("GoYamlDumper", (yaml.SafeDumper,), {})
+        dumper.add_representer(str, _represent_str)
+        _DUMPER.append(dumper)
+    return _DUMPER[0]
 
 
 def mesh_yaml(proxy_config):
     """``mesh.yaml`` as istioctl writes it (sigs.k8s.io/yaml: Go key order and quoting)."""
-    return yaml.dump(_go_ordered({"defaultConfig": proxy_config}), Dumper=_GoYamlDumper,
+    return yaml.dump(_go_ordered({"defaultConfig": proxy_config}), Dumper=_go_yaml_dumper(),
                      default_flow_style=False, sort_keys=False, allow_unicode=True, width=1 << 16)
 
 
@@ -415,7 +424,7 @@ class VmBootstrapModule(MeshfleetModule):
         auto_register=dict(type="bool", default=True),
         dns_capture=dict(type="bool", default=True),
         proxy_metadata=dict(type="dict", default={}),
-        token_lifetime=dict(type="int", default=3600),
+        token_lifetime=dict(type="int", default=3600, no_log=False),
         renew_before=dict(type="int", default=1200),
         force_token=dict(type="bool", default=False),
         state=dict(type="str", default="present", choices=["present", "absent"]),
@@ -428,6 +437,8 @@ class VmBootstrapModule(MeshfleetModule):
     def run(self):
         p = self.params
         dest = p["dest"]
+        if not HAS_YAML:
+            raise MeshfleetError("the PyYAML Python library is required on the controller (pip install pyyaml)")
         if p["state"] == "absent":
             existed = os.path.isdir(dest)
             if existed:
@@ -574,7 +585,7 @@ class VmBootstrapModule(MeshfleetModule):
                              "running for this cluster?" % (ROOT_CERT_CONFIGMAP, ROOT_CERT_KEY, namespace, ns_istio))
 
     def _ingress_ip(self, kc, ns_istio):
-        svc_name, _, svc_ns = self.params["ingress_service"].partition(".")
+        svc_name, _dot, svc_ns = self.params["ingress_service"].partition(".")
         svc_ns = svc_ns or ns_istio
         svc = kc.call("read Service %s/%s" % (svc_ns, svc_name), kc.core.read_namespaced_service,
                       svc_name, svc_ns, not_found=None)

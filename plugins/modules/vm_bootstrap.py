@@ -28,8 +28,8 @@ description:
     the address of the east-west gateway Service O(ingress_service).
   - C(istio-token) is a TokenRequest token of the group's service account, audience C(istio-ca),
     valid O(token_lifetime) seconds. It is only needed for the VM's first certificate signing
-    request: the agent then authenticates with its own certificate (written to and read from
-    C(/etc/certs) on the VM) and renews it at half life. A new token is requested only when there
+    request. After that the agent authenticates with its own certificate (written to and read
+    from C(/etc/certs) on the VM) and renews it at half life. A new token is requested only when there
     is none, it is malformed, for another or a re-created service account, for another audience,
     expired, or expires within O(renew_before) seconds (its C(exp) claim is decoded).
   - Idempotent; every file is rewritten only when its content changes. The token never appears

@@ -130,12 +130,12 @@ def test_no_ports_captures_everything_and_no_pod_ports():
     del wg["spec"]["template"]["ports"]
     env = vb.build_cluster_env(wg, vb.build_proxy_config(wg, MESH, "c1")[0])
     assert env["ISTIO_INBOUND_PORTS"] == "*"
-    pc, _ = vb.build_proxy_config(wg, MESH, "c1")
+    pc, _td = vb.build_proxy_config(wg, MESH, "c1")
     assert "ISTIO_META_POD_PORTS" not in pc["proxyMetadata"]
 
 
 def test_status_port_in_exclude_ports():
-    pc, _ = vb.build_proxy_config(WG, MESH, "c1")
+    pc, _td = vb.build_proxy_config(WG, MESH, "c1")
     pc["statusPort"] = 15999
     assert vb.build_cluster_env(WG, pc)["ISTIO_LOCAL_EXCLUDE_PORTS"] == "22,15090,15021,15999"
     pc["statusPort"] = 15021
@@ -168,7 +168,7 @@ def test_proxy_config_annotation_and_probe():
     wg = json.loads(json.dumps(WG))
     wg["metadata"]["annotations"] = {"proxy.istio.io/config": "proxyMetadata:\n  FOO: bar\nconcurrency: 2\n"}
     wg["spec"]["probe"] = {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 5}
-    pc, _ = vb.build_proxy_config(wg, MESH, "c1", proxy_metadata={"EXTRA": 1})
+    pc, _td = vb.build_proxy_config(wg, MESH, "c1", proxy_metadata={"EXTRA": 1})
     assert pc["concurrency"] == 2
     assert pc["proxyMetadata"]["FOO"] == "bar" and pc["proxyMetadata"]["EXTRA"] == "1"
     assert pc["readinessProbe"]["httpGet"]["path"] == "/ready"
