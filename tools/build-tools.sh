@@ -374,8 +374,9 @@ acquire_lock() {
 # besides the binaries) staged from the pinned istio.io/istio module into
 # <cache>/<key>/share/istio/ for the VM sidecar role's "binaries" install
 # (roles/vm_sidecar): the Envoy bootstrap template, istio-start.sh, the
-# systemd unit and sidecar.env. Copied at build time, never committed.
-ISTIO_SHARE_FILES=(envoy_bootstrap.json istio-start.sh istio.service sidecar.env)
+# systemd unit, sidecar.env and the package's postinst.sh (the tests build an
+# istio-sidecar .deb from these). Copied at build time, never committed.
+ISTIO_SHARE_FILES=(envoy_bootstrap.json istio-start.sh istio.service sidecar.env postinst.sh)
 stage_istio_share() {
   local share="$KEY_DIR/share/istio" f missing=0 src
   for f in "${ISTIO_SHARE_FILES[@]}"; do [[ -s "$share/$f" ]] || missing=1; done
@@ -387,10 +388,12 @@ stage_istio_share() {
   fi
   mkdir -p "$share"
   for f in "${ISTIO_SHARE_FILES[@]}"; do
-    install -m 0644 "$src/tools/packaging/common/$f" "$share/$f.tmp.$$"
+    local from="$src/tools/packaging/common/$f"
+    [[ "$f" == postinst.sh ]] && from="$src/tools/packaging/postinst.sh"   # the package's postinst
+    install -m 0644 "$from" "$share/$f.tmp.$$"
     mv -f "$share/$f.tmp.$$" "$share/$f"
   done
-  chmod 0755 "$share/istio-start.sh"
+  chmod 0755 "$share/istio-start.sh" "$share/postinst.sh"
   log "staged the Istio sidecar package files into $share"
 }
 
