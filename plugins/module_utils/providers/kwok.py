@@ -253,6 +253,10 @@ class KwokProvider(ClusterProvider):
                     ports={k: opts.get(k) for k in PORT_NAMES})
 
     def create(self):
+        # Parallel creates race to make the shared folders, and base.ensure_private_dir's
+        # makedirs fails with "File exists" when it loses: make them race-safe first.
+        for shared in (self.workdir, os.path.join(self.state_dir, "clusters")):
+            os.makedirs(shared, 0o700, exist_ok=True)
         ensure_private_dir(self.workdir)
         cdir = self.ensure_cluster_dir()
         # The cluster does not exist: a reservation left by a failed create may be stale.
