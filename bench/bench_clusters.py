@@ -224,9 +224,9 @@ class Bench:
         for path in sorted(set(p for p, _n, _c, _o, _d, _m in self.rows)):
             if (path, 1) in by and (path, 10) in by:
                 t1, t10 = by[(path, 1)][0], by[(path, 10)][0]
+                verdict = "ok" if t10 / t1 < 5 else "MISSED"
                 print("  create 10 vs 1, %-44s t10/t1 = %.2f  (%.1f s / %.1f s; serial would be 10, "
-                      "target well under 10: %s)" % (path + ":", t10 / t1, t10, t1,
-                                                      "ok" if t10 / t1 < 5 else "MISSED"))
+                      "target well under 10, ok below 5: %s)" % (path + ":", t10 / t1, t10, t1, verdict))
         mems = [m for per in self.memory.values() for m in per.values()]
         if mems:
             mib = sum(mems) / len(mems)
@@ -239,7 +239,7 @@ class Bench:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--sizes", default="1,3,10", help="cluster counts (default 1,3,10)")
     ap.add_argument("--no-full-site", action="store_true",
                     help="skip the full site.yml (Istio included) on 3 clusters")
@@ -259,18 +259,24 @@ def main():
     bench = Bench(work, tools_bin)
     bench.load_before = " ".join("%.2f" % x for x in os.getloadavg())
     plays = cluster_plays(os.path.join(work, "site-clusters.yml"))
-    ok = True
+    stages = []
+    for n in sizes:
+        if args.only in (None, "module"):
+            stages.append(("module-%d" % n, bench.module, (n,)))
+        if args.only in (None, "site"):
+            stages.append(("site-%d" % n, bench.site, (n, plays, "site.yml (cluster plays)")))
+    if not args.no_full_site and args.only in (None, "site") and 3 in sizes:
+        stages.append(("full-site-3", bench.site,
+                       (3, os.path.join(REPO, "playbooks", "site.yml"), "site.yml (full, Istio included)")))
     try:
-        for n in sizes:
-            if args.only in (None, "module"):
-                bench.module(n)
-            if args.only in (None, "site"):
-                bench.site(n, plays, "site.yml (cluster plays)")
-        if not args.no_full_site and args.only in (None, "site") and 3 in sizes:
-            bench.site(3, os.path.join(REPO, "playbooks", "site.yml"), "site.yml (full, Istio included)")
-    except (Exception, KeyboardInterrupt) as e:
-        ok = False
-        bench.failures.append("stopped: %s: %s" % (type(e).__name__, str(e)[:3000]))
+        for name, fn, fn_args in stages:
+            try:
+                fn(*fn_args)
+            except Exception as e:  # record it, clean up, go on with the next stage
+                bench.failures.append("%s failed: %s: %s" % (name, type(e).__name__, str(e)[:3000]))
+                bench.teardown_all()
+    except KeyboardInterrupt as e:
+        bench.failures.append("interrupted: %s" % e)
     finally:
         bench.teardown_all()
         left = [p for p in (helpers.processes_under(work),) if p]
@@ -280,7 +286,7 @@ def main():
         else:
             shutil.rmtree(work, ignore_errors=True)
     bench.report()
-    return 0 if ok and not bench.failures else 1
+    return 0 if not bench.failures else 1
 
 
 if __name__ == "__main__":

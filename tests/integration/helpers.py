@@ -69,8 +69,8 @@ def find_tools_bin():
     missing = [t for t in KWOK_TOOLS if not os.access(os.path.join(path, t), os.X_OK)]
     if missing:
         return None, ("the Meshfleet Go tools are not built: %s missing from %s (from %s). "
-                      "Build them with `make tools` (tools/build-tools.sh), or run the suite "
-                      "through `scripts/test.sh integration`, which builds them."
+                      "Build them with `make tools` (tools/build-tools.sh); `make integration` "
+                      "builds them before it runs this suite."
                       % (", ".join(missing), path, origin))
     return os.path.realpath(path), None
 
