@@ -410,7 +410,7 @@ class Bench:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--only", default=",".join(PATHS),
                     help="comma-separated paths to run (default: %s)" % ",".join(PATHS))
     ap.add_argument("--no-profile", action="store_true",
