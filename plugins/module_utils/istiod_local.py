@@ -69,6 +69,13 @@ class IstiodLocal:
         pid = read_pid(self.pid_file)
         return pid if pid and pid_alive(pid) else None
 
+    def debug_url(self, rec=None):
+        """Base URL of the debug API of the recorded istiod, or None."""
+        rec = rec if rec is not None else self.recorded()
+        if not rec:
+            return None
+        return "http://%s:%d" % (rec.get("debug_bind", rec["bind"]), rec["ports"]["http"])
+
     def recorded(self):
         try:
             with open(self.config_file) as f:
@@ -126,11 +133,11 @@ class IstiodLocal:
         pid = self.pid()
         ready = False
         if pid and rec:
-            code, dummy = https_get("http://%s:%d/ready" % (rec.get("debug_bind", rec["bind"]), rec["ports"]["http"]), timeout=2)
+            code, dummy = https_get(self.debug_url(rec) + "/ready", timeout=2)
             ready = code == 200
         return dict(running=pid is not None, pid=pid, ready=ready,
                     ports=(rec or {}).get("ports"), config_hash=(rec or {}).get("hash"),
-                    debug_url=("http://%s:%d" % (rec.get("debug_bind", rec["bind"]), rec["ports"]["http"])) if rec else None,
+                    debug_url=self.debug_url(rec),
                     xds_address=("%s:%d" % (rec["bind"], rec["ports"]["secure_grpc"])) if rec else None,
                     log=self.log_file)
 
@@ -240,7 +247,8 @@ class IstiodLocalModule(MeshfleetModule):
             raise MeshfleetError("kubeconfig %s of cluster %s does not exist; create the cluster first"
                                  % (p["kubeconfig"], p["name"]))
         if self.check_mode:
-            ports = ist.recorded()["ports"] if ist.recorded() else {k: None for k in PORTS}
+            rec = ist.recorded()
+            ports = rec["ports"] if rec else {k: None for k in PORTS}
         else:
             ports = ist.reserve_ports()
         desired = ist.desired(ports)

@@ -22,6 +22,7 @@ import time
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, MeshfleetModule, WaitTimeout, wait_for)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.istiod_local import IstiodLocal
 from ansible_collections.meshfleet.mesh.plugins.module_utils.k8s_client import KubeCluster, k8s
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localproc import https_get
 from ansible_collections.meshfleet.mesh.plugins.module_utils.pki import fingerprint, load_certs_pem
@@ -38,13 +39,7 @@ def istiod_json(url, path):
 
 def local_istiod_url(state_dir, name):
     """Debug URL of a local istiod started by meshfleet.mesh.istiod_local, or None."""
-    import os
-    try:
-        with open(os.path.join(state_dir, "clusters", name, "istiod", "config.json")) as f:
-            rec = json.load(f)
-        return "http://%s:%d" % (rec.get("debug_bind", rec["bind"]), rec["ports"]["http"])
-    except (IOError, OSError, ValueError, KeyError):
-        return None
+    return IstiodLocal(name, state_dir, None, name).debug_url()
 
 
 def verify_signed_by(cert, roots):
