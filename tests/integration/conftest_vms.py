@@ -146,7 +146,7 @@ def netns_vms(tmp_path_factory):
     if problem:
         pytest.skip(problem)
     names = [n for _subnet, hosts in GROUPS.values() for n in hosts]
-    removed = netns.remove_orphans(names)
+    removed = netns.remove_orphans(names, reclaim=True)
     if removed:
         sys.stderr.write("[vm-test] removed VMs left by an earlier run: %s\n" % ", ".join(removed))
     rootfs = ensure_rootfs()

@@ -153,7 +153,7 @@ def mesh(tmp_path_factory, tools_bin):
     problem = vm_support_problem()
     if problem:
         pytest.skip(problem)
-    netns.remove_orphans(list(VMS))
+    netns.remove_orphans(list(VMS), reclaim=True)
     folder = str(tmp_path_factory.mktemp("vm-onboarding"))
     m = Mesh(folder, tools_bin)
     helpers.safety_net(m.state_dir)

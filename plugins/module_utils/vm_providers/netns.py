@@ -700,16 +700,22 @@ def owner_records():
     return out
 
 
-def remove_orphans(names=None):
+def remove_orphans(names=None, reclaim=False):
     """Remove the netns VMs whose mesh state dir is gone (a test run killed before its
-    teardown); only ``names`` when given. Returns the names removed."""
+    teardown); only ``names`` when given. Returns the names removed.
+
+    ``reclaim=True`` (only with ``names``) also removes those VMs when their state dir still
+    exists: for names a caller owns outright, such as the reserved names of a test suite whose
+    earlier run was killed and left its temporary state dir behind."""
+    if reclaim and names is None:
+        raise ValueError("remove_orphans(reclaim=True) needs the list of names to reclaim")
     removed = []
     for rec in owner_records():
         name = rec["netns"][len("mf-"):]
         if names is not None and name not in names:
             continue
         state_dir = rec.get("state_dir")
-        if state_dir and os.path.isdir(state_dir):
+        if state_dir and os.path.isdir(state_dir) and not reclaim:
             continue
         vm = NetnsVm(state_dir or "/nonexistent", name)
         with _HostLock():

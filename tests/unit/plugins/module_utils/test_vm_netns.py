@@ -230,3 +230,36 @@ def test_rootfs_script_prints_its_cache_dir(tmp_path, repo_root):
     done = subprocess.run(["bash", script], env=env, stdout=subprocess.PIPE,
                           universal_newlines=True, check=True).stdout
     assert "[vm-rootfs] cached rootfs" in done and done.strip().splitlines()[-1] == out
+
+
+def _fake_owner_records(tmp_path, monkeypatch, records):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for rec in records:
+        (run_dir / ("%s.json" % rec["netns"])).write_text(json.dumps(rec))
+    monkeypatch.setattr(netns, "RUN_DIR", str(run_dir))
+    monkeypatch.setattr(netns, "_kill_all", lambda ns: None)
+    monkeypatch.setattr(netns, "netns_exists", lambda ns: False)
+    monkeypatch.setattr(netns, "_link_exists", lambda name: False)
+    return run_dir
+
+
+def test_remove_orphans_keeps_vms_of_a_live_state_dir_unless_reclaimed(tmp_path, monkeypatch):
+    live = tmp_path / "live-state"
+    live.mkdir()
+    run_dir = _fake_owner_records(tmp_path, monkeypatch, [
+        {"netns": "mf-a1", "state_dir": str(live)},
+        {"netns": "mf-b1", "state_dir": str(tmp_path / "gone")},
+        {"netns": "mf-c1", "state_dir": str(live)},
+    ])
+    # a missing state dir is an orphan; a live one is someone's mesh
+    assert netns.remove_orphans(["a1", "b1"]) == ["b1"]
+    assert sorted(p.name for p in run_dir.glob("mf-*")) == ["mf-a1.json", "mf-c1.json"]
+    # reclaim: the caller owns these names outright; others are never touched
+    assert netns.remove_orphans(["a1"], reclaim=True) == ["a1"]
+    assert sorted(p.name for p in run_dir.glob("mf-*")) == ["mf-c1.json"]
+
+
+def test_remove_orphans_reclaim_needs_names():
+    with pytest.raises(ValueError, match="needs the list of names"):
+        netns.remove_orphans(reclaim=True)
