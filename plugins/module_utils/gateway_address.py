@@ -11,13 +11,13 @@ import socket
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, MeshfleetModule, WaitTimeout, wait_for)
-from ansible_collections.meshfleet.mesh.plugins.module_utils.k8s_client import KubeCluster
+from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import KubeRest
 
 
 def lb_ingress(svc):
-    """[(ip, hostname)] from a Service's status.loadBalancer.ingress."""
-    lb = svc.status.load_balancer if svc and svc.status else None
-    return [(i.ip, i.hostname) for i in ((lb.ingress if lb else None) or [])]
+    """[(ip, hostname)] from a Service's (JSON) status.loadBalancer.ingress."""
+    lb = ((svc or {}).get("status") or {}).get("loadBalancer") or {}
+    return [(i.get("ip"), i.get("hostname")) for i in (lb.get("ingress") or [])]
 
 
 def resolve(hostname):
@@ -42,10 +42,10 @@ class GatewayAddressModule(MeshfleetModule):
 
     def run(self):
         p = self.params
-        kc = KubeCluster(p["kubeconfig"], p["context"], label="cluster")
+        kc = KubeRest(p["kubeconfig"], p["context"], label="cluster")
         what = "service %s/%s" % (p["namespace"], p["service"])
-        svc = kc.call("read " + what, kc.core.read_namespaced_service, p["service"], p["namespace"],
-                      not_found=None)
+        path = "/api/v1/namespaces/%s/services/%s" % (p["namespace"], p["service"])
+        svc = kc.get("read " + what, path, not_found=None)
         if svc is None and not self.check_mode:
             raise MeshfleetError("%s does not exist in %s; install the east-west gateway first"
                                  % (what, p["kubeconfig"]))
@@ -59,17 +59,16 @@ class GatewayAddressModule(MeshfleetModule):
                 if current != want:
                     self.set_diff(dict(ingress=[i for i, _h in current]), dict(ingress=[p["address"]]))
                     if not self.check_mode:
-                        kc.call("publish the address of " + what,
-                                kc.core.patch_namespaced_service_status, p["service"], p["namespace"],
-                                {"status": {"loadBalancer": {"ingress": [{"ip": p["address"]}]}}})
+                        kc.request("publish the address of " + what, "PATCH", path + "/status",
+                                   {"status": {"loadBalancer": {"ingress": [{"ip": p["address"]}]}}},
+                                   content_type="application/merge-patch+json")
                     result["changed"] = True
             return result
         if self.check_mode and svc is None:
             return dict(address=None, source="unknown until the gateway exists")
 
         def found():
-            s = kc.call("read " + what, kc.core.read_namespaced_service, p["service"], p["namespace"])
-            return lb_ingress(s) or None
+            return lb_ingress(kc.get("read " + what, path)) or None
 
         try:
             ingress = current or (wait_for(found, p["wait_timeout"], "a load balancer address on " + what,

@@ -206,6 +206,17 @@ class IstiodLocal:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def is_local_address(address):
+    """Whether ``address`` is assigned to one of this machine's interfaces (``ip addr``; the
+    rest of 127.0.0.0/8 does not count: istiod listens there only when told to)."""
+    try:
+        out = subprocess.run(["ip", "-o", "addr", "show"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             universal_newlines=True, check=False).stdout
+    except OSError:
+        return False
+    return (" %s/" % address) in out
+
+
 class IstiodLocalModule(MeshfleetModule):
     argument_spec = dict(
         name=dict(type="str", required=True),
@@ -213,6 +224,7 @@ class IstiodLocalModule(MeshfleetModule):
         kubeconfig=dict(type="path"),
         cluster_id=dict(type="str"),
         bind_address=dict(type="str", default="127.0.0.1"),
+        prefer_address=dict(type="str"),
         namespace=dict(type="str", default="istio-system"),
         revision=dict(type="str", default=""),
         env=dict(type="dict", default={}),
@@ -225,8 +237,11 @@ class IstiodLocalModule(MeshfleetModule):
 
     def run(self):
         p = self.params
+        bind = p["bind_address"]
+        if p["prefer_address"] and is_local_address(p["prefer_address"]):
+            bind = p["prefer_address"]
         ist = IstiodLocal(p["name"], p["state_dir"], p["kubeconfig"], p["cluster_id"] or p["name"],
-                          bind_address=p["bind_address"], namespace=p["namespace"],
+                          bind_address=bind, namespace=p["namespace"],
                           revision=p["revision"], env=p["env"], bin_dir=p["tools_bin"])
         before = ist.status()
 

@@ -44,6 +44,12 @@ options:
       - The debug API, monitoring, webhooks and ctrlz always listen on 127.0.0.1.
     type: str
     default: 127.0.0.1
+  prefer_address:
+    description:
+      - Listen on this address instead of O(bind_address) when it is assigned to one of this
+        machine's interfaces (for example the east-west address of a cluster whose VMs reach
+        istiod there); otherwise O(bind_address) is used.
+    type: str
   namespace:
     description: Istio system namespace.
     type: str

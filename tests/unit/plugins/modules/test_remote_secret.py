@@ -17,6 +17,7 @@ import json
 import pytest
 import yaml
 
+from ansible_collections.meshfleet.mesh.plugins.module_utils import pki
 from ansible_collections.meshfleet.mesh.plugins.module_utils import remote_secret as rs
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
 from ansible_collections.meshfleet.mesh.plugins.modules import remote_secret as module
@@ -363,7 +364,10 @@ def test_normalise_rules_ignores_order():
 def dead_kubeconfig(tmp_path):
     """A kubeconfig whose server is a closed port on loopback."""
     path = tmp_path / "dead.kubeconfig"
-    path.write_text(rs.dump(rs.remote_kubeconfig("dead", "https://127.0.0.1:1", CA, "dead-token")))
+    # a real CA certificate: the client builds its TLS context before it connects
+    root = pki.build_root_cert(pki.generate_key("ecdsa-p256"), organization="dead")
+    ca = rs.ca_b64(pki.cert_pem(root).decode("ascii"))
+    path.write_text(rs.dump(rs.remote_kubeconfig("dead", "https://127.0.0.1:1", ca, "dead-token")))
     return str(path)
 
 

@@ -1,0 +1,402 @@
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A small Kubernetes REST client for the converge path's read-mostly checks.
+
+Why not the ``kubernetes`` package: importing it costs ~0.8 s of CPU per module run (it
+loads ~800 model classes) and a no-op converge runs a module per cluster per step; this
+client loads in milliseconds and keeps one keep-alive connection. It speaks JSON dicts,
+reads kubeconfigs the way kubectl does for the fields Meshfleet's providers write
+(inline or file CA and client certificates, bearer tokens, ``exec`` credential plugins,
+``insecure-skip-tls-verify``, ``tls-server-name``) and turns failures into one
+:class:`~.base.MeshfleetError` that names the cluster, its server and the action, like
+:class:`~.k8s_client.KubeCluster`. Changes to plain objects stay with kubernetes.core.
+
+    kube = KubeRest(kubeconfig, label="cluster1")
+    ns = kube.get("read namespace istio-system", "/api/v1/namespaces/istio-system", not_found=None)
+    path = kube.object_path({"apiVersion": "apps/v1", "kind": "Deployment",
+                             "metadata": {"name": "istiod", "namespace": "istio-system"}})
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+import http.client
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+
+try:
+    from urllib.parse import urlencode, urlsplit, quote
+except ImportError:  # pragma: no cover - Python 2
+    from urllib import urlencode, quote  # type: ignore
+    from urlparse import urlsplit  # type: ignore
+
+import yaml
+
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
+
+_NOT_GIVEN = object()
+
+
+def _read(path, what, label, kubeconfig):
+    try:
+        with open(os.path.expanduser(path), "rb") as f:
+            return f.read()
+    except (IOError, OSError) as e:
+        raise MeshfleetError("%s kubeconfig %s: cannot read its %s %s: %s" % (label, kubeconfig, what, path, e))
+
+
+def _data_or_file(entry, key, what, label, kubeconfig):
+    """Bytes of ``<key>-data`` (base64) or of the file ``<key>``; None when neither is set."""
+    data = entry.get(key + "-data")
+    if data:
+        try:
+            return base64.b64decode(data)
+        except (TypeError, ValueError) as e:
+            raise MeshfleetError("%s kubeconfig %s: %s-data is not base64: %s" % (label, kubeconfig, key, e))
+    if entry.get(key):
+        return _read(entry[key], what, label, kubeconfig)
+    return None
+
+
+def _status_message(body, status, reason):
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict) and data.get("message"):
+            return data["message"]
+    except (ValueError, TypeError):
+        pass
+    return "%s %s" % (status, reason or "")
+
+
+class KubeRest:
+    """One cluster's API over HTTPS; ``label`` names it in error messages."""
+
+    def __init__(self, kubeconfig, context=None, label="cluster", option="kubeconfig", timeout=30.0):
+        self.label = label
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.timeout = timeout
+        self._conn = None
+        self._resources = {}
+        if not kubeconfig:
+            raise MeshfleetError("%s cluster: no kubeconfig given (set %s)" % (label, option))
+        path = os.path.expanduser(kubeconfig)
+        if not os.path.isfile(path):
+            raise MeshfleetError("%s kubeconfig %s does not exist or is not a file (%s)" % (label, kubeconfig, option))
+        try:
+            with open(path) as f:
+                config = yaml.safe_load(f)
+        except (IOError, OSError, yaml.YAMLError) as e:
+            raise MeshfleetError("%s kubeconfig %s is malformed: %s" % (label, kubeconfig, e))
+        self._load(config if isinstance(config, dict) else {})
+
+    # --- kubeconfig -------------------------------------------------------------------
+    def _named(self, config, section, name):
+        for entry in config.get(section) or []:
+            if isinstance(entry, dict) and entry.get("name") == name:
+                return entry.get(section[:-1]) or {}
+        raise MeshfleetError("%s kubeconfig %s is not usable: no %s named %r"
+                             % (self.label, self.kubeconfig, section[:-1], name))
+
+    def _load(self, config):
+        ctx_name = self.context or config.get("current-context")
+        if not ctx_name:
+            raise MeshfleetError("%s kubeconfig %s is not usable: no context given and no current-context"
+                                 % (self.label, self.kubeconfig))
+        ctx = self._named(config, "contexts", ctx_name)
+        cluster = self._named(config, "clusters", ctx.get("cluster"))
+        user = self._named(config, "users", ctx.get("user")) if ctx.get("user") else {}
+        server = cluster.get("server")
+        if not server:
+            raise MeshfleetError("%s kubeconfig %s is not usable: cluster %r has no server"
+                                 % (self.label, self.kubeconfig, ctx.get("cluster")))
+        self.server = server.rstrip("/")
+        url = urlsplit(self.server)
+        self._https = url.scheme == "https"
+        self._host = url.hostname
+        self._port = url.port or (443 if self._https else 80)
+        self._prefix = url.path.rstrip("/")
+        self._headers = {"Accept": "application/json", "User-Agent": "meshfleet"}
+        self._ca_pem = None
+        self._insecure = bool(cluster.get("insecure-skip-tls-verify"))
+        if self._https:
+            ca = _data_or_file(cluster, "certificate-authority", "certificate authority", self.label, self.kubeconfig)
+            self._ca_pem = ca.decode("utf-8") if ca else None
+            self._server_hostname = cluster.get("tls-server-name") or self._host
+        cert = _data_or_file(user, "client-certificate", "client certificate", self.label, self.kubeconfig)
+        key = _data_or_file(user, "client-key", "client key", self.label, self.kubeconfig)
+        token = user.get("token")
+        if not token and user.get("tokenFile"):
+            token = _read(user["tokenFile"], "token file", self.label, self.kubeconfig).decode("utf-8").strip()
+        self._exec_spec = user.get("exec") if not token and not cert else None
+        self._cluster_entry = cluster
+        if token:
+            self._headers["Authorization"] = "Bearer %s" % token
+        self._client_cert = (cert, key) if cert and key else None
+        self._ssl = None
+
+    def _ssl_context(self):
+        """The TLS context, built on the first request (so a bad CA or plugin fails there, named)."""
+        if self._ssl is None:
+            ctx_ssl = ssl.create_default_context()
+            if self._insecure:
+                ctx_ssl.check_hostname = False
+                ctx_ssl.verify_mode = ssl.CERT_NONE
+            elif self._ca_pem:
+                try:
+                    ctx_ssl = ssl.create_default_context(cadata=self._ca_pem)
+                except (ssl.SSLError, ValueError) as e:
+                    raise MeshfleetError("%s kubeconfig %s: its certificate authority is not usable: %s"
+                                         % (self.label, self.kubeconfig, e), cluster=self.label, server=self.server)
+            if self._client_cert:
+                self._load_client_cert(ctx_ssl, *self._client_cert)
+            self._ssl = ctx_ssl
+        return self._ssl
+
+    def _load_client_cert(self, ctx_ssl, cert, key):
+        # ssl loads client certificates from files only: a private temp dir, gone right after
+        folder = tempfile.mkdtemp(prefix="meshfleet-kube-")
+        try:
+            for name, data in (("cert.pem", cert), ("key.pem", key)):
+                fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            ctx_ssl.load_cert_chain(os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem"))
+        except ssl.SSLError as e:
+            raise MeshfleetError("%s kubeconfig %s: its client certificate or key is not usable: %s"
+                                 % (self.label, self.kubeconfig, e))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _exec(self, spec, cluster):
+        """Run an ``exec`` credential plugin (client.authentication.k8s.io): (token, cert, key)."""
+        cmd = [spec.get("command")] + list(spec.get("args") or [])
+        env = dict(os.environ)
+        for item in spec.get("env") or []:
+            env[item.get("name")] = item.get("value", "")
+        info = {"apiVersion": spec.get("apiVersion", "client.authentication.k8s.io/v1beta1"),
+                "kind": "ExecCredential", "spec": {"interactive": False}}
+        if spec.get("provideClusterInfo"):
+            info["spec"]["cluster"] = {"server": cluster.get("server"),
+                                       "certificate-authority-data": cluster.get("certificate-authority-data")}
+        env["KUBERNETES_EXEC_INFO"] = json.dumps(info)
+        try:
+            proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  universal_newlines=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            hint = spec.get("installHint") or ""
+            raise MeshfleetError("%s kubeconfig %s: its credential plugin %s failed to run: %s %s"
+                                 % (self.label, self.kubeconfig, cmd[0], e, hint))
+        if proc.returncode != 0:
+            raise MeshfleetError("%s kubeconfig %s: its credential plugin %s failed (rc=%s): %s"
+                                 % (self.label, self.kubeconfig, cmd[0], proc.returncode, proc.stderr.strip()[-400:]))
+        try:
+            status = json.loads(proc.stdout).get("status") or {}
+        except ValueError:
+            raise MeshfleetError("%s kubeconfig %s: its credential plugin %s printed no ExecCredential"
+                                 % (self.label, self.kubeconfig, cmd[0]))
+        cert = status.get("clientCertificateData")
+        key = status.get("clientKeyData")
+        return (status.get("token"), cert.encode("utf-8") if cert else None,
+                key.encode("utf-8") if key else None)
+
+    # --- HTTP -------------------------------------------------------------------------
+    def _name(self):
+        return "%s cluster (%s)" % (self.label, self.server)
+
+    def _connect(self):
+        if not self._https:
+            return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        ctx_ssl = self._ssl_context()
+        conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=ctx_ssl)
+        if self._server_hostname != self._host:
+            # tls-server-name: connect to the host, verify the certificate against that name
+            sock = socket.create_connection((self._host, self._port), self.timeout)
+            conn.sock = ctx_ssl.wrap_socket(sock, server_hostname=self._server_hostname)
+        return conn
+
+    def _send(self, method, url, body, headers):
+        if self._conn is None:
+            self._conn = self._connect()
+        try:
+            self._conn.request(method, url, body=body, headers=headers)
+            resp = self._conn.getresponse()
+            return resp.status, resp.reason, resp.read()
+        except Exception:
+            self.close()
+            raise
+
+    def close(self):
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def request(self, what, method, path, body=None, query=None, content_type="application/json",
+                not_found=_NOT_GIVEN):
+        """One API call; returns the decoded JSON body (a dict), or ``not_found`` on 404 when given.
+
+        ``what`` says what the call does ("read secret istio-system/cacerts"). Error messages
+        never include the request body (it may carry a token or a key)."""
+        if self._exec_spec:
+            # an exec credential plugin runs once, on the first request
+            spec, self._exec_spec = self._exec_spec, None
+            token, cert, key = self._exec(spec, self._cluster_entry)
+            if token:
+                self._headers["Authorization"] = "Bearer %s" % token
+            if cert and key:
+                self._client_cert = (cert, key)
+        url = self._prefix + path
+        if query:
+            url += "?" + urlencode(query)
+        headers = dict(self._headers)
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = content_type
+        try:
+            try:
+                status, reason, raw = self._send(method, url, data, headers)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                status, reason, raw = self._send(method, url, data, headers)  # a stale keep-alive
+        except ssl.SSLError as e:
+            raise MeshfleetError("%s: TLS failed while trying to %s: %s (check the CA and client certificate "
+                                 "of kubeconfig %s)" % (self._name(), what, e, self.kubeconfig),
+                                 cluster=self.label, server=self.server)
+        except (OSError, http.client.HTTPException) as e:
+            raise MeshfleetError("%s is unreachable while trying to %s: %s (check the kubeconfig %s%s)" % (
+                self._name(), what, e, self.kubeconfig, " and context %s" % self.context if self.context else ""),
+                cluster=self.label, server=self.server)
+        if status == 404 and not_found is not _NOT_GIVEN:
+            return not_found
+        if status >= 400:
+            message = _status_message(raw, status, reason)
+            if status == 401:
+                text = ("%s rejected the credentials of kubeconfig %s while trying to %s "
+                        "(401 Unauthorized: expired or revoked?)" % (self._name(), self.kubeconfig, what))
+            elif status == 403:
+                text = "%s: forbidden to %s: %s" % (self._name(), what, message)
+            else:
+                text = "%s: cannot %s: %s (HTTP %s)" % (self._name(), what, message, status)
+            raise MeshfleetError(text, cluster=self.label, server=self.server, status=status)
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise MeshfleetError("%s: the answer to %s is not JSON" % (self._name(), what),
+                                 cluster=self.label, server=self.server)
+
+    def get(self, what, path, **kw):
+        return self.request(what, "GET", path, **kw)
+
+    # --- resources ----------------------------------------------------------------------
+    def resources(self, api_version):
+        """{kind: (plural, namespaced)} of one group/version (discovery, cached per client);
+        empty when the group/version is not served (yet: a CRD not installed)."""
+        if api_version not in self._resources:
+            base = "/api/v1" if api_version == "v1" else "/apis/%s" % api_version
+            doc = self.get("discover %s" % api_version, base, not_found=None) or {}
+            found = {}
+            for res in doc.get("resources") or []:
+                if "/" not in res.get("name", "") and res.get("kind"):
+                    found[res["kind"]] = (res["name"], bool(res.get("namespaced")))
+            self._resources[api_version] = found
+        return self._resources[api_version]
+
+    def object_path(self, obj, default_namespace="default"):
+        """The API path of ``obj`` (apiVersion, kind, metadata.name[, namespace]), or None when
+        its kind is not served by the cluster."""
+        api_version = obj.get("apiVersion") or ""
+        kind = obj.get("kind") or ""
+        meta = obj.get("metadata") or {}
+        found = self.resources(api_version).get(kind)
+        if not found:
+            return None
+        plural, namespaced = found
+        base = "/api/v1" if api_version == "v1" else "/apis/%s" % api_version
+        if namespaced:
+            base += "/namespaces/%s" % quote(meta.get("namespace") or default_namespace, safe="")
+        return "%s/%s/%s" % (base, plural, quote(meta.get("name") or "", safe=""))
+
+    def read_object(self, obj):
+        """The cluster's copy of ``obj`` (by apiVersion/kind/namespace/name), or None when absent
+        (including when its kind is not served yet)."""
+        path = self.object_path(obj)
+        if path is None:
+            return None
+        meta = obj.get("metadata") or {}
+        what = "read %s %s%s" % (obj.get("kind"), meta.get("namespace") + "/" if meta.get("namespace") else "",
+                                 meta.get("name"))
+        return self.get(what, path, not_found=None)
+
+    # --- typed calls (the subset of the kubernetes client's API the modules use) ---------------
+    def call(self, what, fn, *args, **kwargs):
+        """``fn(*args)`` of :attr:`core`, :attr:`rbac` or :attr:`authn`, the way
+        :meth:`.k8s_client.KubeCluster.call` runs the kubernetes client's methods, with JSON
+        dicts in and out; ``not_found=<value>`` returns that value on HTTP 404."""
+        method, path, body = fn(*args)
+        return self.request(what, method, path, body=body, not_found=kwargs.pop("not_found", _NOT_GIVEN))
+
+    core = property(lambda self: _CoreV1)
+    rbac = property(lambda self: _RbacV1)
+    authn = property(lambda self: _AuthnV1)
+
+    def ca_pem(self):
+        """The CA bundle this kubeconfig trusts for its server (PEM text), or None."""
+        return self._ca_pem
+
+
+def _ns(ns, plural, name=None):
+    path = "/api/v1/namespaces/%s/%s" % (quote(ns, safe=""), plural)
+    return path + "/" + quote(name, safe="") if name is not None else path
+
+
+class _CoreV1:
+    read_namespace = staticmethod(lambda name: ("GET", "/api/v1/namespaces/" + quote(name, safe=""), None))
+    create_namespace = staticmethod(lambda body: ("POST", "/api/v1/namespaces", body))
+    read_namespaced_service_account = staticmethod(
+        lambda name, ns: ("GET", _ns(ns, "serviceaccounts", name), None))
+    create_namespaced_service_account = staticmethod(lambda ns, body: ("POST", _ns(ns, "serviceaccounts"), body))
+    delete_namespaced_service_account = staticmethod(
+        lambda name, ns: ("DELETE", _ns(ns, "serviceaccounts", name), None))
+    create_namespaced_service_account_token = staticmethod(
+        lambda name, ns, body: ("POST", _ns(ns, "serviceaccounts", name) + "/token", body))
+    read_namespaced_config_map = staticmethod(lambda name, ns: ("GET", _ns(ns, "configmaps", name), None))
+    read_namespaced_secret = staticmethod(lambda name, ns: ("GET", _ns(ns, "secrets", name), None))
+    create_namespaced_secret = staticmethod(lambda ns, body: ("POST", _ns(ns, "secrets"), body))
+    replace_namespaced_secret = staticmethod(lambda name, ns, body: ("PUT", _ns(ns, "secrets", name), body))
+    delete_namespaced_secret = staticmethod(lambda name, ns: ("DELETE", _ns(ns, "secrets", name), None))
+
+
+_RBAC = "/apis/rbac.authorization.k8s.io/v1/"
+
+
+class _RbacV1:
+    read_cluster_role = staticmethod(lambda name: ("GET", _RBAC + "clusterroles/" + quote(name, safe=""), None))
+    create_cluster_role = staticmethod(lambda body: ("POST", _RBAC + "clusterroles", body))
+    replace_cluster_role = staticmethod(
+        lambda name, body: ("PUT", _RBAC + "clusterroles/" + quote(name, safe=""), body))
+    delete_cluster_role = staticmethod(lambda name: ("DELETE", _RBAC + "clusterroles/" + quote(name, safe=""), None))
+    list_cluster_role_binding = staticmethod(lambda: ("GET", _RBAC + "clusterrolebindings", None))
+    read_cluster_role_binding = staticmethod(
+        lambda name: ("GET", _RBAC + "clusterrolebindings/" + quote(name, safe=""), None))
+    create_cluster_role_binding = staticmethod(lambda body: ("POST", _RBAC + "clusterrolebindings", body))
+    replace_cluster_role_binding = staticmethod(
+        lambda name, body: ("PUT", _RBAC + "clusterrolebindings/" + quote(name, safe=""), body))
+    delete_cluster_role_binding = staticmethod(
+        lambda name: ("DELETE", _RBAC + "clusterrolebindings/" + quote(name, safe=""), None))
+
+
+class _AuthnV1:
+    create_token_review = staticmethod(
+        lambda body: ("POST", "/apis/authentication.k8s.io/v1/tokenreviews", body))
