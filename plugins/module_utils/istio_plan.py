@@ -33,10 +33,16 @@ import os
 import subprocess
 import tempfile
 
-import yaml
+try:
+    import yaml
+    HAS_YAML = True
+except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
+    yaml = None
+    HAS_YAML = False
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, MeshfleetModule, ensure_private_dir, write_file_atomic)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.gateway_address import lb_ingress
 from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import KubeRest
 
 CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
@@ -45,6 +51,8 @@ RECORD_KEY = "manifests_sha256"
 
 def parse_manifests(text, source):
     """The objects of istioctl's output (warnings it prints before the first document skipped)."""
+    if not HAS_YAML:
+        raise MeshfleetError("PyYAML is required (it ships with ansible-core)")
     start = text.find("apiVersion:")
     if start < 0:
         raise MeshfleetError("istioctl manifest generate printed no manifests for %s" % source)
@@ -89,6 +97,11 @@ class IstioPlanModule(MeshfleetModule):
         pki_dir=dict(type="path"),
         tools_bin=dict(type="path", required=True),
         reconcile=dict(type="bool", default=False),
+        gateway=dict(type="dict", options=dict(
+            service=dict(type="str", default="istio-eastwestgateway"),
+            address=dict(type="str"),
+            publish=dict(type="bool", default=False),
+        )),
     )
 
     # --- rendering ----------------------------------------------------------------------
@@ -171,6 +184,26 @@ class IstioPlanModule(MeshfleetModule):
             return dict(current=False, reason="secret %s/cacerts differs in %s" % (namespace, ", ".join(stale)))
         return dict(current=True, reason="matches %s" % pki)
 
+    def gateway_state(self, kube, namespace):
+        """What meshfleet.mesh.gateway_address would return, when it would change nothing and
+        wait for nothing (``current``); else ``current: false`` and the role runs it."""
+        g = self.params["gateway"]
+        if not g:
+            return None
+        if kube is None:
+            return dict(current=False, address=g["address"], source="cluster not created yet")
+        svc = kube.get("read service %s/%s" % (namespace, g["service"]),
+                       "/api/v1/namespaces/%s/services/%s" % (namespace, g["service"]), not_found=None)
+        if svc is None:
+            return dict(current=False, address=g["address"], source="no gateway service yet")
+        ingress = lb_ingress(svc)
+        if g["address"]:
+            published = not g["publish"] or ingress == [(g["address"], None)]
+            return dict(current=published, address=g["address"], source="inventory override")
+        if ingress and ingress[0][0]:
+            return dict(current=True, address=ingress[0][0], source="load balancer ip")
+        return dict(current=False, address=None, source="load balancer hostname or none yet")
+
     def run(self):
         p = self.params
         ns_obj = p["namespace_object"]
@@ -222,10 +255,11 @@ class IstioPlanModule(MeshfleetModule):
                         reasons.append("...")
                         break
         cacerts = self.cacerts_state(kube, namespace)
+        gateway = self.gateway_state(kube, namespace)
         if kube is not None:
             kube.close()
         batches = [first, then + [record]] if reasons else []
         return dict(changed=False, pending=bool(reasons), reasons=reasons, batches=batches,
                     cluster_exists=kube is not None,
                     manifests_sha256=sha, objects=len(first) + len(then), cached=cached,
-                    cacerts=cacerts)
+                    cacerts=cacerts, gateway=gateway)

@@ -38,7 +38,12 @@ except ImportError:  # pragma: no cover - Python 2
     from urllib import urlencode, quote  # type: ignore
     from urlparse import urlsplit  # type: ignore
 
-import yaml
+try:
+    import yaml
+    HAS_YAML = True
+except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
+    yaml = None
+    HAS_YAML = False
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
 
@@ -86,6 +91,8 @@ class KubeRest:
         self.timeout = timeout
         self._conn = None
         self._resources = {}
+        if not HAS_YAML:
+            raise MeshfleetError("PyYAML is required to read kubeconfigs (it ships with ansible-core)")
         if not kubeconfig:
             raise MeshfleetError("%s cluster: no kubeconfig given (set %s)" % (label, option))
         path = os.path.expanduser(kubeconfig)

@@ -68,6 +68,25 @@ options:
     description: Report everything as pending (re-apply even when the recorded hash matches).
     type: bool
     default: false
+  gateway:
+    description:
+      - The east-west gateway to check, as M(meshfleet.mesh.gateway_address) would. Result
+        C(gateway.current) is true when that module would change nothing and wait for
+        nothing (the override already published, or a load balancer IP present); the role
+        then skips it and uses C(gateway.address).
+    type: dict
+    suboptions:
+      service:
+        description: Gateway Service in the Istio namespace.
+        type: str
+        default: istio-eastwestgateway
+      address:
+        description: The inventory's address override.
+        type: str
+      publish:
+        description: Whether the override is written into the Service's load balancer status.
+        type: bool
+        default: false
 attributes:
   check_mode:
     description: Reads only; renders into a temporary folder that is removed.
@@ -137,6 +156,10 @@ cluster_exists:
 cacerts:
   description: Whether the C(cacerts) secret matches O(pki_dir) (C(current)) and why (C(reason)).
   returned: always
+  type: dict
+gateway:
+  description: The east-west gateway's C(address), its C(source) and whether it is C(current) (see O(gateway)).
+  returned: when O(gateway) is given
   type: dict
 '''
 

@@ -364,6 +364,19 @@ class PlaybookRun:
     def tail(self, lines=60):
         return "\n".join(self.output.splitlines()[-lines:])
 
+    def changed_tasks(self):
+        """["<task or handler>: <host>"] for every ``changed:`` line of the output."""
+        out, task = [], None
+        for line in self.output.splitlines():
+            m = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.*)\]", line)
+            if m:
+                task = m.group(1)
+                continue
+            m = re.match(r"^changed: \[([^\]]+)\]", line)
+            if m:
+                out.append("%s: %s" % (task, m.group(1)))
+        return out
+
     def __repr__(self):
         return "<ansible-playbook rc=%d %.1fs recap=%s>" % (self.rc, self.seconds, self.recap)
 

@@ -264,7 +264,7 @@ def test_bootstrap_files_equal_istioctls(onboarded, tmp_path):
 def test_rerun_changes_nothing(onboarded):
     run = onboarded.play("vms.yml")
     assert_ok(run)
-    assert changed(run) == {}, run.tail(60)
+    assert changed(run) == {}, "changed on re-run: %s\n%s" % (run.changed_tasks(), run.tail(60))
     log("re-run: %.1fs, changed=0" % run.seconds)
 
 

@@ -24,8 +24,8 @@ OBJECTS = {
                               {"name": "secrets", "kind": "Secret", "namespaced": True}]},
     "/apis/apps/v1": {"resources": [{"name": "deployments", "kind": "Deployment", "namespaced": True}]},
     "/api/v1/namespaces/istio-system": {"kind": "Namespace", "metadata": {"name": "istio-system"}},
-    "/apis/apps/v1/namespaces/istio-system/deployments/istiod": {"kind": "Deployment",
-                                                                  "metadata": {"name": "istiod"}},
+    "/apis/apps/v1/namespaces/istio-system/deployments/istiod": {
+        "kind": "Deployment", "metadata": {"name": "istiod"}},
 }
 
 

@@ -214,3 +214,20 @@ def test_failing_istioctl_shows_its_error(run_module, env):
 def test_bad_namespace_object(run_module, env):
     res = run_module(module, dict(env["args"], namespace_object={"kind": "Secret"}))
     assert res["failed"] and "namespace_object must be a Namespace" in res["msg"]
+
+
+def test_gateway_is_current_only_when_the_override_is_published(run_module, env):
+    svc_path = "/api/v1/namespaces/istio-system/services/istio-eastwestgateway"
+    args = dict(env["args"], gateway=dict(address="10.1.2.3", publish=True))
+    res = run_module(module, args)
+    assert res["gateway"] == dict(current=False, address="10.1.2.3", source="no gateway service yet")
+    Api.objects[svc_path] = {"kind": "Service", "status": {"loadBalancer": {}}}
+    assert run_module(module, args)["gateway"]["current"] is False
+    Api.objects[svc_path]["status"]["loadBalancer"] = {"ingress": [{"ip": "10.1.2.3"}]}
+    assert run_module(module, args)["gateway"] == dict(current=True, address="10.1.2.3",
+                                                       source="inventory override")
+    # no override: a load balancer IP is current, nothing yet means gateway_address must wait
+    args = dict(env["args"], gateway=dict())
+    assert run_module(module, args)["gateway"]["address"] == "10.1.2.3"
+    Api.objects[svc_path]["status"]["loadBalancer"] = {}
+    assert run_module(module, args)["gateway"]["current"] is False
