@@ -364,6 +364,17 @@ class PlaybookRun:
     def tail(self, lines=60):
         return "\n".join(self.output.splitlines()[-lines:])
 
+    def failures(self, context=25):
+        """The ``fatal:`` / ``failed:`` blocks of the output, with their task headers."""
+        lines = self.output.splitlines()
+        out, task = [], None
+        for i, line in enumerate(lines):
+            if line.startswith("TASK [") or line.startswith("RUNNING HANDLER ["):
+                task = line
+            elif line.startswith("fatal: [") or line.startswith("failed: ["):
+                out.append("%s\n%s" % (task, "\n".join(lines[i:i + context])))
+        return "\n".join(out)
+
     def changed_tasks(self):
         """["<task or handler>: <host>"] for every ``changed:`` line of the output."""
         out, task = [], None

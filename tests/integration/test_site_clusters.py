@@ -48,7 +48,7 @@ class Site:
 
 
 def assert_ok(run):
-    assert run.rc == 0, "%r\n%s" % (run, run.tail())
+    assert run.rc == 0, "%r\n%s\n...\n%s" % (run, run.failures(), run.tail(40))
     for host, counts in run.recap.items():
         assert counts.get("failed", 0) == 0 and counts.get("unreachable", 0) == 0, (host, run.tail())
 

@@ -88,7 +88,7 @@ class Mesh:
 
 
 def assert_ok(run):
-    assert run.rc == 0, "%r\n%s" % (run, run.tail(80))
+    assert run.rc == 0, "%r\n%s\n...\n%s" % (run, run.failures(), run.tail(40))
     for host, counts in run.recap.items():
         assert counts.get("failed", 0) == 0 and counts.get("unreachable", 0) == 0, (host, run.tail(80))
 

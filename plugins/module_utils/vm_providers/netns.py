@@ -143,6 +143,9 @@ def connection_vars(state_dir, address):
         ansible_ssh_common_args="-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=%s"
                                 % paths["known_hosts"],
         ansible_python_interpreter=VM_PYTHON,
+        # the VM's own address (ISTIO_SVC_IP): the same whether the host comes from the
+        # inventory plugin (vms.yml alone) or from add_host (site.yml)
+        meshfleet_vm_private_ip=address,
     )
 
 

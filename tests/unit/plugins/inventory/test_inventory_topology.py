@@ -148,6 +148,7 @@ def test_local_vm_vars():
         ansible_ssh_common_args="-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile="
                                 + os.path.join(vms, "known_hosts"),
         ansible_python_interpreter="/usr/bin/python3",
+        meshfleet_vm_private_ip="10.77.0.2",
         meshfleet_vm_group="web",
         meshfleet_vm_namespace="vm-web",
         meshfleet_vm_service_account="web",

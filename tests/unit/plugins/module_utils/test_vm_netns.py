@@ -118,7 +118,7 @@ def test_connection_vars_match_the_inventory_plugin(tmp_path):
         ansible_ssh_private_key_file=str(tmp_path / "vms" / "ssh" / "id_ed25519"),
         ansible_ssh_common_args="-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=%s"
                                 % (tmp_path / "vms" / "known_hosts"),
-        ansible_python_interpreter="/usr/bin/python3")
+        ansible_python_interpreter="/usr/bin/python3", meshfleet_vm_private_ip="10.77.0.2")
     # public_view passes them on at the top level, for add_host
     view = public_view(dict(name="vm1", id="mf-vm1", status="running", private_ip="10.77.0.2",
                             settings={}, hostvars=cv))
