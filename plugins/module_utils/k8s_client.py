@@ -27,7 +27,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
 import os
 
 try:
@@ -50,6 +49,7 @@ except ImportError as e:  # pragma: no cover - the toolkit's venv has it
         pass
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
+from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import api_error, status_message
 
 _NOT_GIVEN = object()
 
@@ -58,16 +58,8 @@ DEFAULT_TIMEOUT = (10, 60)
 
 
 def _status_message(exc):
-    """The ``message`` of a Kubernetes Status body, else the HTTP reason."""
-    body = getattr(exc, "body", None)
-    if body:
-        try:
-            data = json.loads(body)
-            if isinstance(data, dict) and data.get("message"):
-                return data["message"]
-        except (ValueError, TypeError):
-            pass
-    return "%s %s" % (getattr(exc, "status", ""), getattr(exc, "reason", "") or "")
+    """The ``message`` of the Kubernetes Status body of an ApiException, else the HTTP reason."""
+    return status_message(getattr(exc, "body", None), getattr(exc, "status", ""), getattr(exc, "reason", ""))
 
 
 def _network_reason(exc):
@@ -177,15 +169,5 @@ class KubeCluster:
                 cluster=self.label, server=self.server)
 
     def api_error(self, what, exc):
-        status = getattr(exc, "status", None)
-        message = _status_message(exc)
-        if status == 0 or status is None:
-            text = "%s is unreachable while trying to %s: %s" % (self._name(), what, message)
-        elif status == 401:
-            text = ("%s rejected the credentials of kubeconfig %s while trying to %s "
-                    "(401 Unauthorized: expired or revoked?)" % (self._name(), self.kubeconfig, what))
-        elif status == 403:
-            text = "%s: forbidden to %s: %s" % (self._name(), what, message)
-        else:
-            text = "%s: cannot %s: %s (HTTP %s)" % (self._name(), what, message, status)
-        return MeshfleetError(text, cluster=self.label, server=self.server, status=status)
+        return api_error(self._name(), self.kubeconfig, what, getattr(exc, "status", None), _status_message(exc),
+                         cluster=self.label, server=self.server)

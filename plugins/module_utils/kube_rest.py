@@ -71,14 +71,29 @@ def _data_or_file(entry, key, what, label, kubeconfig):
     return None
 
 
-def _status_message(body, status, reason):
+def status_message(body, status, reason):
+    """The ``message`` of a Kubernetes Status body, else the HTTP status and reason."""
     try:
-        data = json.loads(body)
+        data = json.loads(body) if body else None
         if isinstance(data, dict) and data.get("message"):
             return data["message"]
     except (ValueError, TypeError):
         pass
     return "%s %s" % (status, reason or "")
+
+
+def api_error(name, kubeconfig, what, status, message, **details):
+    """The MeshfleetError for an API answer ``status`` (shared with k8s_client.KubeCluster)."""
+    if status == 0 or status is None:
+        text = "%s is unreachable while trying to %s: %s" % (name, what, message)
+    elif status == 401:
+        text = ("%s rejected the credentials of kubeconfig %s while trying to %s "
+                "(401 Unauthorized: expired or revoked?)" % (name, kubeconfig, what))
+    elif status == 403:
+        text = "%s: forbidden to %s: %s" % (name, what, message)
+    else:
+        text = "%s: cannot %s: %s (HTTP %s)" % (name, what, message, status)
+    return MeshfleetError(text, status=status, **details)
 
 
 class KubeRest:
@@ -286,15 +301,8 @@ class KubeRest:
         if status == 404 and not_found is not _NOT_GIVEN:
             return not_found
         if status >= 400:
-            message = _status_message(raw, status, reason)
-            if status == 401:
-                text = ("%s rejected the credentials of kubeconfig %s while trying to %s "
-                        "(401 Unauthorized: expired or revoked?)" % (self._name(), self.kubeconfig, what))
-            elif status == 403:
-                text = "%s: forbidden to %s: %s" % (self._name(), what, message)
-            else:
-                text = "%s: cannot %s: %s (HTTP %s)" % (self._name(), what, message, status)
-            raise MeshfleetError(text, cluster=self.label, server=self.server, status=status)
+            raise api_error(self._name(), self.kubeconfig, what, status, status_message(raw, status, reason),
+                            cluster=self.label, server=self.server)
         if not raw:
             return {}
         try:
