@@ -26,9 +26,10 @@ meshfleet.mesh.clusters role), so only 3 clusters run at a time:
 * ``docs-ecdsa``: the same with ECDSA P-256 keys (the Makefile's two ``openssl genrsa``
   rules replaced by ``openssl ecparam -genkey``), Meshfleet's default key type.
 * ``meshfleet``: ``ansible-playbook playbooks/site.yml`` (validate, trust, clusters (already
-  there: a no-op check), Istio rendered by istioctl and applied with kubernetes.core,
-  the local istiod of every primary started and ready, remote secrets); then the same
-  again (no-op re-run: its time and its changed count) and ``site.yml -C --diff``.
+  there: a no-op check), Istio rendered by istioctl and compared with the cluster by
+  meshfleet.mesh.istio_plan, what is out of date applied with kubernetes.core, the local
+  istiod of every primary started and ready, remote secrets); then the same again (no-op
+  re-run: its time and its changed count) and ``site.yml -C --diff``.
 
 kwok adjustments, the same for both sides: ``values.global.configValidation=false`` (no
 pod network: the API server cannot call the validation webhook; Meshfleet renders the
