@@ -611,7 +611,27 @@ def _validate_clusters(p, clusters):
                   % (show(primary), one_of(_primary_names(usable)) or "none declared"))
     if usable and not primaries and not has_bad_role:
         p.add("clusters", "no primary cluster; at least one cluster needs role: primary")
+    _validate_remote_pilot_addresses(p, usable)
     return usable
+
+
+def _validate_remote_pilot_addresses(p, clusters):
+    """A primary's east-west address is its remotes' remotePilotAddress: istiod's Service for
+    them gets an Endpoint there, and Kubernetes refuses loopback endpoint addresses."""
+    for name, cluster in clusters.items():
+        primary = cluster.get("primary")
+        if (cluster.get("role") or "primary") != "remote" or not _hashable(primary) or primary not in clusters:
+            continue
+        address = clusters[primary].get("eastwest_address")
+        try:
+            loopback = is_str(address) and ipaddress.ip_address(address).is_loopback
+        except ValueError:
+            continue
+        if loopback:
+            p.add("clusters.%s.eastwest_address" % primary,
+                  "%s is a loopback address, but remote cluster %s reaches this primary's istiod "
+                  "there (remotePilotAddress; Kubernetes refuses loopback endpoints): give an "
+                  "address of a real interface" % (show(address), name))
 
 
 def _primary_names(clusters):
