@@ -123,10 +123,10 @@ class IstiodLocal:
         env.update({k: str(v) for k, v in self.extra_env.items()})
         return dict(args=args, env=env, ports=ports, bind=b, debug_bind=lo, binary=None)
 
-    def reserve_ports(self):
+    def reserve_ports(self, recheck=False):
         if self.fixed_ports:
             return dict(self.fixed_ports)
-        return PortRegistry().reserve(self.port_owner(), PORTS, host=self.bind)
+        return PortRegistry().reserve(self.port_owner(), PORTS, host=self.bind, recheck=recheck)
 
     def status(self):
         rec = self.recorded()
@@ -283,7 +283,18 @@ class IstiodLocalModule(MeshfleetModule):
         if self.check_mode:
             return dict(changed=True, reason=reason, istiod=dict(before, running=True))
         ist.stop()
-        ist.start(desired)
-        if p["wait"]:
-            ist.wait_ready(p["wait_timeout"])
+        for attempt in range(3):
+            # istiod is stopped: move any reserved port something else took meanwhile
+            desired = ist.desired(ist.reserve_ports(recheck=True))
+            ist.start(desired)
+            if not p["wait"]:
+                break
+            try:
+                ist.wait_ready(p["wait_timeout"])
+                break
+            except MeshfleetError as e:
+                # a port taken between the check and istiod's bind: pick again
+                if "address already in use" not in e.msg or attempt == 2:
+                    raise
+                ist.stop()
         return dict(changed=True, reason=reason, istiod=ist.status())

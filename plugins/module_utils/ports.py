@@ -85,8 +85,12 @@ class PortRegistry:
     def get(self, owner):
         return dict(self._load().get(owner, {}))
 
-    def reserve(self, owner, names, host="127.0.0.1"):
-        """Return {name: port} for ``owner``; keeps existing reservations, adds missing ones."""
+    def reserve(self, owner, names, host="127.0.0.1", recheck=False):
+        """Return {name: port} for ``owner``; keeps existing reservations, adds missing ones.
+
+        ``recheck=True`` (only while the owner's own processes are stopped) also moves a kept
+        reservation whose port something else is listening on now - a process this registry
+        does not know, or one still exiting after its owner was removed."""
         with locked(self.lock_path):
             data = self._load()
             for other in [o for o in data if o != owner and os.path.isabs(o) and not os.path.exists(o)]:
@@ -97,6 +101,9 @@ class PortRegistry:
                 if other != owner:
                     taken.update(ports.values())
             taken.update(mine.values())
+            if recheck:
+                for name in [n for n in names if n in mine and not port_free(mine[n], host)]:
+                    del mine[name]  # its port stays in ``taken``: busy now
             candidate = self.port_range[0]
             for name in names:
                 if name in mine:
