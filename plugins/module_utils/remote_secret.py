@@ -515,10 +515,6 @@ class RemoteSecretModule(MeshfleetModule):
             self._tgt = self._cluster("target")
         return self._tgt
 
-    def _json(self, cluster, obj):
-        """Objects come as JSON dicts from the REST client (kept for the call sites' shape)."""
-        return obj
-
     def _no_log(self, value):
         if value:
             self.module.no_log_values.add(value)
@@ -566,7 +562,7 @@ class RemoteSecretModule(MeshfleetModule):
         reader = dict(service_account=sa_name, namespace=ns)
         reader.update(self.ensure_reader_rbac(actions))
         reader["actions"] = actions
-        return self._json(src, sa), reader
+        return sa, reader
 
     def _rules(self):
         rules = copy.deepcopy(READER_RULES)
@@ -580,14 +576,13 @@ class RemoteSecretModule(MeshfleetModule):
         bindings = src.call("list cluster role bindings", src.rbac.list_cluster_role_binding)
         rules, names = [], []
         for b in (bindings or {}).get("items") or []:
-            b = self._json(src, b)
             ref = b.get("roleRef") or {}
             if ref.get("kind") != "ClusterRole" or not binds_service_account(b, ns, sa_name):
                 continue
             role = src.call("read cluster role %s" % ref.get("name"), src.rbac.read_cluster_role,
                             ref.get("name"), not_found=None)
             if role is not None:
-                rules += self._json(src, role).get("rules") or []
+                rules += role.get("rules") or []
                 names.append(ref.get("name"))
         return rules, sorted(set(names))
 
@@ -596,8 +591,8 @@ class RemoteSecretModule(MeshfleetModule):
         ns, sa_name = p["namespace"], p["service_account"]
         need = self._rules()
         name = reader_role_name(ns)
-        role = self._json(src, src.call("read cluster role %s" % name, src.rbac.read_cluster_role,
-                                        name, not_found=None))
+        role = src.call("read cluster role %s" % name, src.rbac.read_cluster_role,
+                        name, not_found=None)
         if role is None or not is_ours(role):
             have, names = self._bound_rules(ns, sa_name)
             if rules_cover(have, need):
@@ -606,8 +601,8 @@ class RemoteSecretModule(MeshfleetModule):
                 # The chart's (or someone's) role of that name lacks rules: leave it alone
                 # and bind our own next to it.
                 name = "meshfleet-" + name
-                role = self._json(src, src.call("read cluster role %s" % name, src.rbac.read_cluster_role,
-                                                name, not_found=None))
+                role = src.call("read cluster role %s" % name, src.rbac.read_cluster_role,
+                                name, not_found=None)
         self._converge_role(name, role, need, actions)
         self._converge_binding(name, ns, sa_name, actions)
         return dict(cluster_roles=[name], managed=True)
@@ -632,8 +627,8 @@ class RemoteSecretModule(MeshfleetModule):
                 "metadata": {"name": name, "labels": dict(READER_LABELS)},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
                 "subjects": [{"kind": "ServiceAccount", "name": sa_name, "namespace": ns}]}
-        binding = self._json(src, src.call("read cluster role binding %s" % name,
-                                           src.rbac.read_cluster_role_binding, name, not_found=None))
+        binding = src.call("read cluster role binding %s" % name,
+                           src.rbac.read_cluster_role_binding, name, not_found=None)
         if binding is None:
             actions.append("created cluster role binding %s" % name)
             if not self.check_mode:
@@ -727,8 +722,8 @@ class RemoteSecretModule(MeshfleetModule):
     def _read_secret(self):
         tgt, p = self.tgt, self.params
         name = secret_name(p["cluster_name"])
-        return self._json(tgt, tgt.call("read secret %s/%s" % (p["namespace"], name),
-                                        tgt.core.read_namespaced_secret, name, p["namespace"], not_found=None))
+        return tgt.call("read secret %s/%s" % (p["namespace"], name),
+                        tgt.core.read_namespaced_secret, name, p["namespace"], not_found=None)
 
     def present(self):
         p = self.params
@@ -744,9 +739,9 @@ class RemoteSecretModule(MeshfleetModule):
         if p["manage_rbac"]:
             sa, reader = self.ensure_reader()
         else:
-            sa = self._json(src, src.call("read service account %s/%s" % (ns, sa_name),
-                                          src.core.read_namespaced_service_account, sa_name, ns,
-                                          not_found=None))
+            sa = src.call("read service account %s/%s" % (ns, sa_name),
+                          src.core.read_namespaced_service_account, sa_name, ns,
+                          not_found=None)
             if sa is None:
                 raise MeshfleetError(
                     "source cluster (%s): service account %s/%s does not exist and manage_rbac is false; "
@@ -837,13 +832,13 @@ class RemoteSecretModule(MeshfleetModule):
             for kind, read, delete in (
                     ("cluster role binding", src.rbac.read_cluster_role_binding, src.rbac.delete_cluster_role_binding),
                     ("cluster role", src.rbac.read_cluster_role, src.rbac.delete_cluster_role)):
-                obj = self._json(src, src.call("read %s %s" % (kind, name), read, name, not_found=None))
+                obj = src.call("read %s %s" % (kind, name), read, name, not_found=None)
                 if obj is not None and is_ours(obj):
                     removed.append("deleted %s %s" % (kind, name))
                     if not self.check_mode:
                         src.call("delete %s %s" % (kind, name), delete, name, not_found=None)
-        sa = self._json(src, src.call("read service account %s/%s" % (ns, sa_name),
-                                      src.core.read_namespaced_service_account, sa_name, ns, not_found=None))
+        sa = src.call("read service account %s/%s" % (ns, sa_name),
+                      src.core.read_namespaced_service_account, sa_name, ns, not_found=None)
         if sa is not None and is_ours(sa):
             removed.append("deleted service account %s/%s" % (ns, sa_name))
             if not self.check_mode:
