@@ -181,29 +181,34 @@ def _with_root_file(root_bundle, fn):
         os.unlink(tmp.name)
 
 
+def _accept_one(address, port, timeout, prefix):
+    """Listen on ``address:port`` and accept one TCP connection: (socket, peer address)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as ls:
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((address, port))
+        ls.listen(1)
+        ls.settimeout(timeout)
+        try:
+            return ls.accept()
+        except socket.timeout:
+            raise IdentityError("%sno connection on %s:%d within %ss" % (prefix, address, port, timeout))
+
+
 def serve_once(address, port, cert_dir, root_bundle, timeout):
     """Accept one mTLS connection; returns the client's SPIFFE ids and the TLS version."""
     def run(root_path):
         ctx = _context(True, cert_dir, root_path)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as ls:
-            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            ls.bind((address, port))
-            ls.listen(1)
-            ls.settimeout(timeout)
-            try:
-                conn, peer = ls.accept()
-            except socket.timeout:
-                raise IdentityError("no connection on %s:%d within %ss" % (address, port, timeout))
-            conn.settimeout(timeout)
-            try:
-                with ctx.wrap_socket(conn, server_side=True) as tls:
-                    uris = _peer_uris(tls)
-                    line = tls.recv(256).decode("utf-8", "replace").strip()
-                    tls.sendall(b"meshfleet-mtls-ok\n")
-                    return dict(peer_spiffe_ids=uris, peer_address=peer[0], tls_version=tls.version(),
-                                cipher=(tls.cipher() or [None])[0], received=line)
-            except ssl.SSLError as e:
-                raise IdentityError("TLS handshake with %s failed: %s" % (peer[0], e))
+        conn, peer = _accept_one(address, port, timeout, "")
+        conn.settimeout(timeout)
+        try:
+            with ctx.wrap_socket(conn, server_side=True) as tls:
+                uris = _peer_uris(tls)
+                line = tls.recv(256).decode("utf-8", "replace").strip()
+                tls.sendall(b"meshfleet-mtls-ok\n")
+                return dict(peer_spiffe_ids=uris, peer_address=peer[0], tls_version=tls.version(),
+                            cipher=(tls.cipher() or [None])[0], received=line)
+        except ssl.SSLError as e:
+            raise IdentityError("TLS handshake with %s failed: %s" % (peer[0], e))
     return _with_root_file(root_bundle, run)
 
 
@@ -235,15 +240,7 @@ def connect_once(host, port, cert_dir, root_bundle, timeout, retry_for=10):
 def relay_once(listen_address, listen_port, target_address, target_port, timeout):
     """Forward one TCP connection from ``listen`` to ``target``; bounded by ``timeout``."""
     deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as ls:
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((listen_address, listen_port))
-        ls.listen(1)
-        ls.settimeout(timeout)
-        try:
-            down, peer = ls.accept()
-        except socket.timeout:
-            raise IdentityError("relay: no connection on %s:%d within %ss" % (listen_address, listen_port, timeout))
+    down, peer = _accept_one(listen_address, listen_port, timeout, "relay: ")
     moved = 0
     with down:
         up = None
