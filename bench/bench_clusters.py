@@ -40,14 +40,10 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import helpers  # noqa: E402  (tests/integration/helpers.py)
+from _common import Teardowns, log  # noqa: E402  (bench/_common.py)
 
 NOOP_TARGET = 10.0
 BUDGET_MIB = 8 * 1024
-
-
-def log(msg):
-    sys.stderr.write("[bench %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
-    sys.stderr.flush()
 
 
 def topology(n):
@@ -106,13 +102,13 @@ class Bench:
         self.components = {}
         self.site_stats = {}
         self.failures = []
-        self._pending = []  # teardown callables, newest first
+        self.teardowns = Teardowns(self.failures)
 
     # --- the module path ----------------------------------------------------------------
     def module(self, n):
         mesh = helpers.KwokMesh(os.path.join(self.work, "module-%d" % n, "state"), self.tools_bin,
                                 wait_timeout=600)
-        self._pending.append(("module-%d" % n, mesh.teardown))
+        self.teardowns.add("module-%d" % n, mesh.teardown)
         names = ["m%d" % i for i in range(1, n + 1)]
         log("module: creating %d cluster(s)" % n)
         res = mesh.run(names, timeout=1800)
@@ -129,7 +125,7 @@ class Bench:
         if changed:
             self.failures.append("module no-op re-run of %d changed/failed: %s" % (n, changed))
         started = time.monotonic()
-        problems = self._teardown("module-%d" % n)
+        problems = self.teardowns.run("module-%d" % n)
         down = time.monotonic() - started
         if problems:
             self.failures.append("module-%d teardown: %s" % (n, "; ".join(problems)))
@@ -155,7 +151,7 @@ class Bench:
             if left:
                 helpers.force_cleanup(state_dir)
             return problems + left
-        self._pending.append((key, down))
+        self.teardowns.add(key, down)
 
         log("%s: creating %d cluster(s)" % (label, n))
         first = helpers.run_playbook(playbook, inventory, tools_bin=self.tools_bin, timeout=3600)
@@ -169,30 +165,15 @@ class Bench:
         if again.rc != 0 or changed:
             self.failures.append("%s no-op re-run of %d: rc=%d changed=%s" % (label, n, again.rc, changed))
         started = time.monotonic()
-        problems = self._teardown(key)
+        problems = self.teardowns.run(key)
         teardown = time.monotonic() - started
         if problems:
             self.failures.append("%s teardown: %s" % (key, "; ".join(problems)))
         self.rows.append((label, n, first.seconds, again.seconds, teardown, sum(mem.values()) / len(mem)))
 
     # --- teardown ------------------------------------------------------------------------------
-    def _teardown(self, key):
-        for i, (k, fn) in enumerate(self._pending):
-            if k == key:
-                del self._pending[i]
-                return fn()
-        return []
-
     def teardown_all(self):
-        while self._pending:
-            key, fn = self._pending.pop()
-            log("tearing down %s" % key)
-            try:
-                problems = fn()
-            except Exception as e:  # keep going: everything must go
-                problems = ["%s: %s" % (type(e).__name__, e)]
-            if problems:
-                self.failures.append("%s teardown: %s" % (key, "; ".join(problems)))
+        self.teardowns.run_all()
 
     # --- report ------------------------------------------------------------------------------
     def report(self):

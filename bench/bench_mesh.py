@@ -67,6 +67,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import helpers  # noqa: E402  (tests/integration/helpers.py)
+from _common import Teardowns, log  # noqa: E402  (bench/_common.py)
 
 RATIO_TARGET = 0.5
 NOOP_TARGET = 0.10
@@ -97,11 +98,6 @@ spec:
         clusterName: %(cluster)s
       network: %(network)s
 """
-
-
-def log(msg):
-    sys.stderr.write("[bench %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
-    sys.stderr.flush()
 
 
 # --- the mesh ----------------------------------------------------------------------------
@@ -172,7 +168,7 @@ class Bench:
         self.results = {}      # path -> dict(seconds=..., steps=[(label, s)], ...)
         self.failures = []
         self.notes = []
-        self._pending = []     # (key, teardown callable)
+        self.teardowns = Teardowns(self.failures)
 
     # --- clusters (outside the timed region) -------------------------------------------------
     def fresh_clusters(self, key):
@@ -191,7 +187,7 @@ class Bench:
             if left:
                 helpers.force_cleanup(state_dir)
             return problems + left
-        self._pending.append((key, down))
+        self.teardowns.add(key, down)
 
         plays = os.path.join(folder, "clusters.yml")
         with open(plays, "w") as f:
@@ -209,25 +205,13 @@ class Bench:
         return folder, inventory, clusters, topo["mesh"]["id"]
 
     def down(self, key):
-        for i, (k, fn) in enumerate(self._pending):
-            if k == key:
-                del self._pending[i]
-                log("%s: tearing down (not timed)" % key)
-                problems = fn()
-                if problems:
-                    self.failures.append("%s teardown: %s" % (key, "; ".join(problems)))
-                return
+        log("%s: tearing down (not timed)" % key)
+        problems = self.teardowns.run(key)
+        if problems:
+            self.failures.append("%s teardown: %s" % (key, "; ".join(problems)))
 
     def teardown_all(self):
-        while self._pending:
-            key, fn = self._pending.pop()
-            log("tearing down %s" % key)
-            try:
-                problems = fn()
-            except Exception as e:  # keep going: everything must go
-                problems = ["%s: %s" % (type(e).__name__, e)]
-            if problems:
-                self.failures.append("%s teardown: %s" % (key, "; ".join(problems)))
+        self.teardowns.run_all()
 
     # --- Istio's documented sequence ------------------------------------------------------------
     def sh(self, cmd, cwd, accept=None):
