@@ -392,6 +392,14 @@ class PlaybookRun:
         return "<ansible-playbook rc=%d %.1fs recap=%s>" % (self.rc, self.seconds, self.recap)
 
 
+def assert_ok(run):
+    """``run`` exited 0 with no failed or unreachable host (else its failures and tail)."""
+    assert run.rc == 0, "%r\n%s\n...\n%s" % (run, run.failures(), run.tail(40))
+    for host, counts in run.recap.items():
+        assert counts.get("failed", 0) == 0 and counts.get("unreachable", 0) == 0, \
+            (host, run.failures(), run.tail(40))
+
+
 def run_playbook(playbook, inventory, tools_bin=None, args=(), timeout=900, env=None):
     """``ansible-playbook -i <inventory> playbooks/<playbook>`` from the repo; a PlaybookRun."""
     cmd = [venv_tool("ansible-playbook"), "-i", inventory,

@@ -47,10 +47,7 @@ class Site:
         return os.path.join(self.state_dir, "clusters", name, "kubeconfig")
 
 
-def assert_ok(run):
-    assert run.rc == 0, "%r\n%s\n...\n%s" % (run, run.failures(), run.tail(40))
-    for host, counts in run.recap.items():
-        assert counts.get("failed", 0) == 0 and counts.get("unreachable", 0) == 0, (host, run.tail())
+assert_ok = helpers.assert_ok
 
 
 @pytest.fixture(scope="module")

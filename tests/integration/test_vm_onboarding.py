@@ -87,10 +87,7 @@ class Mesh:
         return os.path.join(self.state_dir, "vms", vm, "bootstrap", name)
 
 
-def assert_ok(run):
-    assert run.rc == 0, "%r\n%s\n...\n%s" % (run, run.failures(), run.tail(40))
-    for host, counts in run.recap.items():
-        assert counts.get("failed", 0) == 0 and counts.get("unreachable", 0) == 0, (host, run.tail(80))
+assert_ok = helpers.assert_ok
 
 
 def changed(run):
