@@ -27,7 +27,7 @@ meshfleet.mesh.clusters role), so only 3 clusters run at a time:
   rules replaced by ``openssl ecparam -genkey``), Meshfleet's default key type.
 * ``meshfleet``: ``ansible-playbook playbooks/site.yml`` (validate, trust, clusters (already
   there: a no-op check), Istio rendered by istioctl and compared with the cluster by
-  meshfleet.mesh.istio_plan, what is out of date applied with kubernetes.core, the local
+  meshfleet.mesh.istio_install, what is out of date server-side applied, the local
   istiod of every primary started and ready, remote secrets); then the same again (no-op
   re-run: its time and its changed count) and ``site.yml -C --diff``.
 

@@ -29,6 +29,57 @@ def resolve(hostname):
     return sorted(set(i[4][0] for i in infos))[0]
 
 
+def gateway_address(kube, namespace="istio-system", service="istio-eastwestgateway", address=None,
+                    publish=False, wait=True, wait_timeout=300, check_mode=False):
+    """The address of an east-west gateway, in the order the inventory override (written into
+    the Service's load balancer status when ``publish``, as a controller would), the load
+    balancer IP, the load balancer hostname (resolved). Waits for a load balancer address
+    unless ``wait`` is false or in check mode. Returns ``(result, diff)``: ``result`` has
+    ``address``, ``source``, ``changed`` (and ``hostname``); ``diff`` is the before/after of
+    the published ingress when it changes, else None. Shared by the gateway_address and
+    istio_install modules."""
+    what = "service %s/%s" % (namespace, service)
+    path = "/api/v1/namespaces/%s/services/%s" % (namespace, service)
+    svc = kube.get("read " + what, path, not_found=None)
+    if svc is None and not check_mode:
+        raise MeshfleetError("%s does not exist in %s; install the east-west gateway first"
+                             % (what, kube.kubeconfig))
+    current = lb_ingress(svc)
+    if address:
+        result = dict(address=address, source="inventory override", changed=False)
+        want = [(address, None)]
+        if publish and current != want:
+            # No load balancer controller (local clusters): record the override in the
+            # Service status, as a controller would, so istiod sees the gateway address.
+            if not check_mode:
+                kube.request("publish the address of " + what, "PATCH", path + "/status",
+                             {"status": {"loadBalancer": {"ingress": [{"ip": address}]}}},
+                             content_type="application/merge-patch+json")
+            result["changed"] = True
+            return result, dict(before=dict(ingress=[i for i, _h in current]), after=dict(ingress=[address]))
+        return result, None
+    if check_mode and svc is None:
+        return dict(address=None, source="unknown until the gateway exists", changed=False), None
+
+    def found():
+        return lb_ingress(kube.get("read " + what, path)) or None
+
+    try:
+        ingress = current or (wait_for(found, wait_timeout, "a load balancer address on " + what, sleep=2)
+                              if wait and not check_mode else None)
+    except WaitTimeout:
+        raise MeshfleetError(
+            "no load balancer address appeared on %s within %ss: the cluster may have no "
+            "load balancer controller; set clusters.<name>.eastwest_address in the topology "
+            "to give the address explicitly" % (what, wait_timeout))
+    if not ingress:
+        return dict(address=None, source="none yet", changed=False), None
+    ip, hostname = ingress[0]
+    if ip:
+        return dict(address=ip, source="load balancer ip", changed=False), None
+    return dict(address=resolve(hostname), hostname=hostname, source="load balancer hostname", changed=False), None
+
+
 class GatewayAddressModule(MeshfleetModule):
     argument_spec = dict(
         kubeconfig=dict(type="path", required=True),
@@ -42,45 +93,9 @@ class GatewayAddressModule(MeshfleetModule):
 
     def run(self):
         p = self.params
-        kc = KubeRest(p["kubeconfig"], p["context"], label="cluster")
-        what = "service %s/%s" % (p["namespace"], p["service"])
-        path = "/api/v1/namespaces/%s/services/%s" % (p["namespace"], p["service"])
-        svc = kc.get("read " + what, path, not_found=None)
-        if svc is None and not self.check_mode:
-            raise MeshfleetError("%s does not exist in %s; install the east-west gateway first"
-                                 % (what, p["kubeconfig"]))
-        current = lb_ingress(svc)
-        if p["address"]:
-            result = dict(address=p["address"], source="inventory override")
-            if p["publish"]:
-                # No load balancer controller (local clusters): record the override in the
-                # Service status, as a controller would, so istiod sees the gateway address.
-                want = [(p["address"], None)]
-                if current != want:
-                    self.set_diff(dict(ingress=[i for i, _h in current]), dict(ingress=[p["address"]]))
-                    if not self.check_mode:
-                        kc.request("publish the address of " + what, "PATCH", path + "/status",
-                                   {"status": {"loadBalancer": {"ingress": [{"ip": p["address"]}]}}},
-                                   content_type="application/merge-patch+json")
-                    result["changed"] = True
-            return result
-        if self.check_mode and svc is None:
-            return dict(address=None, source="unknown until the gateway exists")
-
-        def found():
-            return lb_ingress(kc.get("read " + what, path)) or None
-
-        try:
-            ingress = current or (wait_for(found, p["wait_timeout"], "a load balancer address on " + what,
-                                           sleep=2) if p["wait"] else None)
-        except WaitTimeout:
-            raise MeshfleetError(
-                "no load balancer address appeared on %s within %ss: the cluster may have no "
-                "load balancer controller; set clusters.<name>.eastwest_address in the topology "
-                "to give the address explicitly" % (what, p["wait_timeout"]))
-        if not ingress:
-            return dict(address=None, source="none yet")
-        ip, hostname = ingress[0]
-        if ip:
-            return dict(address=ip, source="load balancer ip")
-        return dict(address=resolve(hostname), hostname=hostname, source="load balancer hostname")
+        kube = KubeRest(p["kubeconfig"], p["context"], label="cluster")
+        result, diff = gateway_address(kube, p["namespace"], p["service"], p["address"], p["publish"],
+                                       p["wait"], p["wait_timeout"], self.check_mode)
+        if diff:
+            self.set_diff(diff["before"], diff["after"])
+        return result

@@ -328,6 +328,10 @@ class KubeRest:
             self._resources[api_version] = found
         return self._resources[api_version]
 
+    def forget(self, api_version):
+        """Drop the discovery cached for ``api_version`` (a CRD was just installed)."""
+        self._resources.pop(api_version, None)
+
     def object_path(self, obj, default_namespace="default"):
         """The API path of ``obj`` (apiVersion, kind, metadata.name[, namespace]), or None when
         its kind is not served by the cluster."""

@@ -8,27 +8,32 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 DOCUMENTATION = r'''
-module: istio_plan
-short_description: Render a cluster's Istio control plane and tell what is out of date
+module: istio_install
+short_description: Install or update a cluster's Istio control plane (rendered by istioctl, server-side applied)
 description:
   - Renders each IstioOperator of O(operators) with C(istioctl manifest generate) (the charts
     are embedded in istioctl). The output is cached in O(work_dir), keyed by the IstioOperator
     text and the istioctl binary, so istioctl runs only when one of them changed.
   - Compares the result, the O(namespace_object) and the extra O(objects) with the cluster -
     the hash recorded by the last apply in the ConfigMap O(record_name), then every object's
-    presence and its labels and annotations - and returns the batches that
-    M(kubernetes.core.k8s) must apply, empty when everything is current.
-  - Compares the C(cacerts) secret with the plug-in CA files in O(pki_dir) (result C(cacerts));
-    the secret itself is never read into the result.
-  - Changes nothing in the cluster. Outside check mode it writes the IstioOperator files and
-    the cache into O(work_dir) (mode 0600); in check mode it writes nothing.
-version_added: 0.2.0
+    presence and its labels and annotations - and applies them when anything is out of date
+    (result C(reasons)), in order - the namespace, the rendered manifests (CRDs first, as
+    istioctl prints them), the extra O(objects) (waiting until the API server serves the kinds
+    of CRDs just installed), the record.
+  - Keeps the plug-in CA secret C(cacerts) equal to the files in O(pki_dir); the key material
+    is read from those files by the module and never enters the result, the diff or the log.
+  - With O(gateway), returns the east-west gateway's address like
+    M(meshfleet.mesh.gateway_address) (and publishes an override into the Service status on
+    clusters without a load balancer controller).
+  - Applies with Kubernetes server-side apply (field manager C(meshfleet), conflicts forced,
+    as C(istioctl install) does), one request per object; an unchanged object is not written.
+version_added: 0.3.0
 author: Meshfleet engineers (@meshfleet)
 options:
   kubeconfig:
     description:
       - Kubeconfig of the cluster. In check mode a missing file means the cluster does not
-        exist yet - everything is reported as pending.
+        exist yet - everything is reported as to be created.
     type: path
     required: true
   context:
@@ -58,22 +63,19 @@ options:
     default: meshfleet-install
   pki_dir:
     description: Folder of C(ca-cert.pem), C(ca-key.pem), C(root-cert.pem) and C(cert-chain.pem)
-      to compare with the C(cacerts) secret.
+      for the C(cacerts) secret. Without it the secret is not managed.
     type: path
   tools_bin:
     description: Folder holding C(istioctl).
     type: path
     required: true
   reconcile:
-    description: Report everything as pending (re-apply even when the recorded hash matches).
+    description: Apply everything even when the recorded hash matches and nothing is missing
+      (objects that match are still not written).
     type: bool
     default: false
   gateway:
-    description:
-      - The east-west gateway to check, as M(meshfleet.mesh.gateway_address) would. Result
-        C(gateway.current) is true when that module would change nothing and wait for
-        nothing (the override already published, or a load balancer IP present); the role
-        then skips it and uses C(gateway.address).
+    description: The east-west gateway whose address is returned (result C(gateway)).
     type: dict
     suboptions:
       service:
@@ -87,44 +89,58 @@ options:
         description: Whether the override is written into the Service's load balancer status.
         type: bool
         default: false
+      wait_timeout:
+        description: Seconds to wait for a load balancer address when there is no override.
+        type: int
+        default: 300
 attributes:
   check_mode:
-    description: Reads only; renders into a temporary folder that is removed.
+    description: Changes nothing and writes nothing (renders into a temporary folder);
+      objects that exist are applied with C(dryRun=All) to tell whether they would change.
     support: full
   diff_mode:
-    description: Nothing to show - it changes nothing; the apply task shows the diff.
-    support: none
+    description: Shows each object that changes (or would) as the API server has it before and
+      after; C(cacerts) data only by key and size; created CRDs without their schema.
+    support: full
 notes:
-  - Uses a small built-in REST client instead of the C(kubernetes) package (one process per
-    cluster instead of one per object and step; see C(plugins/module_utils/kube_rest.py)).
+  - Uses a small built-in REST client instead of the C(kubernetes) package (see
+    C(plugins/module_utils/kube_rest.py)).
+  - Objects dropped from the rendered manifests (for example by a revision change) are not
+    deleted; remove the old revision's objects with C(istioctl uninstall --revision).
 '''
 
 EXAMPLES = r'''
-- name: What cluster1's control plane needs
-  meshfleet.mesh.istio_plan:
+- name: Istio on cluster1 (plug-in CA, network label, east-west gateway)
+  meshfleet.mesh.istio_install:
     kubeconfig: /srv/mesh/.meshfleet/clusters/cluster1/kubeconfig
     work_dir: /srv/mesh/.meshfleet/clusters/cluster1/istio
     tools_bin: /opt/meshfleet/bin
     pki_dir: /srv/mesh/.meshfleet/pki/cluster1
     operators:
       istio-operator: "{{ lookup('ansible.builtin.template', 'istio-operator.yaml.j2') }}"
+      eastwest-operator: "{{ lookup('ansible.builtin.template', 'eastwest-operator.yaml.j2') }}"
     namespace_object:
       apiVersion: v1
       kind: Namespace
       metadata: {name: istio-system, labels: {topology.istio.io/network: network1}}
-  register: plan
-
-- name: Apply what is out of date
-  kubernetes.core.k8s:
-    kubeconfig: /srv/mesh/.meshfleet/clusters/cluster1/kubeconfig
-    definition: "{{ item }}"
-    apply: true
-  loop: "{{ plan.batches }}"
+    gateway:
+      address: 10.77.0.1
+      publish: true
+  register: install
 '''
 
 RETURN = r'''
+changed:
+  description: Whether an object, the C(cacerts) secret or the published gateway address changed (or would).
+  returned: always
+  type: bool
+applied:
+  description: The objects that changed (or would), as C(Kind namespace/name).
+  returned: always
+  type: list
+  elements: str
 pending:
-  description: Whether anything must be applied.
+  description: Whether the control plane was out of date (see C(reasons)).
   returned: always
   type: bool
 reasons:
@@ -132,13 +148,8 @@ reasons:
   returned: always
   type: list
   elements: str
-batches:
-  description: Lists of objects to apply in order; empty when nothing is pending.
-  returned: always
-  type: list
-  elements: list
 manifests_sha256:
-  description: Hash of every object of the batches (recorded in O(record_name) by the apply).
+  description: Hash of every object applied (recorded in O(record_name)).
   returned: always
   type: str
 objects:
@@ -154,20 +165,22 @@ cluster_exists:
   returned: always
   type: bool
 cacerts:
-  description: Whether the C(cacerts) secret matches O(pki_dir) (C(current)) and why (C(reason)).
+  description: Whether the C(cacerts) secret matched O(pki_dir) before the run (C(current)),
+    why (C(reason)) and whether it was written (C(changed)); istiod must re-read it then.
   returned: always
   type: dict
 gateway:
-  description: The east-west gateway's C(address), its C(source) and whether it is C(current) (see O(gateway)).
+  description: The east-west gateway's C(address) and its C(source) (inventory override, load
+    balancer ip or hostname).
   returned: when O(gateway) is given
   type: dict
 '''
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.istio_plan import IstioPlanModule
+from ansible_collections.meshfleet.mesh.plugins.module_utils.istio_install import IstioInstallModule
 
 
 def main():
-    IstioPlanModule()()
+    IstioInstallModule()()
 
 
 if __name__ == "__main__":
