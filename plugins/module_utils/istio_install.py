@@ -74,7 +74,9 @@ def parse_manifests(text, source):
     if start < 0:
         raise MeshfleetError("istioctl manifest generate printed no manifests for %s" % source)
     try:
-        docs = [d for d in yaml.safe_load_all(text[start:]) if d]
+        # libyaml's loader when PyYAML has it: ~7x faster on istioctl's ~1 MB of output
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        docs = [d for d in yaml.load_all(text[start:], Loader=loader) if d]
     except yaml.YAMLError as e:
         raise MeshfleetError("istioctl's output for %s is not YAML: %s" % (source, e))
     return [d for d in docs if isinstance(d, dict) and d.get("kind")]

@@ -467,7 +467,15 @@ def binds_service_account(binding, namespace, name):
 # --- the module ---------------------------------------------------------------------------
 class RemoteSecretModule(MeshfleetModule):
     argument_spec = dict(
-        cluster_name=dict(type="str", required=True),
+        cluster_name=dict(type="str"),
+        sources=dict(type="list", elements="dict", options=dict(
+            cluster_name=dict(type="str", required=True),
+            source_kubeconfig=dict(type="path", required=True),
+            source_context=dict(type="str"),
+            server=dict(type="str"),
+            tls_server_name=dict(type="str"),
+            istiod_remote=dict(type="bool", default=False),
+        )),
         source_kubeconfig=dict(type="path"),
         source_context=dict(type="str"),
         target_kubeconfig=dict(type="path", required=True),
@@ -484,9 +492,14 @@ class RemoteSecretModule(MeshfleetModule):
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
     module_kwargs = dict(
-        required_if=[("state", "present", ("source_kubeconfig",)),
-                     ("remove_reader", True, ("source_kubeconfig",))],
+        required_one_of=[("cluster_name", "sources")],
+        mutually_exclusive=[("cluster_name", "sources"), ("sources", "source_kubeconfig"),
+                            ("sources", "source_context"), ("sources", "server"),
+                            ("sources", "tls_server_name"), ("sources", "istiod_remote")],
     )
+    #: the per-source options of O(sources)
+    SOURCE_KEYS = ("cluster_name", "source_kubeconfig", "source_context", "server", "tls_server_name",
+                   "istiod_remote")
 
     #: injectable for tests
     clock = staticmethod(utcnow)
@@ -521,7 +534,45 @@ class RemoteSecretModule(MeshfleetModule):
 
     # --- run ------------------------------------------------------------------------
     def run(self):
+        if self.params.get("sources") is not None:
+            return self.run_sources()
+        return self.run_one()
+
+    def run_sources(self):
+        """One secret per entry of ``sources`` into the same target, in one process."""
         p = self.params
+        names = [s["cluster_name"] for s in p["sources"]]
+        dupes = sorted(set(n for n in names if names.count(n) > 1))
+        if dupes:
+            raise MeshfleetError("sources: cluster_name %s given more than once" % ", ".join(dupes))
+        secrets, before, after = [], {}, {}
+        for source in p["sources"]:
+            one = type(self)(module=self.module)
+            one.params = dict(p, sources=None, **dict((k, source[k]) for k in self.SOURCE_KEYS))
+            one._tgt = self._tgt = self._tgt or one.tgt
+            one.clock = self.clock
+            try:
+                one.result.update(one.run_one())
+            except MeshfleetError as e:
+                raise MeshfleetError("source %s: %s" % (source["cluster_name"], e.msg),
+                                     secrets=secrets, **e.details)
+            diff = one.result.pop("diff", None)
+            if diff:
+                before[one.result["secret_name"]] = diff["before"]
+                after[one.result["secret_name"]] = diff["after"]
+            secrets.append(one.result)
+        changed = any(r["changed"] for r in secrets)
+        if changed:
+            self.set_diff(before, after)
+        return dict(changed=changed, secrets=secrets, namespace=p["namespace"],
+                    renewed=any(r.get("renewed") for r in secrets))
+
+    def run_one(self):
+        p = self.params
+        if p["state"] == "present" and not p["source_kubeconfig"]:
+            raise MeshfleetError("source_kubeconfig is required with state=present")
+        if p["remove_reader"] and not p["source_kubeconfig"]:
+            raise MeshfleetError("source_kubeconfig is required with remove_reader=true")
         if not HAS_YAML:
             raise MeshfleetError("PyYAML is required (it ships with ansible-core)")
         check_cluster_name(p["cluster_name"])

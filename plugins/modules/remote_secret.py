@@ -27,6 +27,9 @@ description:
     re-created service account, is not time-bound, expires within O(renew_before) seconds, or the
     source API server no longer accepts it (TokenReview).
   - Tokens never appear in the result or the diff.
+  - With O(sources), one run writes a secret for each of several source clusters into the same
+    target (what a primary of a multi-primary mesh needs), sharing the target connection;
+    the per-source options move into each entry of O(sources).
 version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
 extends_documentation_fragment:
@@ -36,8 +39,39 @@ options:
     description:
       - Name of the source cluster in the mesh (its Istio cluster ID, C(values.global.multiCluster.clusterName)).
       - A DNS-1123 label. The secret is C(istio-remote-secret-<cluster_name>).
+      - One of O(cluster_name) and O(sources) is required.
     type: str
-    required: true
+  sources:
+    description:
+      - Several source clusters for the same target, one secret each, in one run. Mutually
+        exclusive with O(cluster_name), O(source_kubeconfig), O(source_context), O(server),
+        O(tls_server_name) and O(istiod_remote), which each entry gives for its source; the
+        other options apply to every entry.
+      - The result then has RV(secrets), one result per entry.
+    type: list
+    elements: dict
+    suboptions:
+      cluster_name:
+        description: As O(cluster_name).
+        type: str
+        required: true
+      source_kubeconfig:
+        description: As O(source_kubeconfig).
+        type: path
+        required: true
+      source_context:
+        description: As O(source_context).
+        type: str
+      server:
+        description: As O(server).
+        type: str
+      tls_server_name:
+        description: As O(tls_server_name).
+        type: str
+      istiod_remote:
+        description: As O(istiod_remote).
+        type: bool
+        default: false
   namespace:
     description:
       - Istio's system namespace. The secret is written there in the target; the service account
@@ -131,6 +165,16 @@ attributes:
 '''
 
 EXAMPLES = r'''
+- name: Every other cluster's secret into cluster1, in one run
+  meshfleet.mesh.remote_secret:
+    sources:
+      - cluster_name: cluster2
+        source_kubeconfig: "{{ state_dir }}/clusters/cluster2/kubeconfig"
+      - cluster_name: cluster3
+        source_kubeconfig: "{{ state_dir }}/clusters/cluster3/kubeconfig"
+        server: https://10.77.1.10:6443
+    target_kubeconfig: "{{ state_dir }}/clusters/cluster1/kubeconfig"
+
 - name: Let cluster2's istiod read cluster1 (multi-primary needs the other direction too)
   meshfleet.mesh.remote_secret:
     cluster_name: cluster1
@@ -174,6 +218,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+secrets:
+  description: With O(sources), the result of each entry (the fields below), in order.
+  returned: when O(sources) is given
+  type: list
+  elements: dict
 secret_name:
   description: Name of the secret in the target cluster.
   returned: always
@@ -197,7 +246,8 @@ token_expires:
   type: str
   sample: "2026-12-25T17:52:30Z"
 renewed:
-  description: Whether a new token was requested (or would be, in check mode).
+  description: Whether a new token was requested (or would be, in check mode); with O(sources),
+    whether any was.
   returned: always
   type: bool
 reason:

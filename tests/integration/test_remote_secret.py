@@ -473,3 +473,47 @@ def test_absent(env):
         "deleted cluster role meshfleet-istio-reader-clusterrole-istio-system",
         "deleted service account istio-system/%s" % SA])
     env.rbac(env.k2).read_cluster_role("istio-reader-clusterrole-istio-system")
+
+
+def test_sources_write_several_secrets_in_one_run(env):
+    """``sources``: one process writes a secret per source into the same target (the
+    mesh_links role's shape: each primary gets every other cluster's secret in one run)."""
+    sources = [dict(cluster_name=env.c1, source_kubeconfig=env.k1),
+               dict(cluster_name="alias-of-c1", source_kubeconfig=env.k1)]
+    names = [rs.secret_name(s["cluster_name"]) for s in sources]
+    res = env.run(cluster_name=None, source_kubeconfig=None, sources=sources, check=True)
+    assert res["changed"] and [s["reason"] for s in res["secrets"]] == ["created", "created"]
+    assert env.secret(names[0]) is None and env.secret(names[1]) is None
+
+    res = env.run(cluster_name=None, source_kubeconfig=None, sources=sources, diff=True)
+    assert res["changed"] and [s["secret_name"] for s in res["secrets"]] == names
+    assert res["renewed"] is True and [s["renewed"] for s in res["secrets"]] == [True, True]
+    assert sorted(res["diff"]["after"]) == sorted(names)
+    tokens = []
+    for name, source in zip(names, sources):
+        kc = env.secret_kubeconfig(env.secret(name), source["cluster_name"])
+        tokens.append(kc["users"][0]["user"]["token"])
+        env.remember(tokens[-1])
+        # each secret's kubeconfig really reads the source with its own token
+        pods = helpers.kube_client(env.reader_kubeconfig(kc))
+        from kubernetes import client
+        client.CoreV1Api(pods).list_namespaced_pod(NS)
+    env.assert_no_token(env.output)
+
+    res = env.run(cluster_name=None, source_kubeconfig=None, sources=sources)
+    assert not res["changed"] and [s["reason"] for s in res["secrets"]] == ["unchanged", "unchanged"]
+    assert res["renewed"] is False
+    for name, source, token in zip(names, sources, tokens):
+        assert env.secret_kubeconfig(env.secret(name), source["cluster_name"])["users"][0]["user"]["token"] == token
+
+    res = env.run(cluster_name=None, source_kubeconfig=None, sources=sources, state="absent", remove_reader=True)
+    assert res["changed"] and env.secret(names[0]) is None and env.secret(names[1]) is None
+
+
+def test_sources_errors_name_the_source(env):
+    sources = [dict(cluster_name="ok-one", source_kubeconfig=env.k1),
+               dict(cluster_name="Bad_Name", source_kubeconfig=env.k1)]
+    res = env.run(cluster_name=None, source_kubeconfig=None, sources=sources, check=True, expect_failure=True)
+    assert res["msg"].startswith("source Bad_Name: ") and "DNS-1123" in res["msg"]
+    res = env.run(sources=sources[:1], check=True, expect_failure=True)
+    assert "mutually exclusive" in res["msg"]

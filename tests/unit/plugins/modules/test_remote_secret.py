@@ -409,3 +409,24 @@ def test_unreachable_target_is_named(run_module, dead_kubeconfig, state):
     assert res["msg"].startswith("target cluster (https://127.0.0.1:1) is unreachable")
     assert res["cluster"] == "target" and res["server"] == "https://127.0.0.1:1"
     assert "dead-token" not in res["_stdout"]
+
+
+def test_sources_and_cluster_name_are_exclusive(run_module, dead_kubeconfig):
+    res = run_module(module, dict(cluster_name="c1", sources=[dict(cluster_name="c2", source_kubeconfig=dead_kubeconfig)],
+                                  target_kubeconfig=dead_kubeconfig))
+    assert res["failed"] and "mutually exclusive" in res["msg"]
+    res = run_module(module, dict(target_kubeconfig=dead_kubeconfig))
+    assert res["failed"] and "one of the following is required: cluster_name, sources" in res["msg"]
+
+
+def test_sources_duplicates_are_refused(run_module, dead_kubeconfig):
+    one = dict(cluster_name="c2", source_kubeconfig=dead_kubeconfig)
+    res = run_module(module, dict(sources=[one, one], target_kubeconfig=dead_kubeconfig))
+    assert res["failed"] and res["msg"] == "sources: cluster_name c2 given more than once"
+
+
+def test_sources_error_names_the_source_and_hides_tokens(run_module, dead_kubeconfig):
+    res = run_module(module, dict(sources=[dict(cluster_name="c2", source_kubeconfig=dead_kubeconfig)],
+                                  target_kubeconfig=dead_kubeconfig))
+    assert res["failed"] and res["msg"].startswith("source c2: target cluster (https://127.0.0.1:1) is unreachable")
+    assert res["secrets"] == [] and "dead-token" not in res["_stdout"]
