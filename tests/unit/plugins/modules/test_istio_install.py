@@ -86,7 +86,7 @@ class Api(BaseHTTPRequestHandler):
             self.reply(404, {"kind": "Status", "message": "not found"})
 
     def do_PATCH(self):
-        path, _, query = self.path.partition("?")
+        path, dummy, query = self.path.partition("?")
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         Api.patches.append((path, query))
         if path.endswith("/status"):
