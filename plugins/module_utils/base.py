@@ -112,6 +112,10 @@ class MeshfleetModule:
     module_kwargs = {}
     # Add the wait/wait_timeout options for modules that wait on something.
     with_wait = False
+    # Return the arguments as ``module_args`` (Ansible drops ``invocation`` from registered
+    # results): site.yml records them in the converge receipt (module_utils/receipt.py).
+    # no_log values are masked in it like anywhere else in the result.
+    return_args = False
 
     def __init__(self, module=None):
         if module is None:
@@ -155,4 +159,6 @@ class MeshfleetModule:
             self.module.fail_json(msg="%s: %s" % (type(e).__name__, e),
                                   exception=traceback.format_exc(), **self.result)
         self.result.update(result)
+        if self.return_args:
+            self.result["module_args"] = self.params
         self.module.exit_json(**self.result)

@@ -42,6 +42,7 @@ def describe(provider, observed):
 
 
 class ClusterModule(MeshfleetModule):
+    return_args = True  # recorded in the converge receipt
     argument_spec = dict(CLUSTER_ARGS, state=dict(type="str", default="present",
                                                   choices=["present", "absent"]))
     with_wait = True

@@ -190,6 +190,7 @@ class Applier:
 
 
 class IstioInstallModule(MeshfleetModule):
+    return_args = True  # recorded in the converge receipt
     argument_spec = dict(
         kubeconfig=dict(type="path", required=True),
         context=dict(type="str"),
@@ -338,7 +339,7 @@ class IstioInstallModule(MeshfleetModule):
             if not reasons:
                 # the last apply matches: check that nothing was deleted or relabelled since
                 for obj in first + then:
-                    live = kube.read_object(obj)
+                    live = kube.read_object(obj, metadata_only=True)
                     if live is None:
                         reasons.append("missing: %s" % describe(obj))
                     else:

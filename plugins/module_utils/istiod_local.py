@@ -218,6 +218,7 @@ def is_local_address(address):
 
 
 class IstiodLocalModule(MeshfleetModule):
+    return_args = True  # recorded in the converge receipt
     argument_spec = dict(
         name=dict(type="str", required=True),
         state_dir=dict(type="path", required=True),

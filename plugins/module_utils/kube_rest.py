@@ -23,6 +23,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import hashlib
 import http.client
 import json
 import os
@@ -96,6 +97,17 @@ def api_error(name, kubeconfig, what, status, message, **details):
     return MeshfleetError(text, status=status, **details)
 
 
+# TLS contexts by (CA, client certificate, key, insecure): one per cluster per process (a
+# context with a CA costs ~20 ms to build; the converge receipt check opens many clients)
+_SSL_CONTEXTS = {}
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+
+
+def yaml_load(stream):
+    """PyYAML's safe load, with libyaml when PyYAML has it (several times faster)."""
+    return yaml.load(stream, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 class KubeRest:
     """One cluster's API over HTTPS; ``label`` names it in error messages."""
 
@@ -115,7 +127,7 @@ class KubeRest:
             raise MeshfleetError("%s kubeconfig %s does not exist or is not a file (%s)" % (label, kubeconfig, option))
         try:
             with open(path) as f:
-                config = yaml.safe_load(f)
+                config = yaml_load(f)
         except (IOError, OSError, yaml.YAMLError) as e:
             raise MeshfleetError("%s kubeconfig %s is malformed: %s" % (label, kubeconfig, e))
         self._load(config if isinstance(config, dict) else {})
@@ -166,20 +178,30 @@ class KubeRest:
         self._ssl = None
 
     def _ssl_context(self):
-        """The TLS context, built on the first request (so a bad CA or plugin fails there, named)."""
+        """The TLS context, built on the first request (so a bad CA or plugin fails there, named).
+        With a CA in the kubeconfig only that CA is trusted (as kubectl does); without one, the
+        system's."""
         if self._ssl is None:
-            ctx_ssl = ssl.create_default_context()
-            if self._insecure:
-                ctx_ssl.check_hostname = False
-                ctx_ssl.verify_mode = ssl.CERT_NONE
-            elif self._ca_pem:
-                try:
-                    ctx_ssl = ssl.create_default_context(cadata=self._ca_pem)
-                except (ssl.SSLError, ValueError) as e:
-                    raise MeshfleetError("%s kubeconfig %s: its certificate authority is not usable: %s"
-                                         % (self.label, self.kubeconfig, e), cluster=self.label, server=self.server)
-            if self._client_cert:
-                self._load_client_cert(ctx_ssl, *self._client_cert)
+            key = hashlib.sha256(repr((self._insecure, self._ca_pem, self._client_cert)).encode("utf-8")).hexdigest()
+            ctx_ssl = _SSL_CONTEXTS.get(key)
+            if ctx_ssl is None:
+                if self._insecure:
+                    ctx_ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    ctx_ssl.check_hostname = False
+                    ctx_ssl.verify_mode = ssl.CERT_NONE
+                elif self._ca_pem:
+                    ctx_ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    try:
+                        ctx_ssl.load_verify_locations(cadata=self._ca_pem)
+                    except (ssl.SSLError, ValueError) as e:
+                        raise MeshfleetError("%s kubeconfig %s: its certificate authority is not usable: %s"
+                                             % (self.label, self.kubeconfig, e), cluster=self.label,
+                                             server=self.server)
+                else:
+                    ctx_ssl = ssl.create_default_context()
+                if self._client_cert:
+                    self._load_client_cert(ctx_ssl, *self._client_cert)
+                _SSL_CONTEXTS[key] = ctx_ssl
             self._ssl = ctx_ssl
         return self._ssl
 
@@ -264,7 +286,7 @@ class KubeRest:
                 self._conn = None
 
     def request(self, what, method, path, body=None, query=None, content_type="application/json",
-                not_found=_NOT_GIVEN):
+                not_found=_NOT_GIVEN, accept=None):
         """One API call; returns the decoded JSON body (a dict), or ``not_found`` on 404 when given.
 
         ``what`` says what the call does ("read secret istio-system/cacerts"). Error messages
@@ -281,6 +303,8 @@ class KubeRest:
         if query:
             url += "?" + urlencode(query)
         headers = dict(self._headers)
+        if accept:
+            headers["Accept"] = accept
         data = None
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
@@ -347,16 +371,17 @@ class KubeRest:
             base += "/namespaces/%s" % quote(meta.get("namespace") or default_namespace, safe="")
         return "%s/%s/%s" % (base, plural, quote(meta.get("name") or "", safe=""))
 
-    def read_object(self, obj):
+    def read_object(self, obj, metadata_only=False):
         """The cluster's copy of ``obj`` (by apiVersion/kind/namespace/name), or None when absent
-        (including when its kind is not served yet)."""
+        (including when its kind is not served yet). ``metadata_only``: only its metadata
+        (PartialObjectMetadata: a CRD is a few hundred bytes instead of a few hundred KB)."""
         path = self.object_path(obj)
         if path is None:
             return None
         meta = obj.get("metadata") or {}
         what = "read %s %s%s" % (obj.get("kind"), meta.get("namespace") + "/" if meta.get("namespace") else "",
                                  meta.get("name"))
-        return self.get(what, path, not_found=None)
+        return self.request(what, "GET", path, not_found=None, accept=METADATA_ONLY if metadata_only else None)
 
     # --- typed calls (the subset of the kubernetes client's API the modules use) ---------------
     def call(self, what, fn, *args, **kwargs):

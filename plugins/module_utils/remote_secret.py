@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
     HAS_YAML = False
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, MeshfleetModule
+from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import yaml_load
 from ansible_collections.meshfleet.mesh.plugins.module_utils.kubeconfig import build_kubeconfig, dump
 
 SECRET_PREFIX = "istio-remote-secret-"
@@ -238,7 +239,7 @@ def parse_remote_kubeconfig(text, cluster_name):
     is not reused).
     """
     try:
-        config = yaml.safe_load(text) if text else None
+        config = yaml_load(text) if text else None
     except yaml.YAMLError:
         return None, "the kubeconfig is not valid YAML"
     if not isinstance(config, dict):
@@ -384,10 +385,10 @@ def secret_differs(existing, desired, cluster_name):
     if sorted(edata) != sorted(desired["data"]):
         return True
     try:
-        old = yaml.safe_load(base64.b64decode(edata[cluster_name]).decode("utf-8"))
+        old = yaml_load(base64.b64decode(edata[cluster_name]).decode("utf-8"))
     except (ValueError, TypeError, binascii.Error, UnicodeError, yaml.YAMLError):
         return True
-    new = yaml.safe_load(base64.b64decode(desired["data"][cluster_name]).decode("utf-8"))
+    new = yaml_load(base64.b64decode(desired["data"][cluster_name]).decode("utf-8"))
     return old != new
 
 
@@ -402,7 +403,7 @@ def diff_view(secret, cluster_name, note):
             "stringData": {}}
     for key, raw in sorted((secret.get("data") or {}).items()):
         try:
-            parsed = yaml.safe_load(base64.b64decode(raw).decode("utf-8"))
+            parsed = yaml_load(base64.b64decode(raw).decode("utf-8"))
         except (ValueError, TypeError, binascii.Error, UnicodeError, yaml.YAMLError):
             parsed = None
         if isinstance(parsed, dict):
@@ -466,6 +467,7 @@ def binds_service_account(binding, namespace, name):
 
 # --- the module ---------------------------------------------------------------------------
 class RemoteSecretModule(MeshfleetModule):
+    return_args = True  # recorded in the converge receipt
     argument_spec = dict(
         cluster_name=dict(type="str"),
         sources=dict(type="list", elements="dict", options=dict(

@@ -271,6 +271,7 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils import pki
 
 
 class MeshCAModule(MeshfleetModule):
+    return_args = True  # recorded in the converge receipt
     argument_spec = dict(
         state_dir=dict(type="path", required=True),
         clusters=dict(type="list", elements="str", default=[]),

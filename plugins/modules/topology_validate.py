@@ -106,6 +106,7 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils.topology import (
 
 
 class TopologyValidateModule(MeshfleetModule):
+    return_args = True  # recorded in the converge receipt
     argument_spec = dict(
         topology=dict(type="dict", required=True),
         extra_errors=dict(type="list", elements="str", default=[]),

@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of meshfleet.mesh.converge_receipt (documented in plugins/modules/).
+
+It runs on the controller, where the mesh state lives, because what it fingerprints is the
+controller's view of the run: the inventory sources, the collection's files, the Ansible
+config and the command line's extra vars, tags and limit (``ansible.context.CLIARGS``),
+none of which a module can see. The checks themselves are the step modules' own code
+(plugins/module_utils/receipt.py).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ansible import constants as C
+from ansible import context
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.meshfleet.mesh.plugins.module_utils import receipt
+
+COLLECTION_ROOT = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CODE_DIRS = ("roles", "plugins", "playbooks")
+
+ARGUMENT_SPEC = dict(
+    state=dict(type="str", choices=["checked", "recorded", "absent"], default="checked"),
+    state_dir=dict(type="path", required=True),
+    results=dict(type="list", elements="dict", default=[]),
+    inputs=dict(type="list", elements="path", default=[]),
+)
+
+
+def _extra_vars_text():
+    """The command line's extra vars, with the content of ``@file`` ones."""
+    out = []
+    for item in context.CLIARGS.get("extra_vars") or ():
+        if isinstance(item, str) and item.startswith("@"):
+            path = os.path.expanduser(item[1:])
+            try:
+                with open(path, "rb") as f:
+                    out.append([item, f.read().decode("utf-8", "replace")])
+            except (IOError, OSError):
+                out.append([item, None])
+        else:
+            out.append(item)
+    return out
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def _fingerprint(self, task_vars, state_dir, steps):
+        paths = [os.path.join(COLLECTION_ROOT, d) for d in CODE_DIRS]
+        paths += [os.path.realpath(os.path.expanduser(p)) for p in task_vars.get("ansible_inventory_sources") or []]
+        paths += list(self._task.args.get("inputs") or [])
+        paths += receipt.tool_dirs(steps)
+        if C.CONFIG_FILE:
+            paths.append(C.CONFIG_FILE)
+        cli = context.CLIARGS
+        extras = dict(receipt.environment_extras(),
+                      extra_vars=_extra_vars_text(),
+                      tags=sorted(cli.get("tags") or ()), skip_tags=sorted(cli.get("skip_tags") or ()),
+                      limit=cli.get("subset"), ansible=task_vars.get("ansible_version", {}).get("full"))
+        return receipt.fingerprint(paths, extras, skip=[state_dir])
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        task_vars = task_vars or {}
+        ok, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        del ok
+        state_dir = args["state_dir"]
+        check_mode = self._task.check_mode
+        result.update(changed=False, path=receipt.receipt_path(state_dir))
+
+        if args["state"] == "absent":
+            result["dropped"] = os.path.exists(result["path"])
+            if result["dropped"] and not check_mode:
+                receipt.drop(state_dir)
+            return result
+
+        if args["state"] == "recorded":
+            steps, problem = receipt.steps_from_results(args["results"])
+            if problem:
+                if not check_mode:
+                    receipt.drop(state_dir)
+                result.update(recorded=False, reason=problem)
+                return result
+            if not check_mode:
+                receipt.save(state_dir, self._fingerprint(task_vars, state_dir, steps), steps)
+            result.update(recorded=not check_mode, steps=len(steps),
+                          reason="%d steps recorded" % len(steps) if not check_mode else "check mode")
+            return result
+
+        # checked
+        body, why = receipt.load(state_dir)
+        if body is None:
+            result.update(converged=False, reason=why, results={})
+            return result
+        if self._fingerprint(task_vars, state_dir, body["steps"]) != body.get("fingerprint"):
+            result.update(converged=False, results={},
+                          reason="inputs changed since the last converge (inventory, playbooks, roles, "
+                                 "plugins, ansible.cfg, extra vars, tags/limit, MESHFLEET_* or the tools)")
+            return result
+        converged, why, results = receipt.check(body["steps"])
+        result.update(converged=converged, reason=why, results=results, steps=len(body["steps"]))
+        return result

@@ -1,0 +1,282 @@
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The converge receipt: a re-run of a converged mesh checked in one process.
+
+A converge of the mesh runs ~6 modules per cluster, each its own Python process (~0.25 s
+of CPU before it does anything). When nothing changed, that start-up cost is most of the
+run. So ``site.yml`` ends its mesh part by recording a *receipt* in the state dir:
+
+- a fingerprint of everything the modules' arguments are made from: the inventory
+  sources, the collection's roles, plugins and playbooks, the Ansible config file, the
+  extra vars and tag/limit options of the command line, ``MESHFLEET_*`` environment
+  variables, the Ansible and Python versions, and the built tools (size and mtime);
+- each mesh step's module name and the exact arguments it ran with (``module_args`` of its
+  registered result, see ``MeshfleetModule.return_args``), and the result fields later
+  plays read.
+
+The next run first loads the receipt (action ``meshfleet.mesh.converge_receipt``). When
+the fingerprint is the same, the same arguments would be computed again, so it runs every
+recorded step's own module code in check mode, in this process, one thread per host: the
+same drift checks as a normal run (cluster processes and API server, every Istio object
+and label, ``cacerts`` against the PKI, istiod's process, configuration and readiness,
+each remote secret's server, CA and token expiry, the PKI's expiry). Only when none of
+them would change anything is the mesh part skipped; anything else (no receipt, other
+inputs, drift, an error) runs the normal path, which repairs and reports it.
+
+The receipt holds no secrets: a step whose arguments carry a ``no_log`` value, or whose
+result was censored, is not recorded and the receipt is dropped.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import hashlib
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
+    MeshfleetError, ensure_private_dir, write_file_atomic)
+
+VERSION = 1
+FILE_NAME = "converge-receipt.json"
+NO_LOG_MARK = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+_PKG = "ansible_collections.meshfleet.mesh.plugins"
+# module name -> (python module, class) of the steps a receipt may hold
+STEPS = {
+    "topology_validate": (_PKG + ".modules.topology_validate", "TopologyValidateModule"),
+    "mesh_ca": (_PKG + ".modules.mesh_ca", "MeshCAModule"),
+    "cluster": (_PKG + ".module_utils.cluster", "ClusterModule"),
+    "istio_install": (_PKG + ".module_utils.istio_install", "IstioInstallModule"),
+    "istiod_local": (_PKG + ".module_utils.istiod_local", "IstiodLocalModule"),
+    "remote_secret": (_PKG + ".module_utils.remote_secret", "RemoteSecretModule"),
+}
+# files bigger than this are fingerprinted by size and mtime (the Go tools are 100+ MB)
+BIG_FILE = 4 * 1024 * 1024
+
+
+def receipt_path(state_dir):
+    return os.path.join(state_dir, FILE_NAME)
+
+
+# --- fingerprint -------------------------------------------------------------------------
+def _hash_file(h, path):
+    st = os.stat(path)
+    h.update(("F\0%s\0%d\0" % (path, st.st_size)).encode("utf-8", "surrogateescape"))
+    if st.st_size > BIG_FILE:
+        h.update(("%d\0%d\0" % (st.st_mtime_ns, st.st_ino)).encode())
+        return
+    with open(path, "rb") as f:
+        h.update(f.read())
+
+
+def fingerprint(paths, extras, skip=()):
+    """SHA-256 over the files under ``paths`` (hidden entries, ``__pycache__`` and the
+    ``skip`` folders left out) and the JSON of ``extras``."""
+    h = hashlib.sha256()
+    skip = set(os.path.realpath(s) for s in skip if s)
+    for top in sorted(set(p for p in paths if p)):
+        if os.path.isfile(top):
+            _hash_file(h, top)
+            continue
+        if not os.path.isdir(top):
+            h.update(("missing\0%s\0" % top).encode("utf-8", "surrogateescape"))
+            continue
+        for root, dirs, files in os.walk(top, followlinks=False):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__"
+                             and os.path.realpath(os.path.join(root, d)) not in skip)
+            for name in sorted(files):
+                if name.startswith(".") or name.endswith((".pyc", ".pyo", ".retry")):
+                    continue
+                path = os.path.join(root, name)
+                if os.path.isfile(path):
+                    _hash_file(h, path)
+    h.update(json.dumps(extras, sort_keys=True, default=str).encode("utf-8"))
+    return h.hexdigest()
+
+
+def environment_extras():
+    """What besides files the steps' arguments depend on."""
+    return dict(
+        env=dict((k, v) for k, v in sorted(os.environ.items()) if k.startswith("MESHFLEET_") or k == "HOME"),
+        python=sys.version,
+        platform=platform.node(),
+        receipt=VERSION,
+    )
+
+
+def tool_dirs(steps):
+    """The tools folders the recorded steps use (their binaries are part of the fingerprint)."""
+    return sorted(set(s["args"].get("tools_bin") for s in steps if s.get("args", {}).get("tools_bin")))
+
+
+# --- recording ---------------------------------------------------------------------------
+def _has_no_log_value(value):
+    if isinstance(value, dict):
+        return any(_has_no_log_value(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_no_log_value(v) for v in value)
+    return value == NO_LOG_MARK
+
+
+def steps_from_results(results):
+    """Receipt steps from ``[{host, var, module, result}]`` (registered results). Returns
+    ``(steps, problem)``; ``problem`` says why nothing can be recorded."""
+    steps = []
+    for item in results:
+        host, var, module, result = item.get("host"), item.get("var"), item.get("module"), item.get("result")
+        where = "%s of %s" % (var, host)
+        if module not in STEPS:
+            return None, "%s: unknown module %r (one of %s)" % (where, module, ", ".join(sorted(STEPS)))
+        if not isinstance(result, dict) or result.get("skipped"):
+            continue
+        if result.get("failed"):
+            return None, "%s failed" % where
+        if "censored" in result:
+            return None, "%s was hidden by no_log" % where
+        args = result.get("module_args")
+        if not isinstance(args, dict):
+            return None, "%s has no recorded module arguments" % where
+        if _has_no_log_value(args):
+            return None, "%s has a no_log argument (the receipt never stores secrets)" % where
+        keep = dict((k, v) for k, v in result.items() if k not in ("module_args", "diff", "changed"))
+        steps.append(dict(host=host, var=var, module=module, args=args, result=keep))
+    return steps, None
+
+
+def save(state_dir, fp, steps):
+    ensure_private_dir(state_dir)
+    body = dict(version=VERSION, fingerprint=fp, recorded=time.time(), steps=steps)
+    write_file_atomic(receipt_path(state_dir), json.dumps(body, sort_keys=True, default=str), mode=0o600)
+
+
+def load(state_dir):
+    """The receipt, or ``(None, why not)``."""
+    path = receipt_path(state_dir)
+    try:
+        with open(path) as f:
+            body = json.load(f)
+    except (IOError, OSError):
+        return None, "no receipt yet (first converge, or the last one did not finish)"
+    except ValueError:
+        return None, "the receipt %s is not JSON" % path
+    if not isinstance(body, dict) or body.get("version") != VERSION or not isinstance(body.get("steps"), list):
+        return None, "the receipt %s is from another Meshfleet version" % path
+    return body, None
+
+
+def drop(state_dir):
+    try:
+        os.unlink(receipt_path(state_dir))
+        return True
+    except OSError:
+        return False
+
+
+# --- checking ----------------------------------------------------------------------------
+class CheckModeShim:
+    """What a MeshfleetModule needs from AnsibleModule, for an in-process check-mode run."""
+
+    def __init__(self, params):
+        self.params = params
+        self.check_mode = True
+        self._diff = False
+        self.no_log_values = set()
+        self.warnings = []
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+    def fail_json(self, msg, **kwargs):
+        raise MeshfleetError(msg)
+
+    def exit_json(self, **kwargs):  # pragma: no cover - run() is called, never __call__
+        raise MeshfleetError("exit_json called in a check-mode step")
+
+    def run_command(self, args, environ_update=None, check_rc=False, **kwargs):
+        env = dict(os.environ)
+        env.update(environ_update or {})
+        proc = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+
+def run_step(step):
+    """Run one recorded step's module in check mode; its result dict."""
+    mod_name, cls_name = STEPS[step["module"]]
+    cls = getattr(importlib.import_module(mod_name), cls_name)
+    shim = CheckModeShim(copy.deepcopy(step["args"]))
+    module = cls(module=shim)
+    result = dict(module.result)
+    result.update(module.run() or {})
+    return result
+
+
+def would_change(step, result):
+    """Why the normal path must run for this step (None when it would change nothing)."""
+    if result.get("changed"):
+        bits = result.get("reasons") or result.get("reason") or result.get("applied") or ""
+        if isinstance(bits, list):
+            bits = "; ".join(str(b) for b in bits[:3])
+        return "would change" + (": %s" % bits if bits else "")
+    if step["module"] == "remote_secret" and any(s.get("changed") for s in result.get("secrets") or []):
+        return "would change a remote secret"
+    if step["module"] == "cluster":
+        now, then = result.get("cluster") or {}, (step.get("result") or {}).get("cluster") or {}
+        if not now.get("ready"):
+            return "cluster not ready"
+        for key in ("api_server", "kubeconfig"):
+            if now.get(key) != then.get(key):
+                return "%s changed (%s -> %s)" % (key, then.get(key), now.get(key))
+    if step["module"] == "istiod_local" and not (result.get("istiod") or {}).get("ready"):
+        return "istiod not ready"
+    return None
+
+
+def check(steps, threads=True):
+    """``(converged, reason, results)``: every step run in check mode (one thread per host);
+    ``results`` maps host -> var -> check-mode result."""
+    by_host = {}
+    for step in steps:
+        by_host.setdefault(step["host"], []).append(step)
+    results, problems = {}, []
+    lock = threading.Lock()
+
+    def run_host(host, host_steps):
+        for step in host_steps:
+            try:
+                res = run_step(step)
+                why = would_change(step, res)
+            except MeshfleetError as e:
+                res, why = None, "check failed: %s" % e.msg.splitlines()[0]
+            except Exception as e:  # a step's own bug must not hide drift: run the normal path
+                res, why = None, "check failed: %s: %s" % (type(e).__name__, e)
+            with lock:
+                if why:
+                    problems.append("%s: %s %s" % (host, step["module"], why))
+                    return
+                results.setdefault(host, {})[step["var"]] = res
+
+    workers = []
+    for host in sorted(by_host):
+        if threads:
+            t = threading.Thread(target=run_host, args=(host, by_host[host]), daemon=True)
+            t.start()
+            workers.append(t)
+        else:
+            run_host(host, by_host[host])
+    for t in workers:
+        t.join()
+    if problems:
+        return False, "; ".join(sorted(problems)), {}
+    if not steps:
+        return False, "the receipt records no steps", {}
+    return True, "%d steps on %d hosts would change nothing" % (len(steps), len(by_host)), results
