@@ -104,6 +104,25 @@ def metadata_drift(desired, live):
     return out
 
 
+def drift(kube, objects, limit=10):
+    """Why ``objects`` are not as applied: missing ones, labels or annotations drifted. One
+    metadata-only LIST per kind and namespace instead of a GET per object."""
+    listed, reasons = {}, []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        key = (obj.get("apiVersion"), obj.get("kind"), meta.get("namespace"))
+        if key not in listed:
+            listed[key] = kube.list_metadata(*key) or {}
+        live = listed[key].get(meta.get("name"))
+        if live is None:
+            reasons.append("missing: %s" % describe(obj))
+        else:
+            reasons.extend(metadata_drift(obj, {"metadata": live}))
+        if len(reasons) >= limit:
+            return reasons[:limit] + ["..."]
+    return reasons
+
+
 def comparable(obj):
     """``obj`` without what the API server keeps for itself (metadata bookkeeping, status)."""
     out = copy.deepcopy(obj or {})
@@ -338,15 +357,7 @@ class IstioInstallModule(MeshfleetModule):
                 reasons.append("first install" if last is None else "rendered objects changed since the last apply")
             if not reasons:
                 # the last apply matches: check that nothing was deleted or relabelled since
-                for obj in first + then:
-                    live = kube.read_object(obj, metadata_only=True)
-                    if live is None:
-                        reasons.append("missing: %s" % describe(obj))
-                    else:
-                        reasons.extend(metadata_drift(obj, live))
-                    if len(reasons) >= 10:
-                        reasons.append("...")
-                        break
+                reasons = drift(kube, first + then)
         secret = self.cacerts_secret(namespace)
         cacerts = self.cacerts_state(kube, namespace, secret)
         result = dict(pending=bool(reasons), reasons=reasons, cluster_exists=kube is not None,

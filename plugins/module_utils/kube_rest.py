@@ -101,6 +101,7 @@ def api_error(name, kubeconfig, what, status, message, **details):
 # context with a CA costs ~20 ms to build; the converge receipt check opens many clients)
 _SSL_CONTEXTS = {}
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
 def yaml_load(stream):
@@ -382,6 +383,20 @@ class KubeRest:
         what = "read %s %s%s" % (obj.get("kind"), meta.get("namespace") + "/" if meta.get("namespace") else "",
                                  meta.get("name"))
         return self.request(what, "GET", path, not_found=None, accept=METADATA_ONLY if metadata_only else None)
+
+    def list_metadata(self, api_version, kind, namespace=None):
+        """{name: metadata} of every object of a kind (in ``namespace`` when namespaced), in one
+        metadata-only LIST; None when the kind is not served."""
+        found = self.resources(api_version).get(kind)
+        if not found:
+            return None
+        plural, namespaced = found
+        base = "/api/v1" if api_version == "v1" else "/apis/%s" % api_version
+        if namespaced:
+            base += "/namespaces/%s" % quote(namespace or "default", safe="")
+        doc = self.request("list %s%s" % (kind, " in " + namespace if namespaced and namespace else ""),
+                           "GET", "%s/%s" % (base, plural), accept=METADATA_LIST)
+        return dict(((i.get("metadata") or {}).get("name"), i.get("metadata") or {}) for i in doc.get("items") or [])
 
     # --- typed calls (the subset of the kubernetes client's API the modules use) ---------------
     def call(self, what, fn, *args, **kwargs):

@@ -241,42 +241,82 @@ def would_change(step, result):
     return None
 
 
-def check(steps, threads=True):
-    """``(converged, reason, results)``: every step run in check mode (one thread per host);
-    ``results`` maps host -> var -> check-mode result."""
+def _check_host(host_steps):
+    """``(problem or None, {var: result})`` for one host's steps, in order."""
+    results = {}
+    for step in host_steps:
+        try:
+            res = run_step(step)
+            why = would_change(step, res)
+        except MeshfleetError as e:
+            res, why = None, "check failed: %s" % e.msg.splitlines()[0]
+        except Exception as e:  # a step's own bug must not hide drift: run the normal path
+            res, why = None, "check failed: %s: %s" % (type(e).__name__, e)
+        if why:
+            return "%s %s" % (step["module"], why), {}
+        results[step["var"]] = res
+    return None, results
+
+
+def _forked(fn, arg):
+    """Run ``fn(arg)`` in a child process; returns a function that waits for its JSON result
+    (the checks are CPU-bound Python: processes use every core, threads one)."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            os.close(rfd)
+            try:
+                out = fn(arg)
+            except BaseException as e:  # pylint: disable=broad-except
+                out = ("check failed: %s: %s" % (type(e).__name__, e), {})
+            with os.fdopen(wfd, "wb") as f:
+                f.write(json.dumps(out, default=str).encode("utf-8"))
+        except BaseException:  # pylint: disable=broad-except
+            code = 1
+        finally:
+            os._exit(code)  # never return into the parent's code
+    os.close(wfd)
+
+    def wait():
+        with os.fdopen(rfd, "rb") as f:
+            data = f.read()
+        os.waitpid(pid, 0)
+        try:
+            problem, results = json.loads(data.decode("utf-8"))
+        except (ValueError, TypeError):
+            return "check process died", {}
+        return problem, results
+    return wait
+
+
+def check(steps, parallel="fork"):
+    """``(converged, reason, results)``: every step run in check mode, one process (or thread,
+    or in turn with ``parallel=None``) per host; ``results`` maps host -> var -> result."""
     by_host = {}
     for step in steps:
         by_host.setdefault(step["host"], []).append(step)
-    results, problems = {}, []
-    lock = threading.Lock()
-
-    def run_host(host, host_steps):
-        for step in host_steps:
-            try:
-                res = run_step(step)
-                why = would_change(step, res)
-            except MeshfleetError as e:
-                res, why = None, "check failed: %s" % e.msg.splitlines()[0]
-            except Exception as e:  # a step's own bug must not hide drift: run the normal path
-                res, why = None, "check failed: %s: %s" % (type(e).__name__, e)
-            with lock:
-                if why:
-                    problems.append("%s: %s %s" % (host, step["module"], why))
-                    return
-                results.setdefault(host, {})[step["var"]] = res
-
-    workers = []
-    for host in sorted(by_host):
-        if threads:
-            t = threading.Thread(target=run_host, args=(host, by_host[host]), daemon=True)
-            t.start()
-            workers.append(t)
-        else:
-            run_host(host, by_host[host])
-    for t in workers:
-        t.join()
-    if problems:
-        return False, "; ".join(sorted(problems)), {}
     if not steps:
         return False, "the receipt records no steps", {}
-    return True, "%d steps on %d hosts would change nothing" % (len(steps), len(by_host)), results
+    hosts = sorted(by_host)
+    if parallel == "fork" and hasattr(os, "fork"):
+        waits = [_forked(_check_host, by_host[h]) for h in hosts]
+        outcomes = [w() for w in waits]
+    elif parallel:
+        outcomes = [None] * len(hosts)
+
+        def run(i):
+            outcomes[i] = _check_host(by_host[hosts[i]])
+        workers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(hosts))]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+    else:
+        outcomes = [_check_host(by_host[h]) for h in hosts]
+    problems = ["%s: %s" % (h, o[0]) for h, o in zip(hosts, outcomes) if o[0]]
+    if problems:
+        return False, "; ".join(problems), {}
+    results = dict((h, o[1]) for h, o in zip(hosts, outcomes))
+    return True, "%d steps on %d hosts would change nothing" % (len(steps), len(hosts)), results

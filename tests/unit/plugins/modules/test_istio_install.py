@@ -82,8 +82,28 @@ class Api(BaseHTTPRequestHandler):
             self.reply(200, {"resources": [{"name": n, "kind": k, "namespaced": ns} for n, k, ns in GATEWAY_DISCOVERY]})
         elif self.path in Api.objects:
             self.reply(200, Api.objects[self.path])
+        elif self.is_collection(self.path):
+            # a LIST (the drift check asks for metadata only)
+            items = [o for p, o in sorted(Api.objects.items()) if p.rsplit("/", 1)[0] == self.path]
+            if "PartialObjectMetadataList" in self.headers.get("Accept", ""):
+                items = [{"metadata": o.get("metadata") or {}} for o in items]
+            self.reply(200, {"items": items})
         else:
             self.reply(404, {"kind": "Status", "message": "not found"})
+
+    @staticmethod
+    def is_collection(path):
+        served = dict(DISCOVERY)
+        if CRD_PATH in Api.objects:
+            served["/apis/networking.istio.io/v1"] = GATEWAY_DISCOVERY
+        for base, resources in served.items():
+            for plural, _kind, namespaced in resources:
+                if not namespaced and path == "%s/%s" % (base, plural):
+                    return True
+                if namespaced and path.startswith(base + "/namespaces/") and path.endswith("/" + plural) \
+                        and path.count("/") == base.count("/") + 3:
+                    return True
+        return False
 
     def do_PATCH(self):
         path, dummy, query = self.path.partition("?")
