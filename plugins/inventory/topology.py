@@ -200,9 +200,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
     # --- building --------------------------------------------------------------------
     def _populate(self, topology, errors, path, base_dir):
         inv = self.inventory
-        # meshfleet_converged: filled by site.yml when the last converge's receipt checks
-        # clean (playbooks/site.yml, meshfleet.mesh.converge_receipt); empty until then
-        for group in ("clusters", "primaries", "remotes", "vms", "meshfleet_converged"):
+        for group in ("clusters", "primaries", "remotes", "vms"):
             inv.add_group(group)
         inv.add_child("clusters", "primaries")
         inv.add_child("clusters", "remotes")

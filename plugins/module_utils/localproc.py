@@ -83,6 +83,29 @@ def stop_pid(pid, timeout=10.0):
     return True
 
 
+_SSL_CONTEXTS = {}
+
+
+def _ssl_context(ca_file, cert_file, key_file, insecure):
+    """A TLS context per (files, their mtimes, insecure): built once per process (~10-20 ms each)."""
+    def stamp(path):
+        try:
+            return os.stat(path).st_mtime_ns if path else None
+        except OSError:
+            return None
+    key = (ca_file, cert_file, key_file, insecure, stamp(ca_file), stamp(cert_file), stamp(key_file))
+    ctx = _SSL_CONTEXTS.get(key)
+    if ctx is None:
+        ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+        if insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if cert_file:
+            ctx.load_cert_chain(cert_file, key_file)
+        _SSL_CONTEXTS[key] = ctx
+    return ctx
+
+
 def https_get(url, ca_file=None, cert_file=None, key_file=None, timeout=3.0, insecure=False):
     """GET ``url``; returns (status, body bytes) or (None, error text) when unreachable.
 
@@ -95,13 +118,8 @@ def https_get(url, ca_file=None, cert_file=None, key_file=None, timeout=3.0, ins
         path += "?" + parts.query
     try:
         if parts.scheme == "https":
-            ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-            if insecure:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            if cert_file:
-                ctx.load_cert_chain(cert_file, key_file)
-            conn = HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout, context=ctx)
+            conn = HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout,
+                                   context=_ssl_context(ca_file, cert_file, key_file, insecure))
         else:
             conn = HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
         try:

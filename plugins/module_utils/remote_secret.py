@@ -41,8 +41,7 @@ try:
 except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
     HAS_YAML = False
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, MeshfleetModule
-from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import yaml_load
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, MeshfleetModule, yaml_load
 from ansible_collections.meshfleet.mesh.plugins.module_utils.kubeconfig import build_kubeconfig, dump
 
 SECRET_PREFIX = "istio-remote-secret-"

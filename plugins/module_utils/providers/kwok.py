@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - PyYAML comes with ansible-core
     HAS_YAML = False
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    MeshfleetError, ensure_private_dir, write_file_atomic)
+    MeshfleetError, ensure_private_dir, write_file_atomic, yaml_load)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.kubeconfig import (
     build_kubeconfig, cert_user, write_kubeconfig)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localproc import (
@@ -138,7 +138,7 @@ class KwokProvider(ClusterProvider):
             return None
         try:
             with open(path) as f:
-                for doc in yaml.safe_load_all(f):
+                for doc in yaml_load(f, all_documents=True):
                     if isinstance(doc, dict) and doc.get("kind") == "KwokctlConfiguration":
                         return doc
         except yaml.YAMLError as e:
@@ -200,7 +200,7 @@ class KwokProvider(ClusterProvider):
         path = os.path.join(self.kwok_dir, "kubeconfig.yaml")
         try:
             with open(path) as f:
-                kc = yaml.safe_load(f)
+                kc = yaml_load(f)
             cluster = kc["clusters"][0]["cluster"]
             user = kc["users"][0]["user"]
         except (IOError, KeyError, IndexError, TypeError, yaml.YAMLError):
