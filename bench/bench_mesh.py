@@ -6,7 +6,7 @@
 
 Not a test; prints a table. Run from the repo root:
 
-    .venv/bin/python bench/bench_mesh.py [--only docs-rsa,docs-ecdsa,meshfleet] [--no-profile]
+    .venv/bin/python bench/bench_mesh.py [--only docs-rsa,docs-ecdsa,meshfleet] [--profile]
 
 The mesh is inventories/local without its VM groups: cluster1 + cluster2 on network1,
 cluster3 on network2, all primaries, kwok clusters. Every path gets 3 freshly created
@@ -42,8 +42,12 @@ them are real and short. istiod never really runs on the documented path (fake p
 Meshfleet starts a real pilot-discovery per primary and waits for it: that is in its time.
 
 Targets: Meshfleet's cold converge <= 0.5x the documented sequence; its no-op re-run
-<= 10 % of its cold converge, with 0 changed. With profiling on (default), the top tasks of
-Meshfleet's runs (ansible.posix.profile_tasks) are printed when a target is missed.
+<= 10 % of its cold converge, with 0 changed. The no-op re-run must take site.yml's fast
+path (the converge receipt checked in one process); for comparison the same re-run is also
+timed with ``-e meshfleet_fast_noop=false`` (every step's module run on every cluster).
+Timed runs never carry a profiler; with ``--profile`` the no-op and check-mode runs are
+repeated afterwards, untimed, with ansible.posix.profile_tasks, and their slowest tasks
+printed.
 Everything created lives in a temporary folder and is torn down at the end (also on
 Ctrl-C / SIGTERM; an atexit hook kills what is left).
 """
@@ -299,26 +303,36 @@ class Bench:
     # --- Meshfleet ------------------------------------------------------------------------------
     def meshfleet(self, key="meshfleet"):
         _folder, inventory, _clusters, _mesh = self.fresh_clusters(key)
-        extra = {}
-        if self.profile:
-            extra = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
-                     "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all"}
         runs = {}
-        for label, args in (("cold", ()), ("noop", ()), ("check", ("-C", "--diff"))):
+        for label, args in (("cold", ()), ("noop", ()), ("check", ("-C", "--diff")),
+                            ("slow", ("-e", "meshfleet_fast_noop=false"))):
             log("%s: site.yml %s(timed)" % (key, " ".join(args) + " " if args else ""))
             cpu0 = children_cpu()
-            run = helpers.run_playbook("site.yml", inventory, tools_bin=self.tools_bin, args=args,
-                                       timeout=3600, env=extra)
+            run = helpers.run_playbook("site.yml", inventory, tools_bin=self.tools_bin, args=args, timeout=3600)
             run.cpu = children_cpu() - cpu0
             if run.rc != 0:
                 raise RuntimeError("%s: site.yml %s failed:\n%s" % (key, " ".join(args), run.tail(60)))
             runs[label] = run
+        for label in ("noop", "check"):
+            if "nothing to change" not in runs[label].output:
+                self.failures.append("%s: the %s re-run did not take the fast path:\n%s"
+                                     % (key, label, runs[label].tail(30)))
+        profile = {}
+        if self.profile:
+            extra = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+                     "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all"}
+            for label, args in (("noop", ()), ("check", ("-C", "--diff"))):
+                log("%s: site.yml %s(profiled, not timed)" % (key, " ".join(args) + " " if args else ""))
+                run = helpers.run_playbook("site.yml", inventory, tools_bin=self.tools_bin, args=args,
+                                           timeout=3600, env=extra)
+                profile[label] = parse_profile(run.output)
         self.results[key] = dict(
             seconds=runs["cold"].seconds, cpu=runs["cold"].cpu, changed=changed_total(runs["cold"]),
             noop=runs["noop"].seconds, noop_cpu=runs["noop"].cpu, noop_changed=changed_total(runs["noop"]),
             check=runs["check"].seconds, check_cpu=runs["check"].cpu,
             check_changed=changed_total(runs["check"]),
-            profile=dict((k, parse_profile(r.output)) for k, r in runs.items()))
+            slow=runs["slow"].seconds, slow_cpu=runs["slow"].cpu, slow_changed=changed_total(runs["slow"]),
+            profile=profile)
         self.down(key)
 
     # --- report -------------------------------------------------------------------------------------
@@ -341,10 +355,12 @@ class Bench:
         if m:
             print(fmt % ("Meshfleet site.yml, cold converge (certs ECDSA P-256)", "%.1f" % m["seconds"],
                          "%.1f" % m["cpu"], m["changed"]))
-            print(fmt % ("Meshfleet site.yml, no-op re-run", "%.1f" % m["noop"], "%.1f" % m["noop_cpu"],
+            print(fmt % ("Meshfleet site.yml, no-op re-run", "%.2f" % m["noop"], "%.2f" % m["noop_cpu"],
                          m["noop_changed"]))
-            print(fmt % ("Meshfleet site.yml -C --diff, no-op", "%.1f" % m["check"], "%.1f" % m["check_cpu"],
+            print(fmt % ("Meshfleet site.yml -C --diff, no-op", "%.2f" % m["check"], "%.2f" % m["check_cpu"],
                          m["check_changed"]))
+            print(fmt % ("Meshfleet no-op re-run, fast path off (every step's module)", "%.1f" % m["slow"],
+                         "%.1f" % m["slow_cpu"], m["slow_changed"]))
         print()
         missed = False
         if m:
@@ -370,12 +386,12 @@ class Bench:
                 print("%s steps (seconds):" % key)
                 for label, s in r[key]["steps"]:
                     print("  %6.1f  %s" % (s, label))
-        if m and m["profile"].get("cold") and (missed or self.verbose):
-            for label in ("cold", "noop", "check"):
+        if m and m["profile"]:
+            for label in ("noop", "check"):
                 prof = m["profile"].get(label) or []
                 print()
-                print("Meshfleet %s run, slowest tasks (profile_tasks, wall seconds over all hosts):"
-                      % dict(cold="cold converge", noop="no-op re-run", check="-C --diff")[label])
+                print("Meshfleet %s run, slowest tasks (profile_tasks, untimed repeat, wall seconds over all hosts):"
+                      % dict(noop="no-op re-run", check="-C --diff")[label])
                 for task, s in prof[:12]:
                     print("  %6.1f  %s" % (s, task))
         print()
@@ -398,9 +414,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--only", default=",".join(PATHS),
                     help="comma-separated paths to run (default: %s)" % ",".join(PATHS))
-    ap.add_argument("--no-profile", action="store_true",
-                    help="do not enable ansible.posix.profile_tasks on Meshfleet's runs")
-    ap.add_argument("--verbose", action="store_true", help="print the task profile even when targets are met")
+    ap.add_argument("--profile", action="store_true",
+                    help="repeat the no-op runs untimed with ansible.posix.profile_tasks and print their slowest tasks")
     ap.add_argument("--istio-dir", help="the istio.io/istio source tree (default: the pinned module)")
     args = ap.parse_args()
     paths = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -424,8 +439,7 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
 
     work = tempfile.mkdtemp(prefix="meshfleet-bench-mesh-")
-    bench = Bench(work, tools_bin, istio, profile=not args.no_profile)
-    bench.verbose = args.verbose
+    bench = Bench(work, tools_bin, istio, profile=args.profile)
     bench.load_before = " ".join("%.2f" % x for x in os.getloadavg())
     ok = True
     try:

@@ -59,6 +59,9 @@ STEPS = {
     "istiod_local": (_PKG + ".module_utils.istiod_local", "IstiodLocalModule"),
     "remote_secret": (_PKG + ".module_utils.remote_secret", "RemoteSecretModule"),
 }
+# One-shot arguments a run derives from what it just did, and what a re-run would pass
+# instead: istiod is restarted when this run rewrote cacerts, started otherwise.
+ONE_SHOT = {"istiod_local": {"state": {"restarted": "started"}}}
 # files bigger than this are fingerprinted by size and mtime (the Go tools are 100+ MB)
 BIG_FILE = 4 * 1024 * 1024
 
@@ -147,6 +150,9 @@ def steps_from_results(results):
             return None, "%s has no recorded module arguments" % where
         if _has_no_log_value(args):
             return None, "%s has a no_log argument (the receipt never stores secrets)" % where
+        args = dict(args)
+        for key, values in ONE_SHOT.get(module, {}).items():
+            args[key] = values.get(args.get(key), args.get(key))
         keep = dict((k, v) for k, v in result.items() if k not in ("module_args", "diff", "changed"))
         steps.append(dict(host=host, var=var, module=module, args=args, result=keep))
     return steps, None

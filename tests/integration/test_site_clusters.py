@@ -13,6 +13,7 @@ so nothing collides with the demo's ``inventories/local/.meshfleet``.
 from __future__ import absolute_import, division, print_function
 
 import os
+import time
 
 import pytest
 import yaml
@@ -91,17 +92,80 @@ def test_site_creates_every_cluster(site):
     assert len(servers) == 3, servers  # three clusters, not one answering thrice
 
 
+def fast_path(run):
+    """Whether site.yml skipped the mesh plays (the converge receipt checked clean)."""
+    return "nothing to change: " in run.output
+
+
 def test_site_rerun_changes_nothing(site):
     if "first" not in site.runs:
         pytest.skip("needs the first run")
+    assert os.path.isfile(os.path.join(site.state_dir, "converge-receipt.json"))
+    assert os.stat(os.path.join(site.state_dir, "converge-receipt.json")).st_mode & 0o777 == 0o600
     run = site.play("site.yml")
     print("[site] no-op re-run: %.1fs" % run.seconds)
     assert_ok(run)
-    assert set(CLUSTERS) | {"localhost"} <= set(run.recap), run.recap
     changed = dict((h, c["changed"]) for h, c in run.recap.items() if c.get("changed"))
     assert not changed, "a re-run changed something: %s\n%s" % (changed, run.tail(80))
-    # no time limit here: site.yml also converges Istio; bench/bench_clusters.py measures
-    # the no-op run against its 10 s target
+    # the fast path: every recorded step checked in one process, the mesh plays skipped
+    assert fast_path(run), run.tail(40)
+    assert "steps on 4 hosts would change nothing" in run.output
+    assert set(run.recap) == {"localhost"}, run.recap
+    for name in CLUSTERS:  # the summary still shows every cluster, from the checks
+        assert "%s (primary, network" % name in run.output
+    run = site.play("site.yml", "-C", "--diff")
+    assert_ok(run)
+    assert fast_path(run) and not any(c.get("changed") for c in run.recap.values()), run.tail(40)
+    site.runs["noop"] = run
+    # no time limit here: bench/bench_mesh.py measures the no-op run against its target
+
+
+def test_drift_takes_the_normal_path_and_is_repaired(site):
+    """What the fast path's checks must not miss: a deleted remote secret, a removed network
+    label, a killed istiod. The re-run finds them, repairs them, and the next is fast again."""
+    if "noop" not in site.runs:
+        pytest.skip("needs the no-op run")
+    from kubernetes import client
+    core1 = client.CoreV1Api(helpers.kube_client(site.kubeconfig("cluster1")))
+    core3 = client.CoreV1Api(helpers.kube_client(site.kubeconfig("cluster3")))
+    core1.delete_namespaced_secret("istio-remote-secret-cluster2", "istio-system")
+    core3.patch_namespace("istio-system", {"metadata": {"labels": {"topology.istio.io/network": None}}})
+    pid_file = os.path.join(site.state_dir, "clusters", "cluster2", "istiod", "istiod.pid")
+    with open(pid_file) as f:
+        istiod_pid = int(f.read().strip())
+    os.kill(istiod_pid, 9)
+    deadline = time.monotonic() + 30
+    while helpers.alive(istiod_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not helpers.alive(istiod_pid)
+
+    run = site.play("site.yml")
+    assert_ok(run)
+    assert not fast_path(run), run.tail(40)
+    assert "converged by the mesh plays (" in run.output
+    assert run.recap["cluster1"]["changed"] >= 1 and run.recap["cluster3"]["changed"] >= 1, run.recap
+    assert run.recap["cluster2"]["changed"] >= 1, run.recap  # istiod started again
+    core1.read_namespaced_secret("istio-remote-secret-cluster2", "istio-system")
+    labels = core3.read_namespace("istio-system").metadata.labels
+    assert labels.get("topology.istio.io/network") == "network2", labels
+
+    run = site.play("site.yml")
+    assert_ok(run)
+    assert fast_path(run) and not any(c.get("changed") for c in run.recap.values()), run.tail(40)
+
+
+def test_changed_inputs_take_the_normal_path(site):
+    if "noop" not in site.runs:
+        pytest.skip("needs the no-op run")
+    run = site.play("site.yml", "-e", "control_plane_reconcile=true")
+    assert_ok(run)
+    assert not fast_path(run)
+    assert "inputs changed since the last converge" in run.output, run.tail(40)
+    assert not any(c.get("changed") for c in run.recap.values()), run.tail(60)  # reconcile: nothing differs
+    run = site.play("site.yml", "-e", "meshfleet_fast_noop=false")
+    assert_ok(run)
+    assert not fast_path(run) and "fast no-op off" in run.output
+    assert set(CLUSTERS) <= set(run.recap)
 
 
 def test_teardown_leaves_nothing(site):

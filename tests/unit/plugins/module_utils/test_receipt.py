@@ -1,0 +1,197 @@
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""module_utils/receipt.py: the fingerprint, recording rules and the one-process check.
+
+The check runs step modules in check mode; here the steps are a small MeshfleetModule that
+reports what its arguments tell it to (changed, raise, a cluster's fields), registered in
+``receipt.STEPS`` for the test. The real steps against real kwok clusters are covered by
+tests/integration/test_site_clusters.py (no-op fast path, drift repaired, changed inputs).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.meshfleet.mesh.plugins.module_utils import receipt
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, MeshfleetModule
+
+
+class FakeStep(MeshfleetModule):
+    """Reports ``params["outcome"]``; records that it ran in check mode with its own copy."""
+
+    def run(self):
+        out = self.params["outcome"]
+        if out == "raise":
+            raise MeshfleetError("API server unreachable\nsecond line")
+        if out == "bug":
+            raise KeyError("oops")
+        self.params["mutated"] = True  # must not leak into the recorded step
+        return dict(out, check_mode=self.check_mode)
+
+
+@pytest.fixture
+def fake_steps(monkeypatch):
+    steps = dict(receipt.STEPS)
+    for name in ("cluster", "istio_install", "istiod_local", "remote_secret", "mesh_ca"):
+        steps[name] = (__name__, "FakeStep")
+    monkeypatch.setattr(receipt, "STEPS", steps)
+
+
+def step(host, module, var, outcome, recorded=None):
+    return dict(host=host, module=module, var=var, args=dict(outcome=outcome), result=recorded or {})
+
+
+READY = dict(changed=False, cluster=dict(ready=True, api_server="https://127.0.0.1:1", kubeconfig="/k"))
+
+
+def converged_steps():
+    return [step("localhost", "mesh_ca", "trust_result", dict(changed=False)),
+            step("c1", "cluster", "clusters_result", READY, recorded=dict(cluster=READY["cluster"])),
+            step("c1", "istio_install", "control_plane_install", dict(changed=False, gateway=dict(address="10.0.0.1"))),
+            step("c1", "istiod_local", "control_plane_istiod", dict(changed=False, istiod=dict(ready=True))),
+            step("c2", "remote_secret", "mesh_links_result", dict(changed=False, secrets=[dict(changed=False)]))]
+
+
+# --- fingerprint -----------------------------------------------------------------------------
+def test_fingerprint_follows_content_not_noise(tmp_path):
+    top = tmp_path / "inv"
+    (top / "group_vars").mkdir(parents=True)
+    (top / "mesh.meshfleet.yml").write_text("clusters: {}\n")
+    (top / "group_vars" / "all.yml").write_text("a: 1\n")
+    state = top / ".meshfleet"
+    state.mkdir()
+    other_state = top / "state"
+    other_state.mkdir()
+    base = receipt.fingerprint([str(top)], {"x": 1}, skip=[str(other_state)])
+
+    (state / "kubeconfig").write_text("changes every run\n")          # hidden folder
+    (other_state / "log").write_text("changes every run\n")           # the state dir
+    (top / "__pycache__").mkdir()
+    (top / "__pycache__" / "m.pyc").write_bytes(b"\0")
+    assert receipt.fingerprint([str(top)], {"x": 1}, skip=[str(other_state)]) == base
+
+    assert receipt.fingerprint([str(top)], {"x": 2}, skip=[str(other_state)]) != base
+    (top / "group_vars" / "all.yml").write_text("a: 2\n")
+    changed = receipt.fingerprint([str(top)], {"x": 1}, skip=[str(other_state)])
+    assert changed != base
+    (top / "group_vars" / "new.yml").write_text("b: 1\n")
+    assert receipt.fingerprint([str(top)], {"x": 1}, skip=[str(other_state)]) != changed
+    # a path that is not there counts too (it may appear later)
+    assert receipt.fingerprint([str(top), str(tmp_path / "nope")], {"x": 1}) != \
+        receipt.fingerprint([str(top)], {"x": 1})
+
+
+def test_big_files_are_fingerprinted_by_size_and_mtime(tmp_path):
+    big = tmp_path / "istioctl"
+    big.write_bytes(b"\0" * (receipt.BIG_FILE + 1))
+    before = receipt.fingerprint([str(big)], {})
+    os.utime(str(big), ns=(1, 1))
+    assert receipt.fingerprint([str(big)], {}) != before
+
+
+# --- recording -----------------------------------------------------------------------------
+def result(**kw):
+    out = dict(changed=True, module_args=dict(name="c1"), cluster=dict(api_server="https://x"))
+    out.update(kw)
+    return out
+
+
+def test_steps_from_results_keep_args_and_results():
+    steps, problem = receipt.steps_from_results([
+        dict(host="c1", var="clusters_result", module="cluster", result=result()),
+        dict(host="c2", var="control_plane_istiod", module="istiod_local", result=dict(skipped=True)),
+    ])
+    assert problem is None
+    assert steps == [dict(host="c1", var="clusters_result", module="cluster", args=dict(name="c1"),
+                          result=dict(cluster=dict(api_server="https://x")))]
+
+
+def test_one_shot_arguments_are_recorded_as_a_re_run_passes_them():
+    steps, problem = receipt.steps_from_results([dict(
+        host="c1", var="control_plane_istiod", module="istiod_local",
+        result=dict(changed=True, module_args=dict(name="c1", state="restarted")))])
+    assert problem is None and steps[0]["args"] == dict(name="c1", state="started")
+
+
+@pytest.mark.parametrize("res, problem", [
+    (result(failed=True), "clusters_result of c1 failed"),
+    (dict(censored="hidden", changed=True), "clusters_result of c1 was hidden by no_log"),
+    (dict(changed=True), "clusters_result of c1 has no recorded module arguments"),
+    (result(module_args=dict(settings=dict(token=receipt.NO_LOG_MARK))),
+     "clusters_result of c1 has a no_log argument (the receipt never stores secrets)"),
+])
+def test_what_cannot_be_recorded(res, problem):
+    assert receipt.steps_from_results([dict(host="c1", var="clusters_result", module="cluster",
+                                            result=res)]) == (None, problem)
+
+
+def test_unknown_module_is_refused():
+    steps, problem = receipt.steps_from_results([dict(host="c1", var="x", module="shell", result=result())])
+    assert steps is None and problem.startswith("x of c1: unknown module 'shell'")
+
+
+def test_save_and_load(tmp_path):
+    state = str(tmp_path / "state")
+    assert receipt.load(state) == (None, "no receipt yet (first converge, or the last one did not finish)")
+    receipt.save(state, "abc", converged_steps())
+    path = receipt.receipt_path(state)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    body, why = receipt.load(state)
+    assert why is None and body["fingerprint"] == "abc" and body["steps"] == converged_steps()
+    with open(path, "w") as f:
+        json.dump(dict(body, version=0), f)
+    assert "from another Meshfleet version" in receipt.load(state)[1]
+    with open(path, "w") as f:
+        f.write("{not json")
+    assert "is not JSON" in receipt.load(state)[1]
+    assert receipt.drop(state) and not os.path.exists(path) and not receipt.drop(state)
+
+
+# --- checking ------------------------------------------------------------------------------
+@pytest.mark.parametrize("parallel", ["fork", "thread", None])
+def test_converged_when_no_step_would_change(fake_steps, parallel):
+    steps = converged_steps()
+    ok, why, results = receipt.check(steps, parallel=parallel)
+    assert ok, why
+    assert why == "5 steps on 3 hosts would change nothing"
+    assert results["c1"]["control_plane_install"]["gateway"] == dict(address="10.0.0.1")
+    assert results["c1"]["clusters_result"]["check_mode"] is True
+    assert "mutated" not in steps[1]["args"]  # each check runs on its own copy of the arguments
+
+
+@pytest.mark.parametrize("index, outcome, why", [
+    (2, dict(changed=True, reasons=["missing: Service istio-system/istiod"]),
+     "c1: istio_install would change: missing: Service istio-system/istiod"),
+    (4, dict(changed=False, secrets=[dict(changed=False), dict(changed=True)]),
+     "c2: remote_secret would change a remote secret"),
+    (1, dict(changed=False, cluster=dict(READY["cluster"], ready=False)), "c1: cluster cluster not ready"),
+    (1, dict(changed=False, cluster=dict(READY["cluster"], api_server="https://127.0.0.1:2")),
+     "c1: cluster api_server changed (https://127.0.0.1:1 -> https://127.0.0.1:2)"),
+    (3, dict(changed=False, istiod=dict(ready=False)), "c1: istiod_local istiod not ready"),
+    (0, "raise", "localhost: mesh_ca check failed: API server unreachable"),
+    (0, "bug", "localhost: mesh_ca check failed: KeyError: 'oops'"),
+])
+@pytest.mark.parametrize("parallel", ["fork", None])
+def test_any_change_or_error_takes_the_normal_path(fake_steps, parallel, index, outcome, why):
+    steps = converged_steps()
+    steps[index]["args"] = dict(outcome=outcome)
+    ok, reason, results = receipt.check(steps, parallel=parallel)
+    assert not ok and results == {}
+    assert reason == why
+
+
+def test_no_steps_is_not_converged():
+    assert receipt.check([]) == (False, "the receipt records no steps", {})
+
+
+def test_the_shim_fails_like_a_module():
+    shim = receipt.CheckModeShim(dict(a=1))
+    assert shim.check_mode and not shim._diff
+    with pytest.raises(MeshfleetError, match="boom"):
+        shim.fail_json(msg="boom")
+    rc, out, dummy = shim.run_command(["sh", "-c", "echo hi"])
+    assert (rc, out) == (0, "hi\n")
