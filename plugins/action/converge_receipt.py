@@ -91,7 +91,8 @@ class ActionModule(ActionBase):
                 result.update(recorded=False, reason=problem)
                 return result
             if not check_mode:
-                receipt.save(state_dir, self._fingerprint(task_vars, state_dir, steps), steps)
+                fp, parts = self._fingerprint(task_vars, state_dir, steps)
+                receipt.save(state_dir, fp, steps, parts)
             result.update(recorded=not check_mode, steps=len(steps),
                           reason="%d steps recorded" % len(steps) if not check_mode else "check mode")
             return result
@@ -101,10 +102,11 @@ class ActionModule(ActionBase):
         if body is None:
             result.update(converged=False, reason=why, results={})
             return result
-        if self._fingerprint(task_vars, state_dir, body["steps"]) != body.get("fingerprint"):
-            result.update(converged=False, results={},
-                          reason="inputs changed since the last converge (inventory, playbooks, roles, "
-                                 "plugins, ansible.cfg, extra vars, tags/limit, MESHFLEET_* or the tools)")
+        fp, parts = self._fingerprint(task_vars, state_dir, body["steps"])
+        if fp != body.get("fingerprint"):
+            changed = receipt.changed_parts(body.get("parts"), parts)
+            result.update(converged=False, results={}, changed_inputs=changed,
+                          reason="inputs changed since the last converge: %s" % (", ".join(changed) or "?"))
             return result
         converged, why, results = receipt.check(body["steps"])
         result.update(converged=converged, reason=why, results=results, steps=len(body["steps"]))

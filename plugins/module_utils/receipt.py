@@ -82,28 +82,40 @@ def _hash_file(h, path):
 
 
 def fingerprint(paths, extras, skip=()):
-    """SHA-256 over the files under ``paths`` (hidden entries, ``__pycache__`` and the
-    ``skip`` folders left out) and the JSON of ``extras``."""
-    h = hashlib.sha256()
+    """``(sha256, parts)``: one hash over the files under ``paths`` (hidden entries,
+    ``__pycache__`` and the ``skip`` folders left out) and the JSON of ``extras``, and the
+    hash of each path and extra (``parts``, so a mismatch can say what changed)."""
+    total = hashlib.sha256()
+    parts = {}
     skip = set(os.path.realpath(s) for s in skip if s)
     for top in sorted(set(p for p in paths if p)):
+        h = hashlib.sha256()
         if os.path.isfile(top):
             _hash_file(h, top)
-            continue
-        if not os.path.isdir(top):
+        elif not os.path.isdir(top):
             h.update(("missing\0%s\0" % top).encode("utf-8", "surrogateescape"))
-            continue
-        for root, dirs, files in os.walk(top, followlinks=False):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__"
-                             and os.path.realpath(os.path.join(root, d)) not in skip)
-            for name in sorted(files):
-                if name.startswith(".") or name.endswith((".pyc", ".pyo", ".retry")):
-                    continue
-                path = os.path.join(root, name)
-                if os.path.isfile(path):
-                    _hash_file(h, path)
-    h.update(json.dumps(extras, sort_keys=True, default=str).encode("utf-8"))
-    return h.hexdigest()
+        else:
+            for root, dirs, files in os.walk(top, followlinks=False):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__"
+                                 and os.path.realpath(os.path.join(root, d)) not in skip)
+                for name in sorted(files):
+                    if name.startswith(".") or name.endswith((".pyc", ".pyo", ".retry")):
+                        continue
+                    path = os.path.join(root, name)
+                    if os.path.isfile(path):
+                        _hash_file(h, path)
+        parts[top] = h.hexdigest()
+    for key in sorted(extras):
+        parts[key] = hashlib.sha256(json.dumps(extras[key], sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    for key in sorted(parts):
+        total.update(("%s\0%s\0" % (key, parts[key])).encode("utf-8", "surrogateescape"))
+    return total.hexdigest(), parts
+
+
+def changed_parts(old, new):
+    """Which fingerprint parts differ (added, removed or changed), sorted."""
+    old, new = old or {}, new or {}
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 def environment_extras():
@@ -158,9 +170,9 @@ def steps_from_results(results):
     return steps, None
 
 
-def save(state_dir, fp, steps):
+def save(state_dir, fp, steps, parts=None):
     ensure_private_dir(state_dir)
-    body = dict(version=VERSION, fingerprint=fp, recorded=time.time(), steps=steps)
+    body = dict(version=VERSION, fingerprint=fp, parts=parts or {}, recorded=time.time(), steps=steps)
     write_file_atomic(receipt_path(state_dir), json.dumps(body, sort_keys=True, default=str), mode=0o600)
 
 

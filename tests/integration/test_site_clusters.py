@@ -160,7 +160,7 @@ def test_changed_inputs_take_the_normal_path(site):
     run = site.play("site.yml", "-e", "control_plane_reconcile=true")
     assert_ok(run)
     assert not fast_path(run)
-    assert "inputs changed since the last converge" in run.output, run.tail(40)
+    assert "inputs changed since the last converge: extra_vars" in run.output, run.tail(40)
     assert not any(c.get("changed") for c in run.recap.values()), run.tail(60)  # reconcile: nothing differs
     run = site.play("site.yml", "-e", "meshfleet_fast_noop=false")
     assert_ok(run)

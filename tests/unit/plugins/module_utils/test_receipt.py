@@ -56,6 +56,10 @@ def converged_steps():
             step("c2", "remote_secret", "mesh_links_result", dict(changed=False, secrets=[dict(changed=False)]))]
 
 
+def fp(*args, **kwargs):
+    return receipt.fingerprint(*args, **kwargs)[0]
+
+
 # --- fingerprint -----------------------------------------------------------------------------
 def test_fingerprint_follows_content_not_noise(tmp_path):
     top = tmp_path / "inv"
@@ -66,31 +70,41 @@ def test_fingerprint_follows_content_not_noise(tmp_path):
     state.mkdir()
     other_state = top / "state"
     other_state.mkdir()
-    base = receipt.fingerprint([str(top)], {"x": 1}, skip=[str(other_state)])
+    base = fp([str(top)], {"x": 1}, skip=[str(other_state)])
 
     (state / "kubeconfig").write_text("changes every run\n")          # hidden folder
     (other_state / "log").write_text("changes every run\n")           # the state dir
     (top / "__pycache__").mkdir()
     (top / "__pycache__" / "m.pyc").write_bytes(b"\0")
-    assert receipt.fingerprint([str(top)], {"x": 1}, skip=[str(other_state)]) == base
+    assert fp([str(top)], {"x": 1}, skip=[str(other_state)]) == base
 
-    assert receipt.fingerprint([str(top)], {"x": 2}, skip=[str(other_state)]) != base
+    assert fp([str(top)], {"x": 2}, skip=[str(other_state)]) != base
     (top / "group_vars" / "all.yml").write_text("a: 2\n")
-    changed = receipt.fingerprint([str(top)], {"x": 1}, skip=[str(other_state)])
+    changed = fp([str(top)], {"x": 1}, skip=[str(other_state)])
     assert changed != base
     (top / "group_vars" / "new.yml").write_text("b: 1\n")
-    assert receipt.fingerprint([str(top)], {"x": 1}, skip=[str(other_state)]) != changed
+    assert fp([str(top)], {"x": 1}, skip=[str(other_state)]) != changed
     # a path that is not there counts too (it may appear later)
-    assert receipt.fingerprint([str(top), str(tmp_path / "nope")], {"x": 1}) != \
-        receipt.fingerprint([str(top)], {"x": 1})
+    assert fp([str(top), str(tmp_path / "nope")], {"x": 1}) != \
+        fp([str(top)], {"x": 1})
+
+
+def test_fingerprint_parts_say_what_changed(tmp_path):
+    (tmp_path / "a").write_text("1")
+    (tmp_path / "b").write_text("1")
+    dummy, before = receipt.fingerprint([str(tmp_path / "a"), str(tmp_path / "b")], {"extra_vars": []})
+    (tmp_path / "b").write_text("2")
+    dummy, after = receipt.fingerprint([str(tmp_path / "a"), str(tmp_path / "b")], {"extra_vars": ["x=1"]})
+    assert receipt.changed_parts(before, after) == sorted([str(tmp_path / "b"), "extra_vars"])
+    assert receipt.changed_parts(before, before) == []
 
 
 def test_big_files_are_fingerprinted_by_size_and_mtime(tmp_path):
     big = tmp_path / "istioctl"
     big.write_bytes(b"\0" * (receipt.BIG_FILE + 1))
-    before = receipt.fingerprint([str(big)], {})
+    before = fp([str(big)], {})
     os.utime(str(big), ns=(1, 1))
-    assert receipt.fingerprint([str(big)], {}) != before
+    assert fp([str(big)], {}) != before
 
 
 # --- recording -----------------------------------------------------------------------------
