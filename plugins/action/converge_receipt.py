@@ -49,6 +49,25 @@ def _extra_vars_text():
     return out
 
 
+def _relevant_tags(tags, default):
+    """The tags of the command line that can change which tasks run: Ansible's special ones,
+    and those whose name appears in the collection's roles or playbooks (molecule's
+    ``--skip-tags molecule-notest,notest`` selects nothing here and must not count)."""
+    tags = sorted(set(tags or ()) - set(default))
+    if not tags:
+        return []
+    text = []
+    for d in ("roles", "playbooks"):
+        for root, dummy, files in os.walk(os.path.join(COLLECTION_ROOT, d)):
+            for name in files:
+                if name.endswith((".yml", ".yaml")):
+                    with open(os.path.join(root, name), "rb") as f:
+                        text.append(f.read().decode("utf-8", "replace"))
+    text = "\n".join(text)
+    special = ("always", "never", "tagged", "untagged")
+    return [t for t in tags if t in special or t in text]
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
@@ -63,7 +82,7 @@ class ActionModule(ActionBase):
         cli = context.CLIARGS
         extras = dict(receipt.environment_extras(),
                       extra_vars=_extra_vars_text(),
-                      tags=sorted(cli.get("tags") or ()), skip_tags=sorted(cli.get("skip_tags") or ()),
+                      tags=_relevant_tags(cli.get("tags"), ("all",)), skip_tags=_relevant_tags(cli.get("skip_tags"), ()),
                       limit=cli.get("subset"), ansible=task_vars.get("ansible_version", {}).get("full"))
         return receipt.fingerprint(paths, extras, skip=[state_dir])
 
