@@ -29,7 +29,7 @@ fi
   echo "[setup] error: Python 3.11 is required (set MESHFLEET_PYTHON to its path)" >&2; exit 1; }
 
 stamp=.venv/.meshfleet-stamp
-want=$(cat uv.lock pyproject.toml | sha256sum | cut -c1-16)
+want=$( (cat uv.lock pyproject.toml; echo bytecode) | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/ansible-playbook ]; then
   log "python environment up to date (.venv)"
 else
@@ -43,10 +43,18 @@ else
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
   fi
   log "installing locked Python dependencies (uv.lock)"
-  UV_PROJECT_ENVIRONMENT=.venv .venv/bin/python -m uv sync --frozen --quiet --python .venv/bin/python
+  # --compile-bytecode: every ansible-playbook run and module imports thousands of files;
+  # without .pyc files (uv writes none by default, and PYTHONDONTWRITEBYTECODE stops Python
+  # from writing them) each run compiles them again: ~0.15 s of every playbook's start.
+  UV_PROJECT_ENVIRONMENT=.venv .venv/bin/python -m uv sync --frozen --quiet --python .venv/bin/python \
+    --compile-bytecode
   echo "$want" > "$stamp"
   log "python environment ready in $((SECONDS - start))s"
 fi
+
+# The collection's own Python, compiled too (the controller imports it on every run:
+# inventory and action plugins, the converge receipt's checks); only changed files are.
+.venv/bin/python -m compileall -q -j 0 plugins >/dev/null || log "warning: could not precompile plugins/"
 
 # Galaxy content comes from the `ansible` package installed above; check it is there.
 for coll in kubernetes/core community/general ansible/posix; do
