@@ -100,7 +100,6 @@ def api_error(name, kubeconfig, what, status, message, **details):
 # TLS contexts by (CA, client certificate, key, insecure): one per cluster per process (a
 # context with a CA costs ~20 ms to build; the converge receipt check opens many clients)
 _SSL_CONTEXTS = {}
-METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 AGGREGATED_DISCOVERY = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
 
@@ -378,36 +377,9 @@ class KubeRest:
         """Drop the discovery cached for ``api_version`` (a CRD was just installed)."""
         self._resources.pop(api_version, None)
 
-    def object_path(self, obj, default_namespace="default"):
-        """The API path of ``obj`` (apiVersion, kind, metadata.name[, namespace]), or None when
-        its kind is not served by the cluster."""
-        api_version = obj.get("apiVersion") or ""
-        kind = obj.get("kind") or ""
-        meta = obj.get("metadata") or {}
-        found = self.resources(api_version).get(kind)
-        if not found:
-            return None
-        plural, namespaced = found
-        base = "/api/v1" if api_version == "v1" else "/apis/%s" % api_version
-        if namespaced:
-            base += "/namespaces/%s" % quote(meta.get("namespace") or default_namespace, safe="")
-        return "%s/%s/%s" % (base, plural, quote(meta.get("name") or "", safe=""))
-
-    def read_object(self, obj, metadata_only=False):
-        """The cluster's copy of ``obj`` (by apiVersion/kind/namespace/name), or None when absent
-        (including when its kind is not served yet). ``metadata_only``: only its metadata
-        (PartialObjectMetadata: a CRD is a few hundred bytes instead of a few hundred KB)."""
-        path = self.object_path(obj)
-        if path is None:
-            return None
-        meta = obj.get("metadata") or {}
-        what = "read %s %s%s" % (obj.get("kind"), meta.get("namespace") + "/" if meta.get("namespace") else "",
-                                 meta.get("name"))
-        return self.request(what, "GET", path, not_found=None, accept=METADATA_ONLY if metadata_only else None)
-
-    def list_metadata(self, api_version, kind, namespace=None):
-        """{name: metadata} of every object of a kind (in ``namespace`` when namespaced), in one
-        metadata-only LIST; None when the kind is not served."""
+    def collection_path(self, api_version, kind, namespace=None):
+        """The API path of a kind's objects (in ``namespace`` when namespaced), or None when the
+        cluster does not serve the kind."""
         found = self.resources(api_version).get(kind)
         if not found:
             return None
@@ -415,8 +387,36 @@ class KubeRest:
         base = "/api/v1" if api_version == "v1" else "/apis/%s" % api_version
         if namespaced:
             base += "/namespaces/%s" % quote(namespace or "default", safe="")
-        doc = self.request("list %s%s" % (kind, " in " + namespace if namespaced and namespace else ""),
-                           "GET", "%s/%s" % (base, plural), accept=METADATA_LIST)
+        return "%s/%s" % (base, plural)
+
+    def object_path(self, obj, default_namespace="default"):
+        """The API path of ``obj`` (apiVersion, kind, metadata.name[, namespace]), or None when
+        its kind is not served by the cluster."""
+        meta = obj.get("metadata") or {}
+        base = self.collection_path(obj.get("apiVersion") or "", obj.get("kind") or "",
+                                    meta.get("namespace") or default_namespace)
+        return None if base is None else "%s/%s" % (base, quote(meta.get("name") or "", safe=""))
+
+    def read_object(self, obj):
+        """The cluster's copy of ``obj`` (by apiVersion/kind/namespace/name), or None when absent
+        (including when its kind is not served yet)."""
+        path = self.object_path(obj)
+        if path is None:
+            return None
+        meta = obj.get("metadata") or {}
+        what = "read %s %s%s" % (obj.get("kind"), meta.get("namespace") + "/" if meta.get("namespace") else "",
+                                 meta.get("name"))
+        return self.get(what, path, not_found=None)
+
+    def list_metadata(self, api_version, kind, namespace=None):
+        """{name: metadata} of every object of a kind (in ``namespace`` when namespaced), in one
+        metadata-only LIST (PartialObjectMetadataList: a CRD is a few hundred bytes instead of a
+        few hundred KB); None when the kind is not served."""
+        path = self.collection_path(api_version, kind, namespace)
+        if path is None:
+            return None
+        doc = self.request("list %s%s" % (kind, " in " + namespace if namespace else ""), "GET", path,
+                           accept=METADATA_LIST)
         return dict(((i.get("metadata") or {}).get("name"), i.get("metadata") or {}) for i in doc.get("items") or [])
 
     # --- typed calls (the subset of the kubernetes client's API the modules use) ---------------
