@@ -38,6 +38,8 @@ import importlib
 import json
 import os
 import platform
+import select
+import signal
 import subprocess
 import sys
 import threading
@@ -62,6 +64,8 @@ STEPS = {
 # One-shot arguments a run derives from what it just did, and what a re-run would pass
 # instead: istiod is restarted when this run rewrote cacerts, started otherwise.
 ONE_SHOT = {"istiod_local": {"state": {"restarted": "started"}}}
+# seconds the checks of all hosts may take together (a hung API server: the normal path runs)
+CHECK_TIMEOUT = 120
 # files bigger than this are fingerprinted by size and mtime (the Go tools are 100+ MB)
 BIG_FILE = 4 * 1024 * 1024
 
@@ -297,12 +301,23 @@ def _forked(fn, arg):
             os._exit(code)  # never return into the parent's code
     os.close(wfd)
 
-    def wait():
+    def wait(deadline):
+        chunks = []
         with os.fdopen(rfd, "rb") as f:
-            data = f.read()
+            while True:
+                left = deadline - time.monotonic()
+                ready = select.select([f], [], [], max(0.0, left))[0] if left > 0 else []
+                if not ready:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    return "check timed out after %ds" % CHECK_TIMEOUT, {}
+                data = os.read(f.fileno(), 1 << 16)
+                if not data:
+                    break
+                chunks.append(data)
         os.waitpid(pid, 0)
         try:
-            problem, results = json.loads(data.decode("utf-8"))
+            problem, results = json.loads(b"".join(chunks).decode("utf-8"))
         except (ValueError, TypeError):
             return "check process died", {}
         return problem, results
@@ -320,7 +335,8 @@ def check(steps, parallel="fork"):
     hosts = sorted(by_host)
     if parallel == "fork" and hasattr(os, "fork"):
         waits = [_forked(_check_host, by_host[h]) for h in hosts]
-        outcomes = [w() for w in waits]
+        deadline = time.monotonic() + CHECK_TIMEOUT
+        outcomes = [w(deadline) for w in waits]
     elif parallel:
         outcomes = [None] * len(hosts)
 

@@ -198,6 +198,13 @@ def test_any_change_or_error_takes_the_normal_path(fake_steps, parallel, index, 
     assert reason == why
 
 
+def test_a_hung_check_times_out_into_the_normal_path(fake_steps, monkeypatch):
+    monkeypatch.setattr(receipt, "CHECK_TIMEOUT", 1)
+    monkeypatch.setattr(FakeStep, "run", lambda self: __import__("time").sleep(30))
+    ok, reason, dummy = receipt.check(converged_steps(), parallel="fork")
+    assert not ok and "check timed out after 1s" in reason
+
+
 def test_no_steps_is_not_converged():
     assert receipt.check([]) == (False, "the receipt records no steps", {})
 
