@@ -118,6 +118,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+module_args:
+  description: The arguments the module ran with (defaults filled in, C(no_log) values masked);
+    C(site.yml) records them in the converge receipt (M(meshfleet.mesh.converge_receipt)).
+  returned: success
+  type: dict
 cluster:
   description: The cluster as observed after the change (no credentials).
   returned: always

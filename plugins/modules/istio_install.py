@@ -130,6 +130,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+module_args:
+  description: The arguments the module ran with (defaults filled in, C(no_log) values masked);
+    C(site.yml) records them in the converge receipt (M(meshfleet.mesh.converge_receipt)).
+  returned: success
+  type: dict
 changed:
   description: Whether an object, the C(cacerts) secret or the published gateway address changed (or would).
   returned: always

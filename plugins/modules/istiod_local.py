@@ -94,6 +94,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+module_args:
+  description: The arguments the module ran with (defaults filled in, C(no_log) values masked);
+    C(site.yml) records them in the converge receipt (M(meshfleet.mesh.converge_receipt)).
+  returned: success
+  type: dict
 istiod:
   description: The local istiod.
   returned: always

@@ -188,6 +188,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+module_args:
+  description: The arguments the module ran with (defaults filled in, C(no_log) values masked);
+    C(site.yml) records them in the converge receipt (M(meshfleet.mesh.converge_receipt)).
+  returned: success
+  type: dict
 pki_dir:
   description: The PKI folder, C(<state_dir>/pki).
   returned: always
