@@ -364,7 +364,10 @@ class IstioInstallModule(MeshfleetModule):
                       cacerts=dict(cacerts, changed=False), applied=[])
         if kube is None:
             # check mode before the cluster exists: everything would be created
-            result.update(changed=True, applied=[describe(o) for o in first + then])
+            applied = [describe(o) for o in first + then]
+            if secret is not None:
+                applied.insert(1, "Secret %s/cacerts" % namespace)
+            result.update(changed=True, applied=applied)
             if p["gateway"]:
                 result["gateway"] = dict(address=p["gateway"]["address"], source="cluster not created yet",
                                          changed=False)
