@@ -362,20 +362,17 @@ class Bench:
             print(fmt % ("Meshfleet no-op re-run, fast path off (every step's module)", "%.1f" % m["slow"],
                          "%.1f" % m["slow_cpu"], m["slow_changed"]))
         print()
-        missed = False
         if m:
             print("targets:")
             for key, what in (("docs-rsa", "RSA-4096 docs"), ("docs-ecdsa", "ECDSA P-256 docs")):
                 if key in r:
                     ratio = m["seconds"] / r[key]["seconds"]
                     ok = ratio <= RATIO_TARGET
-                    missed = missed or not ok
                     print("  Meshfleet cold / documented (%s) = %5.2f wall, %5.2f CPU  (target <= %.1f: %s)"
                           % (what, ratio, m["cpu"] / max(r[key]["cpu"], 0.01), RATIO_TARGET,
                              "ok" if ok else "MISSED"))
             share = m["noop"] / m["seconds"]
             ok = share <= NOOP_TARGET and m["noop_changed"] == 0
-            missed = missed or not ok
             print("  no-op re-run = %.0f %% of the cold converge, %d changed  (target <= %.0f %%, 0 changed: %s)"
                   % (100 * share, m["noop_changed"], 100 * NOOP_TARGET, "ok" if ok else "MISSED"))
             print("  -C --diff no-op = %.0f %% of the cold converge, %d changed"

@@ -42,7 +42,6 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 
 try:
     import yaml
@@ -52,7 +51,7 @@ except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
     HAS_YAML = False
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    MeshfleetError, MeshfleetModule, ensure_private_dir, write_file_atomic, yaml_load)
+    MeshfleetError, MeshfleetModule, WaitTimeout, ensure_private_dir, wait_for, write_file_atomic, yaml_load)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.gateway_address import gateway_address
 from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import KubeRest
 
@@ -160,20 +159,21 @@ class Applier:
     def path(self, obj):
         """The object's API path; waits for its kind to be served (a CRD just applied is
         served a moment later). In check mode a kind not served yet returns None."""
-        api_version = obj.get("apiVersion") or ""
         path = self.kube.object_path(obj)
-        deadline = time.monotonic() + self.served_timeout
-        while path is None:
-            if self.check_mode or time.monotonic() >= deadline:
-                if self.check_mode:
-                    return None
-                raise MeshfleetError("%s: the API server does not serve kind %s of %s after %ss (is its "
-                                     "CustomResourceDefinition part of the rendered manifests?)"
-                                     % (describe(obj), obj.get("kind"), api_version, self.served_timeout))
-            time.sleep(0.2)
+        if path is not None or self.check_mode:
+            return path
+        api_version = obj.get("apiVersion") or ""
+
+        def served():
             self.kube.forget(api_version)
-            path = self.kube.object_path(obj)
-        return path
+            return self.kube.object_path(obj)
+        try:
+            return wait_for(served, self.served_timeout, "kind %s of %s" % (obj.get("kind"), api_version),
+                            sleep=0.2, max_sleep=1.0)
+        except WaitTimeout:
+            raise MeshfleetError("%s: the API server does not serve kind %s of %s after %ss (is its "
+                                 "CustomResourceDefinition part of the rendered manifests?)"
+                                 % (describe(obj), obj.get("kind"), api_version, self.served_timeout))
 
     def apply(self, obj, show=True):
         """Apply ``obj``; returns True when the cluster's copy changed (or would)."""
@@ -277,8 +277,8 @@ class IstioInstallModule(MeshfleetModule):
 
     # --- cluster ------------------------------------------------------------------------
     def cacerts_secret(self, namespace):
-        """The ``cacerts`` secret as it must be (key material: never returned), or None when
-        no pki_dir is given. In check mode, missing files (trust not issued yet) give None."""
+        """The ``cacerts`` secret as it must be (key material: never returned), None when no
+        pki_dir is given, or, in check mode, the reason text when the files are not issued yet."""
         pki = self.params["pki_dir"]
         if not pki:
             return None

@@ -17,7 +17,7 @@ run. So ``site.yml`` ends its mesh part by recording a *receipt* in the state di
 
 The next run first loads the receipt (action ``meshfleet.mesh.converge_receipt``). When
 the fingerprint is the same, the same arguments would be computed again, so it runs every
-recorded step's own module code in check mode, in this process, one thread per host: the
+recorded step's own module code in check mode, one forked process per host: the
 same drift checks as a normal run (cluster processes and API server, every Istio object
 and label, ``cacerts`` against the PKI, istiod's process, configuration and readiness,
 each remote secret's server, CA and token expiry, the PKI's expiry). Only when none of
@@ -42,7 +42,6 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
@@ -324,29 +323,20 @@ def _forked(fn, arg):
     return wait
 
 
-def check(steps, parallel="fork"):
-    """``(converged, reason, results)``: every step run in check mode, one process (or thread,
-    or in turn with ``parallel=None``) per host; ``results`` maps host -> var -> result."""
+def check(steps, parallel=True):
+    """``(converged, reason, results)``: every step run in check mode, one forked process per
+    host (in turn with ``parallel=False`` or without ``os.fork``); ``results`` maps
+    host -> var -> result."""
+    if not steps:
+        return False, "the receipt records no steps", {}
     by_host = {}
     for step in steps:
         by_host.setdefault(step["host"], []).append(step)
-    if not steps:
-        return False, "the receipt records no steps", {}
     hosts = sorted(by_host)
-    if parallel == "fork" and hasattr(os, "fork"):
+    if parallel and hasattr(os, "fork"):
         waits = [_forked(_check_host, by_host[h]) for h in hosts]
         deadline = time.monotonic() + CHECK_TIMEOUT
         outcomes = [w(deadline) for w in waits]
-    elif parallel:
-        outcomes = [None] * len(hosts)
-
-        def run(i):
-            outcomes[i] = _check_host(by_host[hosts[i]])
-        workers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(hosts))]
-        for t in workers:
-            t.start()
-        for t in workers:
-            t.join()
     else:
         outcomes = [_check_host(by_host[h]) for h in hosts]
     problems = ["%s: %s" % (h, o[0]) for h, o in zip(hosts, outcomes) if o[0]]

@@ -20,7 +20,7 @@ description:
     tools (size and modification time).
   - C(state=checked) (the start of C(site.yml)) loads the receipt. When the fingerprint is
     unchanged it runs every recorded step's own module code in check mode in this process,
-    one thread per host - the same drift checks a normal run makes - and returns
+    one forked process per host - the same drift checks a normal run makes - and returns
     C(converged=true) only when none of them would change anything. C(site.yml) then skips
     its mesh plays and sets the facts they would have set from the check results.
   - Nothing is ever changed by C(checked). The receipt is bookkeeping, like a cache - writing
