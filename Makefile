@@ -9,10 +9,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # The pinned Go tools (built by `make tools`); modules find them through this variable.
 export MESHFLEET_TOOLS_BIN := $(shell bash tools/build-tools.sh --print-bin 2>/dev/null)
 
-.PHONY: setup tools demo test unit lint sanity integration molecule verify teardown bench clean help
+.PHONY: setup tools demo validate test unit lint sanity integration molecule verify teardown bench clean help
 
 help:
 	@echo "make demo      converge the local demo mesh ($(INVENTORY))"
+	@echo "make validate  check $(INVENTORY), change nothing (exit code 2 on any problem)"
 	@echo "make test      run every test (unit, lint, sanity, integration, molecule)"
 	@echo "make verify    run playbooks/verify.yml against $(INVENTORY)"
 	@echo "make teardown  remove the local demo mesh"
@@ -27,6 +28,9 @@ tools:
 demo: tools
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/site.yml
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/verify.yml
+
+validate: setup
+	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/validate.yml
 
 verify: tools
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/verify.yml

@@ -93,8 +93,8 @@ groups:
 import os
 import re
 
-from ansible.errors import AnsibleParserError
-from ansible.module_utils.common.text.converters import to_native, to_text
+from ansible.errors import AnsibleError
+from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
 from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 from ansible.utils.vars import combine_vars
 
@@ -154,16 +154,25 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
     def parse(self, inventory, loader, path, cache=True):
         super(InventoryModule, self).parse(inventory, loader, path, cache)
         path = os.path.abspath(to_text(path))
-
-        duplicates = self._check_file(path)
-        config = self._read_config_data(path)
         base_dir = os.path.dirname(path)
-
+        try:
+            duplicates = self._check_file(path)
+            config = self._read_config_data(path)
+        except (topo_utils.TopologyFileError, AnsibleError) as e:
+            # Not a usable topology file. Load an empty mesh that carries the reason, so that
+            # the first play (meshfleet.mesh.validate) stops with it, instead of a later play
+            # failing on a variable the file would have defined.
+            error = "%s: %s" % (path, topo_utils.clip(to_native(e), topo_utils.MAX_MESSAGE))
+            self._vm_host_vars = {}
+            self._populate({}, [error], literal(path), base_dir)
+            self.inventory.set_variable("all", "meshfleet_topology_unparsed", True)
+            self.display.warning("%s (the meshfleet.mesh.validate role stops plays on it)" % error)
+            return
         normalised = topo_utils.normalise(config, base_dir)
         errors = duplicates + [e for e in topo_utils.validate(config) if e not in duplicates]
-
         self._vm_host_vars = self._given_vm_host_vars(normalised)
         self._populate(literal(normalised), literal(errors), literal(path), base_dir)
+        self.inventory.set_variable("all", "meshfleet_topology_unparsed", False)
         if errors:
             self.display.warning("%s: topology has %d problem%s (the meshfleet.mesh.validate "
                                  "role stops plays on them):\n%s" % (
@@ -172,18 +181,22 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
 
     # --- reading -------------------------------------------------------------------
     def _check_file(self, path):
-        """Fail on files that are not YAML mappings; return the duplicate-key messages."""
+        """Refuse what is not a topology file (within the size, nesting and alias limits,
+        before anything is expanded); return the duplicate-key messages."""
         try:
+            if os.path.getsize(path) > topo_utils.MAX_FILE_BYTES * 4:
+                # not even read: a vault-encrypted topology is ~4x its text
+                raise topo_utils.TopologyFileError("the file has %d bytes; a topology file may have "
+                                                   "at most %d" % (os.path.getsize(path),
+                                                                   topo_utils.MAX_FILE_BYTES))
             with open(path, "rb") as f:
-                text = to_text(f.read(), errors="surrogate_or_strict")
-        except (IOError, OSError, UnicodeError) as e:
-            raise AnsibleParserError("cannot read topology file %s: %s" % (path, to_native(e)))
-        if text.lstrip().startswith("$ANSIBLE_VAULT"):
-            return []  # a vault-encrypted file: Ansible's loader decrypts and checks it
-        try:
-            return topo_utils.find_duplicate_keys(text)
-        except topo_utils.TopologyFileError as e:
-            raise AnsibleParserError("%s: %s" % (path, to_native(e)))
+                data = f.read()
+        except (IOError, OSError) as e:
+            raise topo_utils.TopologyFileError("cannot read the topology file: %s" % to_native(e))
+        if data.lstrip().startswith(b"$ANSIBLE_VAULT"):
+            # a vault-encrypted file: check its decrypted text the same way
+            data = to_bytes(self.loader.get_text_file_contents(path))
+        return topo_utils.find_duplicate_keys(topo_utils.decode_topology(data), require_plugin=True)
 
     @staticmethod
     def _given_vm_host_vars(topology):
@@ -225,7 +238,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         clusters = topology.get("clusters")
         if topo_utils.is_mapping(clusters):
             for name, cluster in clusters.items():
-                if topo_utils.is_mapping(cluster):
+                # a reserved name (all, localhost, clusters, ...) is reported by validate();
+                # as a host it would clash with Ansible's or this plugin's own groups
+                if topo_utils.is_mapping(cluster) and \
+                        to_text(name).lower() not in topo_utils.RESERVED_HOST_NAMES:
                     hosts.append(self._add_cluster(to_text(name), cluster))
         cluster_hosts = set(h.lower() for h in hosts)
         self._vm_hosts = set()
@@ -298,7 +314,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             host = to_text(host)
             # a clash with a cluster or another group's VM is reported by validate();
             # never let a VM's vars overwrite another host's
-            if host.lower() in cluster_hosts or host.lower() in self._vm_hosts:
+            if host.lower() in cluster_hosts or host.lower() in self._vm_hosts \
+                    or host.lower() in topo_utils.RESERVED_HOST_NAMES:
                 continue
             self._vm_hosts.add(host.lower())
             inv.add_host(host, group=group_name)

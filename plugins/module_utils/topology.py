@@ -100,6 +100,26 @@ DEFAULT_CA = dict(key_type="ecdsa-p256", root_days=3650, intermediate_days=730,
                   renew_before_days=30, root_cert_file=None, root_key_file=None)
 DEFAULT_FEATURES = dict(vm_auto_registration=True, vm_health_checks=True, dns_capture=True)
 
+# --- limits on hostile input ---------------------------------------------------------
+#: a topology file is a few KB; anything over this is refused before it is parsed
+MAX_FILE_BYTES = 1024 * 1024
+#: YAML nodes after aliases are expanded (an alias "bomb" of ~1 KB expands to billions)
+MAX_YAML_NODES = 100000
+MAX_YAML_ALIASES = 100
+MAX_YAML_DEPTH = 50
+#: how much of a value, a key path and a whole message a message may quote
+MAX_SHOWN = 80
+MAX_PATH_SHOWN = 200
+MAX_MESSAGE = 2000
+#: bounds of numbers read from the file: CA lifetimes (X.509 dates end in 9999; a root
+#: beyond a century is a mistake), positive settings (nodes, cpus) and VM counts
+MAX_CA_DAYS = 36525
+MAX_SETTING_INT = 100000
+MAX_VM_COUNT = 1000
+#: host names Ansible itself or this plugin's own groups use: a cluster or VM of that name
+#: would collide with a group (or with the controller, localhost)
+RESERVED_HOST_NAMES = ("all", "ungrouped", "localhost", "clusters", "primaries", "remotes", "vms")
+
 #: Options of the inventory plugin itself (they live in the same file).
 PLUGIN_KEYS = ("plugin", "compose", "groups", "keyed_groups", "strict", "use_extra_vars",
                "leading_separator")
@@ -158,7 +178,10 @@ def is_hostname(value):
     if not is_str(value) or not value or len(value) > 253:
         return False
     name = value[:-1] if value.endswith(".") else value
-    return all(is_dns_label(part) for part in name.lower().split("."))
+    labels = name.lower().split(".")
+    # an all-numeric top label is an IPv4-looking string, not a name (RFC 3696 2.):
+    # 10.0.0.300 is a bad address, not a host name
+    return all(is_dns_label(part) for part in labels) and not labels[-1].isdigit()
 
 
 def kind(value):
@@ -178,15 +201,25 @@ def kind(value):
     return "a %s" % type(value).__name__
 
 
+def clip(text, limit=None):
+    """``text`` as it may stand in a message: a long one becomes its prefix and its length
+    (a 5 MiB label value must not be echoed whole, several times)."""
+    limit = MAX_SHOWN if limit is None else limit
+    text = "%s" % (text,)
+    if len(text) <= limit:
+        return text
+    return "%s... (%d characters)" % (text[:limit], len(text))
+
+
 def show(value):
-    """A value as it should be quoted in a message."""
+    """A value as it should be quoted in a message (long values clipped)."""
     if is_str(value):
-        return '"%s"' % value
+        return '"%s"' % clip(value)
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return "%s" % (value,)
+    return clip(value)
 
 
 def one_of(choices):
@@ -365,7 +398,8 @@ def _hashable(value):
 
 class _Problems(list):
     def add(self, path, msg):
-        self.append("%s: %s" % (path, msg))
+        # a key can be as long as a value: both are clipped
+        self.append("%s: %s" % (clip(path, MAX_PATH_SHOWN), clip(msg, MAX_MESSAGE)))
 
     def unknown_keys(self, path, mapping, allowed, what):
         for key in mapping:
@@ -479,9 +513,12 @@ def _trust_domain_problem(td):
     return None
 
 
-def _positive_int(p, path, value):
+def _positive_int(p, path, value, maximum=None, unit=""):
     if not is_int(value) or value <= 0:
         p.add(path, "must be a positive whole number, got %s" % show(value))
+        return False
+    if maximum is not None and value > maximum:
+        p.add(path, "%d is more than %d%s" % (value, maximum, unit))
         return False
     return True
 
@@ -495,7 +532,8 @@ def _validate_ca(p, ca):
     days = {}
     for key in ("root_days", "intermediate_days", "renew_before_days"):
         value = ca.get(key)
-        if value is not None and _positive_int(p, "mesh.ca.%s" % key, value):
+        if value is not None and _positive_int(p, "mesh.ca.%s" % key, value, MAX_CA_DAYS,
+                                               " (100 years; X.509 dates end in the year 9999)"):
             days[key] = value
     root = days.get("root_days", DEFAULT_CA["root_days"])
     inter = days.get("intermediate_days", DEFAULT_CA["intermediate_days"])
@@ -539,7 +577,8 @@ def _validate_clusters(p, clusters):
     seen_lower = {}
     for name, cluster in clusters.items():
         path = "clusters.%s" % (name,)
-        p.label(path, name, what="cluster name")
+        if p.label(path, name, what="cluster name"):
+            _reserved(p, path, name, "cluster")
         lower = ("%s" % (name,)).lower()
         if lower in seen_lower:
             p.add(path, "cluster name collides with %s (names are case-insensitive as "
@@ -688,16 +727,26 @@ def _validate_networks(p, networks, clusters):
                                            did_you_mean(net, names)))
 
 
+def _reserved(p, path, name, what):
+    if ("%s" % (name,)).lower() in RESERVED_HOST_NAMES:
+        p.add(path, "%s name %s is reserved: Ansible or this inventory's own groups use it (%s); "
+              "choose another name" % (what, show(name), one_of(RESERVED_HOST_NAMES)))
+
+
+def _is_template(value):
+    return is_str(value) and ("{{" in value or "{%" in value)
+
+
 def _check_type(p, path, value, typ):
     if typ == "str":
         ok = is_str(value)
         want = "a string" + _float_hint(value)
     elif typ == "int":
-        ok = is_int(value) and value > 0
-        want = "a positive whole number"
+        ok = is_int(value) and 0 < value <= MAX_SETTING_INT
+        want = "a whole number from 1 to %d" % MAX_SETTING_INT
     elif typ == "count":
-        ok = is_int(value) and value >= 0
-        want = "a whole number, 0 or more"
+        ok = is_int(value) and 0 <= value <= MAX_VM_COUNT
+        want = "a whole number from 0 to %d" % MAX_VM_COUNT
     elif typ == "bool":
         ok = isinstance(value, bool)
         want = "true or false"
@@ -847,6 +896,8 @@ def _validate_vm_groups(p, groups, clusters):
             if not is_dns_subdomain(host):
                 p.add(hpath, "VM host name %s is not a DNS-1123 name (lowercase letters, "
                       "digits, '-' and '.')" % show(host))
+            else:
+                _reserved(p, hpath, host, "VM host")
             lower = ("%s" % (host,)).lower()
             if lower in cluster_names:
                 p.add(hpath, "VM host name collides with cluster %s; host names are shared "
@@ -864,9 +915,14 @@ def _validate_vm_groups(p, groups, clusters):
                     and not _is_vm_name(host, name, count):
                 p.add(hpath, "provider %s names the VMs it creates %s (settings.count: %d); "
                       "use one of those names" % (provider, _vm_names_text(name, count), count))
-            if provider == "existing" and _missing(hostvars.get("ansible_host")):
+            address = hostvars.get("ansible_host")
+            if provider == "existing" and _missing(address):
                 p.add(hpath + ".ansible_host", "missing; provider existing needs the address "
                       "Ansible reaches the VM on")
+            elif address is not None and not _is_template(address) \
+                    and not (is_ip(address) or is_hostname(address)):
+                p.add(hpath + ".ansible_host", "%s is neither an IP address nor a host name"
+                      % show(address))
 
 
 def cidr_problem(value):
@@ -999,7 +1055,144 @@ def summarise(topology):
 # --- YAML loading ------------------------------------------------------------------------
 
 class TopologyFileError(Exception):
-    """The file is not YAML, or not a single mapping."""
+    """The file is not a topology file: not UTF-8, too large, not YAML, YAML beyond the
+    limits, not a single mapping, or without ``plugin: meshfleet.mesh.topology``.
+    ``str(e)`` starts with ``line L, column C:`` where the problem has a place."""
+
+    def __init__(self, msg, mark=None):
+        self.line = mark.line + 1 if mark is not None else None
+        self.column = mark.column + 1 if mark is not None else None
+        if self.line is not None:
+            msg = "line %d, column %d: %s" % (self.line, self.column, msg)
+        super(TopologyFileError, self).__init__(msg)
+
+
+PLUGIN_NAME = "meshfleet.mesh.topology"
+NOT_A_TOPOLOGY = "a topology file is one YAML mapping with plugin, mesh and clusters"
+
+
+def decode_topology(data):
+    """Bytes of a topology file -> text; refuses what is too large or not UTF-8."""
+    if len(data) > MAX_FILE_BYTES:
+        raise TopologyFileError("the file has %d bytes; a topology file may have at most %d "
+                                "(%d MiB)" % (len(data), MAX_FILE_BYTES, MAX_FILE_BYTES >> 20))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise TopologyFileError("line %d, column %d: not UTF-8 text (byte 0x%02x); save the file "
+                                "as UTF-8" % (line, column, data[e.start]))
+
+
+def _yaml_error(e):
+    """A PyYAML error as ``line L, column C: problem (context)`` (no snippet of the file)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or "%s" % e
+    context = getattr(e, "context", None)
+    if context:
+        problem = "%s (%s)" % (problem, context)
+    return TopologyFileError("not valid YAML: %s" % clip(problem, MAX_MESSAGE), mark)
+
+
+def _check_events(text):
+    """Walk the YAML events once, constructing nothing: refuse more than one document,
+    and nesting, aliases or nodes (aliases expanded, counted without expanding them)
+    beyond the limits. Linear in the text, whatever its aliases."""
+    depth = 0
+    aliases = 0
+    documents = 0
+    anchors = {}
+    stack = [[None, 0]]  # [anchor, expanded size] of each open collection
+    loader = yaml.CSafeLoader(text) if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader(text)
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    raise TopologyFileError("a second YAML document starts here; %s, in one "
+                                            "document" % NOT_A_TOPOLOGY, event.start_mark)
+                continue
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise TopologyFileError("nested more than %d levels deep; a topology file "
+                                            "needs far fewer" % MAX_YAML_DEPTH, event.start_mark)
+                stack.append([event.anchor, 1])
+                continue
+            if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+                anchor, size = stack.pop()
+                if anchor is not None:
+                    anchors[anchor] = size
+            elif isinstance(event, yaml.AliasEvent):
+                if any(frame[0] == event.anchor for frame in stack):
+                    raise TopologyFileError("alias *%s refers to a node that contains it; a "
+                                            "topology file cannot be recursive" % clip(event.anchor),
+                                            event.start_mark)
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    raise TopologyFileError("more than %d YAML aliases (*name); a topology file "
+                                            "needs few or none" % MAX_YAML_ALIASES, event.start_mark)
+                size = anchors.get(event.anchor, 1)
+            elif isinstance(event, yaml.ScalarEvent):
+                size = 1
+                if event.anchor is not None:
+                    anchors[event.anchor] = 1
+            else:
+                continue
+            if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent, yaml.AliasEvent,
+                                  yaml.ScalarEvent)):
+                stack[-1][1] += size
+                if stack[0][1] > MAX_YAML_NODES or stack[-1][1] > MAX_YAML_NODES:
+                    raise TopologyFileError(
+                        "expands to more than %d YAML nodes (aliases counted at their full size); "
+                        "a topology file needs far fewer" % MAX_YAML_NODES, event.start_mark)
+    except yaml.YAMLError as e:
+        raise _yaml_error(e)
+    finally:
+        loader.dispose()
+
+
+def compose_topology(text, require_plugin=False):
+    """Check topology text within the limits and return its composed top node (a mapping;
+    with ``require_plugin``, one with ``plugin: meshfleet.mesh.topology``).
+    Raises :class:`TopologyFileError`."""
+    if not is_str(text):
+        text = decode_topology(text)
+    elif len(text) > MAX_FILE_BYTES:
+        raise TopologyFileError("the file has %d characters; a topology file may have at most %d"
+                                % (len(text), MAX_FILE_BYTES))
+    _check_events(text)
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as e:
+            raise _yaml_error(e)
+    finally:
+        loader.dispose()
+    if node is None:
+        raise TopologyFileError("the file is empty; %s" % NOT_A_TOPOLOGY)
+    if not isinstance(node, yaml.MappingNode):
+        what = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
+        raise TopologyFileError("%s, got %s" % (NOT_A_TOPOLOGY, what), node.start_mark)
+    if not require_plugin:
+        return node
+    plugin = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == "plugin"]
+    if not plugin:
+        raise TopologyFileError("plugin: missing; a topology file starts with the line "
+                                "`plugin: %s`" % PLUGIN_NAME, node.start_mark)
+    key, value = plugin[-1]
+    if not (isinstance(value, yaml.ScalarNode) and value.value == PLUGIN_NAME):
+        given = value.value if isinstance(value, yaml.ScalarNode) else "a %s" % (
+            "list" if isinstance(value, yaml.SequenceNode) else "mapping")
+        raise TopologyFileError("plugin: %s is not %s; the files this inventory plugin reads (*.meshfleet.yml) "
+                                "start with `plugin: %s`%s" % (
+                                    show(given), PLUGIN_NAME, PLUGIN_NAME,
+                                    did_you_mean(given, [PLUGIN_NAME])), key.start_mark)
+    return node
 
 
 def _duplicates_in(node, path=""):
@@ -1065,11 +1258,15 @@ if HAS_YAML:
 
 
 def load_topology(text, strict=False):
-    """Parse topology YAML text. Returns ``(data, duplicate_key_messages)``.
+    """Parse topology YAML text (or bytes) within the limits. Returns
+    ``(data, duplicate_key_messages)``.
 
-    Raises :class:`TopologyFileError` when the text is not YAML or not a single
-    mapping, and (with ``strict``) on the first duplicate key.
+    Raises :class:`TopologyFileError` when the text is not a topology file (see
+    :func:`compose_topology`), and (with ``strict``) on the first duplicate key.
     """
+    if not is_str(text):
+        text = decode_topology(text)
+    compose_topology(text)
     loader = (TopologyLoader if strict else LenientTopologyLoader)(text)
     try:
         try:
@@ -1077,37 +1274,16 @@ def load_topology(text, strict=False):
         except DuplicateKeyError:
             raise
         except yaml.YAMLError as e:
-            raise TopologyFileError("not valid YAML: %s" % e)
-        if data is None:
-            raise TopologyFileError("the file is empty; a topology file is a YAML mapping "
-                                    "with plugin, mesh and clusters")
-        if not is_mapping(data):
-            raise TopologyFileError("a topology file must be a YAML mapping with plugin, mesh "
-                                    "and clusters, got %s" % kind(data))
+            raise _yaml_error(e)
         return data, list(loader.duplicates)
     finally:
         loader.dispose()
 
 
-def find_duplicate_keys(text):
+def find_duplicate_keys(text, require_plugin=False):
     """Check topology YAML text without constructing it (any tags, e.g. !vault, are fine).
 
     Returns the duplicate-key messages. Raises :class:`TopologyFileError` when the
-    text is not YAML or its document is not a mapping.
+    text is not a topology file (see :func:`compose_topology`).
     """
-    loader = yaml.SafeLoader(text)
-    try:
-        try:
-            node = loader.get_single_node()
-        except yaml.YAMLError as e:
-            raise TopologyFileError("not valid YAML: %s" % e)
-    finally:
-        loader.dispose()
-    if node is None:
-        raise TopologyFileError("the file is empty; a topology file is a YAML mapping with "
-                                "plugin, mesh and clusters")
-    if not isinstance(node, yaml.MappingNode):
-        what = "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
-        raise TopologyFileError("a topology file must be a YAML mapping with plugin, mesh and "
-                                "clusters, got %s" % what)
-    return [msg for msg, _mark in _duplicates_in(node)]
+    return [msg for msg, _mark in _duplicates_in(compose_topology(text, require_plugin))]

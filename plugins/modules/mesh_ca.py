@@ -271,7 +271,8 @@ unmanaged_clusters:
   elements: str
 '''
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetModule
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, MeshfleetModule
+from ansible_collections.meshfleet.mesh.plugins.module_utils.topology import MAX_CA_DAYS
 from ansible_collections.meshfleet.mesh.plugins.module_utils import pki
 
 
@@ -300,6 +301,13 @@ class MeshCAModule(MeshfleetModule):
             from ansible.module_utils.basic import missing_required_lib
             self.fail(missing_required_lib("cryptography"), exception=str(pki.CRYPTOGRAPHY_IMPORT_ERROR))
         p = self.params
+        for key, low in (("root_days", 1), ("intermediate_days", 1), ("renew_before_days", 1),
+                         ("backdate_minutes", 0)):
+            high = 24 * 60 if key == "backdate_minutes" else MAX_CA_DAYS
+            if not low <= p[key] <= high:
+                raise MeshfleetError("%s: %d is out of range: from %d to %d%s" % (
+                    key, p[key], low, high, "" if key == "backdate_minutes"
+                    else " days (100 years; X.509 dates end in the year 9999)"))
         ca = pki.MeshCA(
             p["state_dir"], p["clusters"], key_type=p["key_type"], root_days=p["root_days"],
             intermediate_days=p["intermediate_days"], renew_before_days=p["renew_before_days"],

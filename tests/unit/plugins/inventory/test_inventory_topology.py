@@ -13,11 +13,11 @@ import glob
 import json
 import os
 import subprocess
+import time
 import sys
 
 import pytest
 
-from ansible.errors import AnsibleParserError
 from ansible.inventory.data import InventoryData
 from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import inventory_loader
@@ -355,25 +355,67 @@ def test_clusters_as_list_gives_no_hosts():
 
 
 @pytest.mark.parametrize("name,text", [
-    ("list", "a topology file must be a YAML mapping with plugin, mesh and clusters, got a list"),
-    ("scalar", "a topology file must be a YAML mapping with plugin, mesh and clusters, got a single value"),
-    ("syntax", "not valid YAML"),
+    ("list", "line 1, column 1: a topology file is one YAML mapping with plugin, mesh and clusters, got a list"),
+    ("scalar", "line 1, column 1: a topology file is one YAML mapping with plugin, mesh and clusters, "
+               "got a single value"),
+    ("syntax", "line 4, column 16: not valid YAML: mapping values are not allowed in this context"),
     ("empty", "the file is empty"),
-    ("two-documents", "expected a single document"),
+    ("two-documents", "line 3, column 1: a second YAML document starts here"),
+    ("not-utf8", "line 3, column 10: not UTF-8 text (byte 0xe9); save the file as UTF-8"),
+    ("no-plugin-line", "line 1, column 1: plugin: missing; a topology file starts with the line "
+                       "`plugin: meshfleet.mesh.topology`"),
+    ("plugin-typo", 'line 1, column 1: plugin: "meshfleet.mesh.topologie" is not meshfleet.mesh.topology'),
+    ("alias-bomb", "expands to more than 100000 YAML nodes"),
 ])
-def test_unparsable_files(name, text):
+def test_unparsable_files_load_an_empty_mesh_that_says_why(name, text):
+    """A file that is not a topology still loads: no hosts, every var the plays read, and the
+    reason (with its line and column) for the validate role, which runs first and stops."""
     path = os.path.join(FIXTURES, "unparsable", "%s.meshfleet.yml" % name)
-    with pytest.raises(AnsibleParserError) as exc:
-        load(path)
-    assert text in str(exc.value)
-    assert path in str(exc.value)
+    inv = load(path)
+    av = all_vars(inv)
+    errors = av["meshfleet_topology_errors"]
+    assert len(errors) == 1 and errors[0].startswith(path + ": ") and text in errors[0], errors
+    assert av["meshfleet_topology_unparsed"] is True
+    assert av["meshfleet_topology"] == {}
+    assert av["meshfleet_state_dir"] == os.path.join(os.path.dirname(path), ".meshfleet")
+    assert inv.hosts == {} or list(inv.hosts) == []
 
 
 def test_wrong_plugin_name(tmp_path):
     path = write(tmp_path, "plugin: ansible.builtin.yaml\nmesh: {id: m}\n")
-    with pytest.raises(AnsibleParserError) as exc:
-        load(path)
-    assert "Incorrect plugin name" in str(exc.value)
+    errors = all_vars(load(path))["meshfleet_topology_errors"]
+    assert errors == ['%s: line 1, column 1: plugin: "ansible.builtin.yaml" is not meshfleet.mesh.topology; '
+                      'the files this inventory plugin reads (*.meshfleet.yml) start with '
+                      '`plugin: meshfleet.mesh.topology`' % path]
+
+
+def test_good_file_is_not_unparsed():
+    inv = load(os.path.join(FIXTURES, "good", "minimal.meshfleet.yml"))
+    assert all_vars(inv)["meshfleet_topology_unparsed"] is False
+
+
+def test_alias_bomb_is_refused_quickly():
+    started = time.monotonic()
+    inv = load(os.path.join(FIXTURES, "unparsable", "alias-bomb.meshfleet.yml"))
+    assert "line 9, column 11: expands to more than" in all_vars(inv)["meshfleet_topology_errors"][0]
+    assert time.monotonic() - started < 5
+
+
+def test_oversized_file_is_not_read(tmp_path):
+    path = tmp_path / "big.meshfleet.yml"
+    path.write_text("plugin: meshfleet.mesh.topology\n# " + "x" * (5 * 1024 * 1024) + "\n")
+    errors = all_vars(load(str(path)))["meshfleet_topology_errors"]
+    assert "a topology file may have at most 1048576" in errors[0] and len(errors[0]) < 400
+
+
+def test_huge_values_are_clipped_in_messages(tmp_path):
+    value = "v" * (5 * 1024 * 1024 // 8)
+    path = write(tmp_path, "plugin: meshfleet.mesh.topology\nmesh: {id: m}\nclusters:\n"
+                           "  c1: {provider: kwok, network: n1}\nvm_groups:\n  g:\n    cluster: c1\n"
+                           "    labels: {app: %s}\n    hosts: {vm1: {ansible_host: 10.0.0.1}}\n" % value)
+    errors = all_vars(load(path))["meshfleet_topology_errors"]
+    assert len(errors) == 1 and errors[0].startswith("vm_groups.g.labels.app: ")
+    assert "... (%d characters)" % len(value) in errors[0] and len(errors[0]) < 400
 
 
 # --- through ansible-inventory --------------------------------------------------------------------
@@ -423,10 +465,8 @@ def test_ansible_inventory_primary_remote_graph():
 
 def test_ansible_inventory_unparsable_file_says_why():
     path = os.path.join(FIXTURES, "unparsable", "list.meshfleet.yml")
-    r = ansible("ansible-inventory", "-i", path, "--list",
-                env=dict(ANSIBLE_INVENTORY_UNPARSED_FAILED="1"))
-    assert r.returncode != 0
-    assert "must be a YAML mapping" in r.stderr
+    r = ansible("ansible-inventory", "-i", path, "--list")
+    assert "%s: line 1, column 1: a topology file is one YAML mapping" % path in r.stderr
 
 
 def test_ansible_inventory_warns_about_problems_but_loads():

@@ -529,6 +529,15 @@ def test_intermediate_lifetime_must_exceed_threshold(ca, state):
     assert not os.path.exists(state)
 
 
+@pytest.mark.parametrize("key,value", [("root_days", 99999999), ("intermediate_days", 4000000),
+                                       ("renew_before_days", 0), ("backdate_minutes", -1)])
+def test_lifetimes_out_of_range_fail_naming_the_key(ca, state, key, value):
+    """Far-future lifetimes crashed with OverflowError naming no key."""
+    msg = failed(ca(clusters=["c1"], **{key: value}))
+    assert msg.startswith("%s: %d is out of range" % (key, value)), msg
+    assert not os.path.exists(state)
+
+
 def test_intermediate_never_outlives_root(ca, state):
     r = ok(ca(clusters=["c1"], root_days=100, intermediate_days=365))
     assert r["clusters"]["c1"]["not_after"] == r["root"]["not_after"]
