@@ -240,8 +240,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             for name, cluster in clusters.items():
                 # a reserved name (all, localhost, clusters, ...) is reported by validate();
                 # as a host it would clash with Ansible's or this plugin's own groups
-                if topo_utils.is_mapping(cluster) and \
-                        to_text(name).lower() not in topo_utils.RESERVED_HOST_NAMES:
+                if topo_utils.is_mapping(cluster) and topo_utils.is_str(name) and name.strip() \
+                        and to_text(name).lower() not in topo_utils.RESERVED_HOST_NAMES:
                     hosts.append(self._add_cluster(to_text(name), cluster))
         cluster_hosts = set(h.lower() for h in hosts)
         self._vm_hosts = set()
@@ -271,7 +271,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
     def _add_cluster(self, name, cluster):
         inv = self.inventory
         role = cluster.get("role")
-        group = {"primary": "primaries", "remote": "remotes"}.get(role, "clusters")
+        group = {"primary": "primaries", "remote": "remotes"}.get(role, "clusters") \
+            if topo_utils.is_str(role) else "clusters"
         inv.add_host(name, group=group)
         network = cluster.get("network")
         if topo_utils.is_str(network) and network:
@@ -311,6 +312,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         # netns VMs: the address and SSH settings follow from the subnet and the state dir
         netns_addresses = topo_utils.netns_addresses(name, group) if provider == "netns" else {}
         for host in hosts:
+            if not (topo_utils.is_str(host) and host.strip()):
+                continue  # reported by validate(); not a name Ansible takes
             host = to_text(host)
             # a clash with a cluster or another group's VM is reported by validate();
             # never let a VM's vars overwrite another host's

@@ -211,6 +211,18 @@ def clip(text, limit=None):
     return "%s... (%d characters)" % (text[:limit], len(text))
 
 
+PLAIN_KEY = re.compile(r"^[^\s.:\[\]\"']+$")
+
+
+def key_path(parent, key):
+    """``parent.key`` as a message names it; a key that would not read as one path segment
+    (empty, not a string, with spaces, dots or colons) is quoted."""
+    text = "%s" % (key,) if is_str(key) and PLAIN_KEY.match(key) else show(key)
+    if is_str(key) and text == show(key) and not text.startswith('"'):
+        text = '"%s"' % text
+    return "%s.%s" % (parent, text) if parent else text
+
+
 def show(value):
     """A value as it should be quoted in a message (long values clipped)."""
     if is_str(value):
@@ -404,7 +416,7 @@ class _Problems(list):
     def unknown_keys(self, path, mapping, allowed, what):
         for key in mapping:
             if key not in allowed:
-                self.add("%s.%s" % (path, key) if path else "%s" % (key,),
+                self.add(key_path(path, key),
                          "unknown %s key%s; expected one of %s" % (
                              what, did_you_mean(key, allowed), one_of(allowed)))
 
@@ -434,7 +446,7 @@ def validate(topology):
     allowed = TOP_KEYS + PLUGIN_KEYS
     for key in topology:
         if key not in allowed:
-            p.add("%s" % (key,), "unknown top-level key%s; expected one of %s (or the "
+            p.add(key_path("", key), "unknown top-level key%s; expected one of %s (or the "
                   "inventory plugin options %s)" % (did_you_mean(key, allowed),
                                                     one_of(TOP_KEYS + ("plugin",)),
                                                     one_of(PLUGIN_KEYS[1:])))
