@@ -585,7 +585,7 @@ def install_artefact(cache, art, tools, st):
                     staged.append((tool, tmp))
             if art.share and "pilot-agent" in tools:
                 for member, fname in art.share.items():
-                    kind, _, name = member.rpartition(":")
+                    kind, name = member.rpartition(":")[::2]
                     tar = tars.get(kind or "data")
                     if tar is None:
                         raise FetchError("%s has no %s.tar member" % (art.name, kind))
@@ -700,7 +700,8 @@ class Run(object):
     def __init__(self, tools, env=None):
         self.env = os.environ if env is None else env
         self.tools = tools
-        self.versions_text = open(VERSIONS_FILE, "rb").read()
+        with open(VERSIONS_FILE, "rb") as f:
+            self.versions_text = f.read()
         self.versions = read_versions()
         self.goos, self.goarch = go_platform()
         self.st = _settings(self.env)
@@ -723,10 +724,7 @@ class Run(object):
             return build_bin()
         if not self.cache.missing(self.tools):
             return self.cache.bin
-        b = build_bin()
-        if b and build_complete(self.tools):
-            return b
-        return b or self.cache.bin
+        return build_bin() or self.cache.bin
 
     def fetch_release(self):
         cache = self.cache
@@ -755,7 +753,7 @@ class Run(object):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="fetch-tools.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="fetch-tools.py", description=__doc__.split("\n\n", maxsplit=1)[0])
     p.add_argument("tools", nargs="*", metavar="TOOL", help="only these tools (%s)" % " ".join(ALL_TOOLS))
     p.add_argument("--source", choices=SOURCES, help="default: $MESHFLEET_TOOLS_SOURCE or auto")
     p.add_argument("--inventory", action="append", default=[], metavar="PATH",
@@ -824,7 +822,7 @@ def main(argv=None):
             b = run.fetch_release()
         elif reason == "the Go build is cached":
             b = build_bin()
-            log("%d tools cached in %s" % (len(tools), b))
+            log("%d tools cached in %s" % (len([t for t in tools if t in BUILDABLE]), b))
         else:
             b = run_build(tools)
         print("MESHFLEET_TOOLS_BIN=%s" % b)
