@@ -606,3 +606,28 @@ def test_release_layout_of_the_real_binaries(env, tmp_path):
                        stdout=subprocess.PIPE)
     finally:
         m.stop()
+
+
+def test_build_tools_sh_hands_a_cloud_inventory_to_the_release_fetch(env, mirror, tmp_path):
+    """tools/build-tools.sh --inventory (what `make demo` runs): only what the mesh needs."""
+    inv = tmp_path / "mesh.meshfleet.yml"
+    inv.write_text(yaml.safe_dump({
+        "plugin": "meshfleet.mesh.topology",
+        "clusters": {"east": {"provider": "aks", "network": "n1"}, "west": {"provider": "eks", "network": "n2"}},
+        "vm_groups": {"db": {"cluster": "east", "provider": "ec2", "settings": {"count": 1}}}}))
+    env["MESHFLEET_TOOLS_PYTHON"] = sys.executable
+    p = subprocess.run(["bash", os.path.join(REPO, "tools", "build-tools.sh"), "--inventory", str(tmp_path)],
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       timeout=120, check=False)
+    assert p.returncode == 0, p.stderr
+    bin_dir = bin_of(p)
+    assert sorted(os.listdir(bin_dir)) == ["envoy", "istioctl", "pilot-agent"]
+    assert sorted(os.path.basename(r) for r in mirror.downloads()) == [
+        "istio-%s-%s-%s.tar.gz" % (ISTIO, GOOS, GOARCH), "istio-sidecar.deb"]
+    check = subprocess.run(["bash", os.path.join(REPO, "tools", "build-tools.sh"), "--check", "--inventory",
+                            str(inv)], env=env, check=False)
+    assert check.returncode == 0
+    printed = subprocess.run(["bash", os.path.join(REPO, "tools", "build-tools.sh"), "--print-bin",
+                              "--inventory", str(inv)], env=env, stdout=subprocess.PIPE,
+                             universal_newlines=True, check=True).stdout.strip()
+    assert printed == bin_dir
