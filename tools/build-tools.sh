@@ -520,7 +520,7 @@ if [[ "$mode" != sync && "$mode" != list ]] && { [[ "$source_choice" != build ]]
   if [[ -z "$py" ]]; then
     if [[ -x "$TOOLS_DIR/../.venv/bin/python" ]]; then py="$TOOLS_DIR/../.venv/bin/python"; else py=python3; fi
   fi
-  exec "$py" "$TOOLS_DIR/fetch-tools.py" "${orig_args[@]}"
+  exec "$py" "$TOOLS_DIR/fetch-tools.py" ${orig_args[@]+"${orig_args[@]}"}
 fi
 
 if [[ "$mode" == list ]]; then
