@@ -262,7 +262,7 @@ def tools_for_inventories(paths, vm_install_method=None):
 
 def _settings(env=None):
     env = os.environ if env is None else env
-    return dict(timeout=float(env.get("MESHFLEET_TOOLS_TIMEOUT", "60")),
+    return dict(timeout=float(env.get("MESHFLEET_TOOLS_TIMEOUT", "30")),
                 retries=max(1, int(env.get("MESHFLEET_TOOLS_RETRIES", "3"))),
                 progress=float(env.get("MESHFLEET_TOOLS_PROGRESS_SECONDS", "15")),
                 probe_timeout=float(env.get("MESHFLEET_TOOLS_PROBE_TIMEOUT", "10")))
