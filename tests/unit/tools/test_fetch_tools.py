@@ -615,6 +615,7 @@ def test_release_layout_of_the_real_binaries(env, tmp_path):
     finally:
         m.stop()
 
+
 def test_build_tools_sh_hands_a_cloud_inventory_to_the_release_fetch(env, mirror, tmp_path):
     """tools/build-tools.sh --inventory (what `make demo` runs): only what the mesh needs."""
     inv = tmp_path / "mesh.meshfleet.yml"
