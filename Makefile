@@ -6,8 +6,14 @@ VENV := .venv
 INVENTORY ?= inventories/local
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# The pinned Go tools (built by `make tools`); modules find them through this variable.
-export MESHFLEET_TOOLS_BIN := $(shell bash tools/build-tools.sh --print-bin 2>/dev/null)
+# The pinned tools: upstream release artefacts or the Go build (TOOLS_SOURCE, default
+# $MESHFLEET_TOOLS_SOURCE or auto; tools/README.md). `make tools` fetches/builds them;
+# modules find them through MESHFLEET_TOOLS_BIN, worked out when a recipe runs (after
+# `tools`), for the same tool set: the demo's inventory needs, or every tool for tests.
+TOOLS_SOURCE ?=
+TOOLS_ARGS := $(if $(TOOLS_SOURCE),--source $(TOOLS_SOURCE))
+demo verify: TOOLS_ARGS += --inventory $(INVENTORY)
+export MESHFLEET_TOOLS_BIN = $(shell bash tools/build-tools.sh --print-bin $(TOOLS_ARGS) 2>/dev/null)
 
 .PHONY: setup tools demo validate test unit lint sanity integration molecule verify teardown bench clean help
 
@@ -23,7 +29,7 @@ setup:
 	@scripts/setup.sh
 
 tools:
-	@scripts/setup.sh --tools
+	@scripts/setup.sh --tools $(TOOLS_ARGS)
 
 demo: tools
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/site.yml

@@ -3,7 +3,9 @@
 # dependencies (uv.lock), the Galaxy collections from the installed `ansible`
 # package, and (when asked) the pinned Go tool build.
 #   scripts/setup.sh            Python side only
-#   scripts/setup.sh --tools    also build/reuse the Go tools (kwok, Kubernetes, etcd, Istio)
+#   scripts/setup.sh --tools    also fetch or build/reuse the tools (kwok, Kubernetes, etcd, Istio)
+#     [--source auto|release|build]  where from (default $MESHFLEET_TOOLS_SOURCE or auto)
+#     [--inventory PATH]             only what this inventory needs (default: every tool)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,11 +15,16 @@ PYTHON=${MESHFLEET_PYTHON:-python3}
 log() { printf '[setup] %s\n' "$*"; }
 
 want_tools=0
-for a in "$@"; do
-  case "$a" in
+tools_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
     --tools) want_tools=1 ;;
-    *) echo "usage: $0 [--tools]" >&2; exit 2 ;;
+    --source | --inventory)
+      [ $# -ge 2 ] || { echo "usage: $0 [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2; }
+      tools_args+=("$1" "$2"); shift ;;
+    *) echo "usage: $0 [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2 ;;
   esac
+  shift
 done
 
 if ! "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null; then
@@ -71,7 +78,9 @@ fi
 
 if [ "$want_tools" = 1 ]; then
   if [ -x tools/build-tools.sh ]; then
-    bash tools/build-tools.sh | tee .venv/.tools.log
+    # auto (the default) takes the upstream release artefacts when they can be fetched,
+    # else builds from source; either way a cached set is reused (tools/README.md).
+    bash tools/build-tools.sh ${tools_args[@]+"${tools_args[@]}"} | tee .venv/.tools.log
   else
     log "no tools/build-tools.sh yet; skipping the Go tool build"
   fi

@@ -13,6 +13,13 @@
 #                                    tools/versions.env (needs the module proxy)
 #   tools/build-tools.sh --list      list the tools and where they come from
 #
+# Tools SOURCE (--source auto|release|build, else $MESHFLEET_TOOLS_SOURCE, else
+# auto): everything but `build` -- and --inventory PATH (only what an inventory
+# needs), --needed, --explain -- is handled by tools/fetch-tools.py, which takes
+# the upstream release artefacts when it can and calls this script with
+# `--source build` for the rest (see tools/README.md). What follows describes
+# the build.
+#
 # Pins live in tools/versions.env; every wrapper module (tools/<module>/go.mod)
 # requires the upstream module at the pinned version and lists the binaries as
 # `tool` directives, so `go build -mod=readonly <package>` inside it builds
@@ -162,7 +169,8 @@ compute_paths() {
   KEY="$(
     {
       echo "go=$GO_VERSION $goos/$goarch"
-      echo "--- versions.env"; cat "$VERSIONS_FILE"
+      # Up to the release-artefacts marker: the lines after it are fetch-tools.py's.
+      echo "--- versions.env"; sed '/^# >>> release artefacts/,$d' "$VERSIONS_FILE"
       for dir in "${MODULE_DIRS[@]}"; do
         echo "--- $dir/go.mod"; cat "$TOOLS_DIR/$dir/go.mod"
         echo "--- $dir/go.sum"; cat "$TOOLS_DIR/$dir/go.sum"
@@ -481,18 +489,39 @@ sync_module() { # dir
 # --------------------------------------------------------------------------
 mode=build
 selected=()
+source_choice="${MESHFLEET_TOOLS_SOURCE:-auto}"
+delegate=0
+orig_args=("$@")
 while (($#)); do
   case "$1" in
     --print-bin) mode=print-bin ;;
     --check) mode=check ;;
     --sync) mode=sync ;;
     --list) mode=list ;;
+    --source) [[ $# -ge 2 ]] || die "--source needs auto, release or build"; source_choice="$2"; shift ;;
+    --source=*) source_choice="${1#*=}" ;;
+    --inventory | --vm-install-method) [[ $# -ge 2 ]] || die "$1 needs a value"; delegate=1; shift ;;
+    --inventory=* | --vm-install-method=* | --needed | --explain) delegate=1 ;;
     -h | --help) usage; exit 0 ;;
     -*) die "unknown option $1 (see --help)" ;;
     *) selected+=("$1") ;;
   esac
   shift
 done
+case "$source_choice" in
+  auto | release | build) ;;
+  *) die "tools source '$source_choice' (--source / MESHFLEET_TOOLS_SOURCE): choose auto, release or build" ;;
+esac
+
+# Any source but `build`, or a tool set computed from an inventory: tools/fetch-tools.py
+# decides (release artefacts or this build) and calls back with --source build.
+if [[ "$mode" != sync && "$mode" != list ]] && { [[ "$source_choice" != build ]] || ((delegate)); }; then
+  py="${MESHFLEET_TOOLS_PYTHON:-}"
+  if [[ -z "$py" ]]; then
+    if [[ -x "$TOOLS_DIR/../.venv/bin/python" ]]; then py="$TOOLS_DIR/../.venv/bin/python"; else py=python3; fi
+  fi
+  exec "$py" "$TOOLS_DIR/fetch-tools.py" ${orig_args[@]+"${orig_args[@]}"}
+fi
 
 if [[ "$mode" == list ]]; then
   for entry in "${TOOLS[@]}"; do
