@@ -570,3 +570,32 @@ def wait_until(predicate, timeout, what, interval=0.5):
             last = e
         time.sleep(interval)
     raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def run_playbook_interrupted(playbook, inventory, marker, action, tools_bin=None, args=(),
+                             timeout=900, env=None):
+    """Like :func:`run_playbook`, but calls ``action(process)`` once, when a line of the output
+    contains ``marker`` (a fault injected in the middle of a run). Returns (PlaybookRun, fired)."""
+    cmd = [venv_tool("ansible-playbook"), "-i", inventory,
+           playbook if os.path.isabs(playbook) else os.path.join(REPO, "playbooks", playbook)]
+    cmd += list(args)
+    started = time.monotonic()
+    # its own process group, so that an action can signal the run as Ctrl-C signals a terminal's
+    p = subprocess.Popen(cmd, cwd=REPO, env=ansible_env(tools_bin, env), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True, start_new_session=True)
+    out, fired = [], False
+    try:
+        for line in p.stdout:
+            out.append(line)
+            if not fired and marker in line:
+                fired = True
+                action(p)
+            if time.monotonic() - started > timeout:
+                p.kill()
+                break
+        rc = p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return PlaybookRun(cmd, rc, "".join(out), time.monotonic() - started), fired

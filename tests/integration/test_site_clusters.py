@@ -12,7 +12,11 @@ so nothing collides with the demo's ``inventories/local/.meshfleet``.
 
 from __future__ import absolute_import, division, print_function
 
+import glob
+import hashlib
+import json
 import os
+import signal
 import time
 
 import pytest
@@ -168,6 +172,62 @@ def test_changed_inputs_take_the_normal_path(site):
     assert set(CLUSTERS) <= set(run.recap)
 
 
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def mesh_state(site):
+    """What a fault must not lose or duplicate: each cluster's cacerts and remote secrets, and
+    the PKI on the controller."""
+    from kubernetes import client
+    clusters = {}
+    for name in CLUSTERS:
+        core = client.CoreV1Api(helpers.kube_client(site.kubeconfig(name)))
+        secrets = core.list_namespaced_secret("istio-system").items
+        cacerts = [s for s in secrets if s.metadata.name == "cacerts"]
+        clusters[name] = dict(
+            cacerts=[_sha256(json.dumps(s.data, sort_keys=True).encode()) for s in cacerts],
+            remote_secrets=sorted(s.metadata.name for s in secrets
+                                  if (s.metadata.labels or {}).get("istio/multiCluster") == "true"))
+    pki = {}
+    for path in sorted(glob.glob(os.path.join(site.state_dir, "pki", "*", "*.pem"))):
+        with open(path, "rb") as f:
+            pki[os.path.relpath(path, site.state_dir)] = _sha256(f.read())
+    return clusters, pki
+
+
+def test_api_server_killed_mid_run_fails_naming_it_and_rerun_converges(site):
+    """An API server that dies while site.yml installs Istio: the run fails naming that
+    cluster, the re-run converges, and no secret, certificate or remote secret is lost or
+    duplicated."""
+    if "noop" not in site.runs:
+        pytest.skip("needs the no-op run")
+    before = mesh_state(site)
+    assert all(len(c["cacerts"]) == 1 and len(c["remote_secrets"]) == 2 for c in before[0].values()), before
+    victim = helpers.read_pids(os.path.join(site.state_dir, "kwok", "clusters", "cluster2"))["kube-apiserver"]
+
+    def kill_api_server(_process):
+        os.kill(victim, signal.SIGKILL)
+
+    run, fired = helpers.run_playbook_interrupted(
+        "site.yml", site.inventory, "PLAY [Install Istio on the primaries", kill_api_server,
+        tools_bin=site.tools_bin, args=("-e", "meshfleet_fast_noop=false"))
+    assert fired, run.tail(40)
+    assert run.rc != 0, run.tail(40)
+    failures = run.failures()
+    assert "fatal: [cluster2]" in failures or "cluster2" in failures.split("fatal:", 1)[-1], failures
+    assert not helpers.alive(victim)
+
+    run = site.play("site.yml")
+    assert_ok(run)
+    assert not fast_path(run), run.tail(40)
+    assert run.recap["cluster2"]["changed"] >= 1, run.recap  # its API server started again
+    assert mesh_state(site) == before
+    run = site.play("site.yml")
+    assert_ok(run)
+    assert fast_path(run), run.tail(40)
+
+
 def test_teardown_leaves_nothing(site):
     pids = {}
     for name in CLUSTERS:
@@ -185,3 +245,23 @@ def test_teardown_leaves_nothing(site):
     run = site.play("teardown.yml")
     assert_ok(run)
     assert all(run.recap[name]["changed"] == 0 for name in CLUSTERS), run.recap
+
+
+def test_interrupted_teardown_is_finished_by_a_rerun(site):
+    """Ctrl-C while teardown.yml removes the clusters: the next teardown.yml finishes it."""
+    run = site.play("site.yml")
+    assert_ok(run)
+    site.torn_down = False
+
+    def interrupt(process):
+        time.sleep(1.5)  # the cluster deletions are under way
+        os.killpg(process.pid, signal.SIGINT)
+
+    run, fired = helpers.run_playbook_interrupted(
+        "teardown.yml", site.inventory, "PLAY [Remove the clusters]", interrupt, tools_bin=site.tools_bin)
+    assert fired and run.rc != 0, run.tail(40)
+    run = site.play("teardown.yml")
+    assert_ok(run)
+    site.torn_down = True
+    assert helpers.processes_under(site.state_dir) == {}
+    assert helpers.leftovers(site.state_dir) == []

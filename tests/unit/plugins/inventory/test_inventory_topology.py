@@ -476,3 +476,29 @@ def test_ansible_inventory_warns_about_problems_but_loads():
     assert "topology has 2 problems" in r.stderr
     assert '- clusters.cluster-2.provider: unknown provider "kwak"' in r.stderr
     assert "cluster-2" in r.stdout
+
+
+# --- the validation command ------------------------------------------------------------------
+
+@pytest.mark.parametrize("path,rc,text", [
+    ("inventories/local", 0, "3 clusters on 2 networks"),
+    (os.path.join(FIXTURES, "unparsable", "syntax.meshfleet.yml"), 2,
+     "line 4, column 16: not valid YAML: mapping values are not allowed in this context"),
+    (os.path.join(FIXTURES, "bad", "reserved-host-names.meshfleet.yml"), 2,
+     'clusters.all: cluster name "all" is reserved'),
+])
+def test_validate_playbook_exit_code(path, rc, text):
+    r = ansible("ansible-playbook", "-i", path, "playbooks/validate.yml")
+    assert r.returncode == rc, r.stdout[-3000:] + r.stderr[-3000:]
+    assert text in r.stdout + r.stderr
+
+
+def test_site_validates_an_unparsable_file_before_anything_else():
+    """Not "'meshfleet_state_dir' is undefined" from a later play: the file's own message,
+    from the first play, before the converge receipt is even looked at."""
+    path = os.path.join(FIXTURES, "unparsable", "no-plugin-line.meshfleet.yml")
+    r = ansible("ansible-playbook", "-i", path, "playbooks/site.yml")
+    out = r.stdout + r.stderr
+    assert r.returncode == 2, out[-3000:]
+    assert "plugin: missing; a topology file starts with the line" in out
+    assert "is undefined" not in out and "Check the last converge's receipt" not in out
