@@ -592,7 +592,7 @@ def test_failure_quota_exceeded(arm, state_dir):
     converged(arm, state_dir, s2)
 
 
-def test_failure_messages_name_no_secrets(arm, state_dir):
+def test_error_messages_carry_no_token(arm, state_dir):
     arm.fail("PUT", "/managedClusters/aks1", 400, code="InvalidParameter", message="bad")
     r = run(state_dir, settings())
     assert r["rc"] == 1 and "fake-arm-token" not in json.dumps(r)
@@ -628,8 +628,25 @@ def cluster_body(pools, net=None):
 SYS = dict(name="system", vmSize="Standard_D4s_v5", count=2, mode="System")
 
 
-def test_fake_rules_have_sources():
-    assert all("(" in source for source in RULES.values())
+def test_docs_tables_name_these_tests_and_the_fakes_sources():
+    """docs/providers.md's AKS rows of "Rules the fakes enforce" and "Injected failures" name
+    tests that exist here, and cite every issue the fake's RULES cite."""
+    import re
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "..", "..", "..", "docs", "providers.md")) as f:
+        docs = f.read()
+    rules = docs.split("## Rules the fakes enforce", 1)[1].split("\n### aks", 1)[1].split("\n## ", 1)[0]
+    failures = docs.split("## Injected failures", 1)[1].split("\n### aks", 1)[1].split("\n## ", 1)[0]
+    module = sys.modules[__name__]
+    for table in (rules, failures):
+        names = re.findall(r"`(test_\w+)`", table)
+        assert names and all(callable(getattr(module, n, None)) for n in names), names
+    for source in RULES.values():
+        for ref in re.findall(r"[\w.-]+/[\w.-]+#\d+", source):
+            assert ref in rules, ref
+    failure_tests = set(n for n in dir(module) if n.startswith("test_failure_"))
+    assert failure_tests <= set(re.findall(r"`(test_\w+)`", failures))
 
 
 def test_fake_refuses_a_cluster_without_system_pool():
