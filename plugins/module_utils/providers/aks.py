@@ -500,8 +500,8 @@ class AksProvider(ClusterProvider):
         return {"properties": props}
 
     def _pool_op(self, kind, name, pool, wait):
-        what = "agent pool %s %s" % (name, {"create": "creation", "update": "update",
-                                             "delete": "deletion"}[kind])
+        action = {"create": "creation", "update": "update", "delete": "deletion"}[kind]
+        what = "agent pool %s %s" % (name, action)
         ops = self.client.agent_pools
         try:
             if kind == "delete":

@@ -258,8 +258,8 @@ def test_removing_the_last_system_pool_is_refused_before_any_request(arm, state_
     p = aks.AksProvider("aks1", settings(node_pools=[dict(name="apps", count=1, mode="User")]),
                         state_dir)
     observed = [dict(name="system", mode="System"), dict(name="apps", mode="User")]
-    with pytest.raises(aks.MeshfleetError, match=r"removing pool system would leave the cluster "
-                                                  r"without a System pool"):
+    with pytest.raises(aks.MeshfleetError,
+                       match=r"removing pool system would leave the cluster without a System pool"):
         p.pool_plan(observed, {"node_pools.system": ({}, None)})
     p = aks.AksProvider("aks1", settings(node_pools=[dict(name="system", count=1, mode="User")]),
                         state_dir)
@@ -708,8 +708,8 @@ def test_fake_refuses_pod_cidr_with_azure_cni_without_overlay():
     arm = Arm()
     status, _h, body = arm("PUT", MC_PATH, cluster_body([SYS], dict(networkPlugin="azure", podCidr="10.244.0.0/16")))
     assert status == 400 and "podCidr" in body["error"]["message"]
-    assert arm("PUT", MC_PATH, cluster_body([SYS], dict(networkPlugin="azure", networkPluginMode="overlay",
-                                                         podCidr="10.244.0.0/16")))[0] == 201
+    overlay = dict(networkPlugin="azure", networkPluginMode="overlay", podCidr="10.244.0.0/16")
+    assert arm("PUT", MC_PATH, cluster_body([SYS], overlay))[0] == 201
 
 
 def test_fake_conflict_quota_lro_failure_and_api_version():
