@@ -297,10 +297,12 @@ class AksProvider(ClusterProvider):
             result = poller.result(timeout=timeout)
         except Exception as e:
             initial = None
-            try:
-                initial = poller.polling_method()._initial_response.http_response.status_code
-            except Exception:  # pragma: no cover - a poller without an initial response
-                pass
+            from azure.core.polling.base_polling import OperationFailed
+            if isinstance(e.__cause__, OperationFailed):  # the operation ended Failed/Canceled
+                try:
+                    initial = poller.polling_method()._initial_response.http_response.status_code
+                except AttributeError:  # pragma: no cover - another polling method
+                    initial = "?"
             raise self._err(e, what, initial_status=initial)
         if not poller.done():
             raise WaitTimeout("timed out after %ss waiting for AKS %s of cluster %s"
@@ -458,8 +460,10 @@ class AksProvider(ClusterProvider):
         for name in touched:
             if name not in seen:
                 steps.append(("create", name, desired[name]))
-            elif name not in desired:
+            elif "node_pools.%s" % name in changes and changes["node_pools.%s" % name][1] is None:
                 steps.append(("delete", name, None))
+            elif name not in desired:  # a pool left Failed that the settings do not list: re-PUT it
+                steps.append(("update", name, dict(seen[name])))
             else:
                 old = str(seen[name].get("mode") or "").lower()
                 new = desired[name]["mode"].lower()

@@ -523,6 +523,27 @@ def test_failure_agent_pool_operation_fails(arm, state_dir):
     converged(arm, state_dir, s2)
 
 
+@pytest.mark.parametrize("listed", [True, False])
+def test_a_pool_left_failed_is_put_again(arm, state_dir, listed):
+    """A pool whose last operation failed while the cluster itself is fine (e.g. a scale the
+    autoscaler started): its agent pool is re-PUT as it is, listed in the settings or not."""
+    s = settings(node_pools=[dict(name="system", vm_size="Standard_D4s_v5", count=2),
+                             dict(name="apps", vm_size="Standard_D4s_v5", count=1)])
+    assert run(state_dir, s)["rc"] == 0
+    arm.pools("aks1")["apps"]["provisioningState"] = "Failed"
+    s2 = s if listed else dict((k, v) for k, v in s.items() if k != "node_pools")
+    n = len(arm.writes)
+    r = run(state_dir, s2, check_mode=True)
+    assert r["changes"] == ["node_pools.apps.provisioning_state"] and arm.writes[n:] == []
+    r = run(state_dir, s2)
+    assert r["rc"] == 0 and r["changed"] is True, r
+    assert arm.writes[n:] == [("PUT", pool_path("apps"))]
+    props = arm.bodies[-1][2]["properties"]
+    assert (props["count"], props["mode"], props["vmSize"]) == (1, "User", "Standard_D4s_v5")
+    assert arm.pools("aks1")["apps"]["provisioningState"] == "Succeeded"
+    converged(arm, state_dir, s2)
+
+
 def test_failure_throttled_then_retried_after_retry_after(arm, state_dir):
     arm.fail("GET", "/managedClusters/aks1", 429, code="TooManyRequests",
              message="throttled", headers={"Retry-After": "7"}, times=1)
