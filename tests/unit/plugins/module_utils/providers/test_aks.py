@@ -207,6 +207,25 @@ def test_first_pool_becomes_system_when_none_is_marked(arm, state_dir):
         dict(name="a", mode="User"), dict(name="b", mode="System")]
 
 
+def test_the_multicloud_example_converges(arm, state_dir):
+    """The AKS cluster of inventories/multicloud-example as written: created (a System pool,
+    overlay with its pod CIDR), then converged even after the autoscaler moved the apps pool."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "..", "..", "..", "inventories", "multicloud-example",
+                           "mesh.meshfleet.yml")) as f:
+        s = yaml.safe_load(f)["clusters"]["aks-weu"]["settings"]
+    args = dict(name="aks-weu", provider="aks", settings=s, state_dir=state_dir, wait_timeout=60)
+    r = run_module(cluster_module.main, args)
+    assert r["rc"] == 0 and r["changed"] is True, r
+    put = [b for m, p, b in arm.bodies if m == "PUT"][0]["properties"]
+    assert [(p["name"], p["mode"]) for p in put["agentPoolProfiles"]] == [("system", "System"), ("apps", "User")]
+    assert put["networkProfile"]["networkPluginMode"] == "overlay"
+    arm.autoscale("aks-weu", "apps", 5)
+    n = len(arm.writes)
+    r = run_module(cluster_module.main, args)
+    assert r["rc"] == 0 and r["changed"] is False and arm.writes[n:] == [], r
+
+
 def test_all_user_pools_refused_before_any_request(arm, state_dir):
     s = settings(node_pools=[dict(name="apps", count=1, mode="User"), dict(name="batch", count=1)])
     r = run(state_dir, s)
