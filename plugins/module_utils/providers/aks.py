@@ -531,8 +531,11 @@ class AksProvider(ClusterProvider):
         if mc is None:
             raise MeshfleetError("cluster %s disappeared during the update" % self.cluster_name)
         props = mc.setdefault("properties", {})
-        observed_pools = [dict((k, p.get(w)) for k, w in POOL_FIELDS)
-                          for p in props.get("agentPoolProfiles") or []]
+        observed_pools = []
+        for p in props.get("agentPoolProfiles") or []:
+            pool = dict((k, p.get(w)) for k, w in POOL_FIELDS)
+            pool["enable_auto_scaling"] = bool(pool["enable_auto_scaling"])
+            observed_pools.append(pool)
         plan = self.pool_plan(observed_pools, changes)  # refuses before any request
         s = self.settings
         cluster_level = [k for k in changes if k in ("kubernetes_version", "tags", "provisioning_state")]
