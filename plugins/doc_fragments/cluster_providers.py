@@ -60,10 +60,14 @@ options:
         type: str
       node_pools:
         description:
-          - "V(aks): agent pools, each C({name, vm_size, count, mode, min_count, max_count}); V(mode) is
-            V(System) or V(User); C(min_count)/C(max_count) turn on the autoscaler. Default: one
-            V(Standard_D2s_v5) system pool. C(count), C(min_count), C(max_count), C(mode) and new pools change in
-            place; C(node_pools.<name>.vm_size) cannot."
+          - "V(aks): agent pools, each C({name, vm_size, count, mode, min_count, max_count, enable_auto_scaling});
+            V(mode) is V(System) or V(User). AKS needs a System pool: the first pool is it unless a pool says
+            C(mode: System); a list whose pools all say V(User) is refused. C(min_count)/C(max_count) turn on the
+            autoscaler, which then owns the node count: C(count) is only the initial size and is neither compared
+            nor sent again (min/max are); C(enable_auto_scaling: false) turns it off and sizes the pool by C(count).
+            Default: one V(Standard_D2s_v5) System pool. Pools are added, changed (C(count), C(min_count),
+            C(max_count), C(mode)) and removed in place through the agent pool operations, always keeping a System
+            pool; C(node_pools.<name>.vm_size) cannot change."
           - "V(gke): node pools, each C({name, machine_type, count, min_count, max_count, disk_size_gb}).
             C(count) is the initial size; C(min_count)/C(max_count) (autoscaling) and new pools change in place;
             C(machine_type) and C(disk_size_gb) cannot."
@@ -71,14 +75,27 @@ options:
         elements: dict
       network_profile:
         description:
-          - "V(aks): C({network_plugin, pod_cidr, service_cidr, dns_service_ip}), e.g. V(azure) (CNI) or
-            V(kubenet). None of it can change in place (the error names the field, e.g.
+          - "V(aks): C({network_plugin, network_plugin_mode, pod_cidr, service_cidr, dns_service_ip}):
+            C(network_plugin) V(azure) (CNI), V(kubenet) or V(none); C(network_plugin_mode: overlay) (Azure CNI
+            overlay). A C(pod_cidr) with V(azure) needs V(overlay) (plain Azure CNI gives pods subnet addresses);
+            V(kubenet) takes one. None of it can change in place (the error names the field, e.g.
             C(network_profile.pod_cidr))."
         type: dict
       tags:
         description:
           - "V(aks): Azure tags. V(eks): AWS tags of the cluster (and node group). Change in place."
         type: dict
+      cloud_environment:
+        description:
+          - "V(aks): the Azure cloud, V(AzurePublicCloud) (default), V(AzureChinaCloud) or V(AzureUSGovernment):
+            its ARM endpoint, token scope and Entra ID authority. E(AZURE_AUTHORITY_HOST) overrides the authority;
+            an authority that is not Microsoft's is used without MSAL instance discovery."
+        type: str
+      arm_endpoint:
+        description:
+          - "V(aks): the ARM base URL (V(https://...)), e.g. Azure Stack Hub or a test server; tokens are asked for
+            C(<arm_endpoint>/.default). Default: the cloud's (V(https://management.azure.com))."
+        type: str
       project:
         description:
           - "V(gke), required: the GCP project id."
@@ -136,7 +153,7 @@ notes:
     V(aks) uses azure-identity's DefaultAzureCredential: E(AZURE_CLIENT_ID), E(AZURE_TENANT_ID) and
     E(AZURE_CLIENT_SECRET) (service principal) or E(AZURE_FEDERATED_TOKEN_FILE) (workload identity),
     C(az login), or a managed identity (E(AZURE_TOKEN_CREDENTIALS=ManagedIdentityCredential)), plus
-    E(AZURE_SUBSCRIPTION_ID) or O(settings.subscription_id).
+    E(AZURE_SUBSCRIPTION_ID) or O(settings.subscription_id); E(AZURE_AUTHORITY_HOST) for another Entra ID authority.
     V(gke) uses O(settings.credentials_file) or google-auth's application default credentials.
     V(eks) uses boto3's chain: E(AWS_PROFILE), E(AWS_ACCESS_KEY_ID)/E(AWS_SECRET_ACCESS_KEY)/E(AWS_SESSION_TOKEN),
     or an instance/container role. V(minikube) needs the C(minikube) binary."

@@ -61,7 +61,7 @@ EXAMPLES = r'''
       cpus: 4
       memory: 8g
 
-- name: An AKS cluster with Azure CNI (credentials from AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET)
+- name: An AKS cluster with Azure CNI overlay (credentials from AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET)
   meshfleet.mesh.cluster:
     name: aks1
     provider: aks
@@ -72,14 +72,29 @@ EXAMPLES = r'''
       location: westeurope
       kubernetes_version: "1.33"
       node_pools:
-        - {name: system, vm_size: Standard_D4s_v5, count: 2, mode: System}
+        # the first pool is the System pool unless another says mode: System
+        - {name: system, vm_size: Standard_D4s_v5, count: 2}
+        # autoscaled: count is the initial size only; re-runs compare min_count/max_count
         - {name: apps, vm_size: Standard_D4s_v5, count: 1, mode: User, min_count: 1, max_count: 5}
       network_profile:
         network_plugin: azure
+        network_plugin_mode: overlay  # a pod_cidr with the azure plugin needs overlay
         pod_cidr: 10.244.0.0/16
         service_cidr: 10.0.0.0/16
         dns_service_ip: 10.0.0.10
       tags: {team: mesh}
+
+- name: An AKS cluster in Azure China (ARM endpoint, token scope and authority of that cloud)
+  meshfleet.mesh.cluster:
+    name: aks-cn
+    provider: aks
+    state_dir: /srv/mesh/.meshfleet
+    wait_timeout: 1800
+    settings:
+      resource_group: rg-mesh
+      location: chinaeast2
+      cloud_environment: AzureChinaCloud
+      network_profile: {network_plugin: kubenet, pod_cidr: 10.244.0.0/16}
 
 - name: A regional GKE cluster with Workload Identity (service-account key file)
   meshfleet.mesh.cluster:

@@ -10,10 +10,24 @@ polling) bounded by the module's ``wait_timeout``. The user kubeconfig
 (``listClusterUserCredential``) goes to ``kubeconfig_path`` (0600), never into the
 module result.
 
-Mutable in place: ``kubernetes_version`` (upgrade), ``tags``, node pool ``count`` /
-``min_count`` / ``max_count`` / ``mode`` and new node pools. Everything else Azure cannot change
-on an existing cluster is refused, naming the field (``network_profile.pod_cidr``,
-``node_pools.system.vm_size``, ``location``, ``dns_prefix``).
+Node pools: the first pool is the System pool unless one says ``mode: System`` (AKS needs
+one at every step). On an existing cluster pools are added, changed and removed through the
+agentPools operations (the managed-cluster PUT may not add or remove pools) in an order
+that always keeps a System pool. With the autoscaler on (``min_count``/``max_count``),
+``count`` is only the initial size: min/max are compared and sent, the autoscaler's count
+never is, so a converged cluster sends no write.
+
+Mutable in place: ``kubernetes_version`` (upgrade), ``tags``, node pool ``count`` (without the
+autoscaler) / ``min_count`` / ``max_count`` / ``enable_auto_scaling`` / ``mode``, pools added or
+removed. A cluster left in provisioningState Failed (an operation that died half way) is
+re-PUT to reconcile it. Everything else Azure cannot change on an existing cluster is
+refused, naming the field (``network_profile.pod_cidr``, ``node_pools.system.vm_size``,
+``location``, ``dns_prefix``).
+
+Endpoints: ``settings.cloud_environment`` (AzurePublicCloud, AzureChinaCloud,
+AzureUSGovernment) picks the ARM endpoint, its token scope and the Entra ID authority;
+``settings.arm_endpoint`` overrides the ARM URL, AZURE_AUTHORITY_HOST the authority (an
+authority that is not Microsoft's gets ``disable_instance_discovery``).
 
 Credentials: azure-identity's DefaultAzureCredential (AZURE_CLIENT_ID +
 AZURE_TENANT_ID + AZURE_CLIENT_SECRET, workload identity, managed identity, ``az
@@ -28,9 +42,13 @@ __metaclass__ = type
 import os
 import shutil
 
+from urllib.parse import urlparse
+
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout
 from ansible_collections.meshfleet.mesh.plugins.module_utils import kubeconfig as kc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
+from ansible_collections.meshfleet.mesh.plugins.module_utils.topology import (
+    aks_pool_mode, aks_settings_problems)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.cloud import (
     FieldPatterns, diff_flat, flatten_settings, group_new_items, module_timeout, module_wait,
     version_matches)
@@ -39,10 +57,35 @@ DEFAULT_POOL = dict(name="system", vm_size="Standard_D2s_v5", count=1, mode="Sys
 
 POOL_FIELDS = (  # setting -> ARM wire name
     ("name", "name"), ("vm_size", "vmSize"), ("count", "count"), ("mode", "mode"),
-    ("min_count", "minCount"), ("max_count", "maxCount"))
+    ("min_count", "minCount"), ("max_count", "maxCount"), ("enable_auto_scaling", "enableAutoScaling"))
 NETWORK_FIELDS = (
-    ("network_plugin", "networkPlugin"), ("pod_cidr", "podCidr"),
-    ("service_cidr", "serviceCidr"), ("dns_service_ip", "dnsServiceIP"))
+    ("network_plugin", "networkPlugin"), ("network_plugin_mode", "networkPluginMode"),
+    ("pod_cidr", "podCidr"), ("service_cidr", "serviceCidr"), ("dns_service_ip", "dnsServiceIP"))
+#: agent pool fields an update may send back (the rest of a GET is read-only or left alone)
+POOL_WRITABLE = ("count", "vmSize", "mode", "osType", "osSKU", "type", "enableAutoScaling", "minCount",
+                 "maxCount", "orchestratorVersion", "availabilityZones", "nodeLabels", "nodeTaints",
+                 "tags", "maxPods", "osDiskSizeGB", "osDiskType", "vnetSubnetID", "podSubnetID",
+                 "upgradeSettings", "scaleDownMode", "enableNodePublicIP")
+#: provisioning states of a cluster in the middle of an operation
+BUSY_STATES = ("Creating", "Updating", "Upgrading", "Scaling", "Deleting", "Starting", "Stopping",
+               "Migrating", "Canceling")
+
+#: cloud_environment -> ARM endpoint, ARM token scope, Entra ID authority host
+#: (the scopes are azure-mgmt-core's get_arm_endpoints(); the hosts azure-identity's AzureAuthorityHosts)
+CLOUDS = {
+    "AzurePublicCloud": dict(arm="https://management.azure.com",
+                             scope="https://management.azure.com/.default",
+                             authority="login.microsoftonline.com"),
+    "AzureChinaCloud": dict(arm="https://management.chinacloudapi.cn",
+                            scope="https://management.chinacloudapi.cn/.default",
+                            authority="login.chinacloudapi.cn"),
+    "AzureUSGovernment": dict(arm="https://management.usgovcloudapi.net",
+                              scope="https://management.core.usgovcloudapi.net/.default",
+                              authority="login.microsoftonline.us"),
+}
+#: Entra ID hosts MSAL knows; any other authority (Azure Stack's AD FS, a test server) needs
+#: disable_instance_discovery, or MSAL asks login.microsoftonline.com about it first
+MICROSOFT_AUTHORITIES = ("login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn")
 
 CREDENTIALS_HELP = (
     "set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET (service principal), or "
@@ -75,6 +118,42 @@ def check_azure_credentials(env=None):
     raise MeshfleetError("no Azure credentials found: " + CREDENTIALS_HELP)
 
 
+def authority_host(authority):
+    """``login.example.test`` of ``https://login.example.test/`` or ``login.example.test``."""
+    authority = str(authority or "").strip()
+    if "://" not in authority:
+        authority = "https://" + authority
+    return (urlparse(authority).hostname or "").lower()
+
+
+def arm_endpoints(settings, env=None):
+    """Where ARM and Entra ID are for these settings: a dict with ``base_url`` and
+    ``credential_scopes`` (ContainerServiceClient keywords), ``authority`` and
+    ``disable_instance_discovery`` (credential keywords).
+
+    ``settings.cloud_environment`` picks the cloud (default AzurePublicCloud);
+    ``settings.arm_endpoint`` overrides its ARM URL (token scope ``<arm_endpoint>/.default``
+    unless it is the cloud's own ARM URL); AZURE_AUTHORITY_HOST overrides its authority.
+    """
+    env = os.environ if env is None else env
+    cloud = CLOUDS[settings.get("cloud_environment") or "AzurePublicCloud"]
+    arm = (settings.get("arm_endpoint") or cloud["arm"]).rstrip("/")
+    scope = cloud["scope"] if arm == cloud["arm"] else arm + "/.default"
+    authority = env.get("AZURE_AUTHORITY_HOST") or cloud["authority"]
+    return dict(base_url=arm, credential_scopes=[scope], authority=authority,
+                disable_instance_discovery=authority_host(authority) not in MICROSOFT_AUTHORITIES)
+
+
+def credential_kwargs(endpoints):
+    """Keywords for azure-identity's DefaultAzureCredential (it hands them on to the
+    environment/ClientSecretCredential, workload identity and managed identity credentials;
+    DefaultAzureCredential and ClientSecretCredential both accept disable_instance_discovery)."""
+    kwargs = dict(authority=endpoints["authority"])
+    if endpoints["disable_instance_discovery"]:
+        kwargs["disable_instance_discovery"] = True
+    return kwargs
+
+
 def wire(model):
     """An SDK model (or dict) as a plain dict with ARM wire names."""
     if model is None:
@@ -88,6 +167,33 @@ def wire(model):
 
 def normalize_location(loc):
     return str(loc or "").replace(" ", "").lower() or None
+
+
+def desired_pools(pools):
+    """The ``node_pools`` setting with each pool's mode resolved (see topology.aks_pool_mode)."""
+    return [dict(p, mode=aks_pool_mode(pools, i)) for i, p in enumerate(pools)]
+
+
+def autoscaled(pool):
+    """Whether a desired pool has the autoscaler on (min_count/max_count, unless turned off)."""
+    return pool.get("enable_auto_scaling") is not False and (
+        pool.get("enable_auto_scaling") is True or pool.get("min_count") is not None
+        or pool.get("max_count") is not None)
+
+
+def compared_pool(pool):
+    """What is compared for one desired pool. With the autoscaler on, ``count`` is only the
+    initial size (the autoscaler owns it afterwards): min/max and enable_auto_scaling are
+    compared instead."""
+    out = dict(name=pool["name"], vm_size=pool.get("vm_size"), mode=pool.get("mode"))
+    if autoscaled(pool):
+        out.update(enable_auto_scaling=True, min_count=pool.get("min_count"),
+                   max_count=pool.get("max_count"))
+    else:
+        out["count"] = pool.get("count")
+        if pool.get("enable_auto_scaling") is False:
+            out["enable_auto_scaling"] = False
+    return out
 
 
 class AksProvider(ClusterProvider):
@@ -107,6 +213,7 @@ class AksProvider(ClusterProvider):
         super(AksProvider, self).__init__(*args, **kwargs)
         self._client = None
         self.subscription_id = None
+        self.endpoints = None
 
     # --- setup ---------------------------------------------------------------------
     def validate(self):
@@ -122,10 +229,22 @@ class AksProvider(ClusterProvider):
         if not self.subscription_id:
             raise MeshfleetError("cluster %s (provider aks): no subscription: set "
                                  "settings.subscription_id or AZURE_SUBSCRIPTION_ID" % self.cluster_name)
-        for pool in self.settings.get("node_pools") or []:
+        pools = self.settings.get("node_pools")
+        if pools is not None and not isinstance(pools, list):
+            raise MeshfleetError("cluster %s (provider aks): settings.node_pools must be a list"
+                                 % self.cluster_name)
+        for pool in pools or []:
             if not isinstance(pool, dict) or not pool.get("name"):
                 raise MeshfleetError("cluster %s (provider aks): every settings.node_pools item "
                                      "needs a name" % self.cluster_name)
+        if self.settings.get("network_profile") is not None and \
+                not isinstance(self.settings["network_profile"], dict):
+            raise MeshfleetError("cluster %s (provider aks): settings.network_profile must be a mapping"
+                                 % self.cluster_name)
+        problems = aks_settings_problems(self.settings)
+        if problems:
+            raise MeshfleetError("cluster %s (provider aks): %s" % (self.cluster_name, "; ".join(problems)))
+        self.endpoints = arm_endpoints(self.settings)
         if "credential" not in self.sdk_hooks:
             try:
                 check_azure_credentials()
@@ -136,37 +255,55 @@ class AksProvider(ClusterProvider):
     def client(self):
         if self._client is None:
             from azure.mgmt.containerservice import ContainerServiceClient
+            endpoints = self.endpoints or arm_endpoints(self.settings)
             hooks = dict(self.sdk_hooks)
             credential = hooks.pop("credential", None)
             if credential is None:
                 from azure.identity import DefaultAzureCredential
-                credential = DefaultAzureCredential()
-            self._client = ContainerServiceClient(credential, self.subscription_id,
-                                                  user_agent="meshfleet", **hooks)
+                credential = DefaultAzureCredential(**credential_kwargs(endpoints))
+            self._client = ContainerServiceClient(
+                credential, self.subscription_id, base_url=endpoints["base_url"],
+                credential_scopes=endpoints["credential_scopes"], user_agent="meshfleet", **hooks)
         return self._client
 
     @property
     def rg(self):
         return self.settings["resource_group"]
 
-    def _err(self, e, action):
+    def _err(self, e, action, initial_status=None):
+        """A MeshfleetError naming the cluster, the operation, the HTTP status and ARM's error code.
+
+        ``initial_status``: the status of the request that started a long-running operation
+        whose poller raised ``e`` (the operation ended Failed/Canceled)."""
         from azure.core.exceptions import HttpResponseError
         if isinstance(e, HttpResponseError):
-            code = getattr(getattr(e, "error", None), "code", None)
-            message = getattr(getattr(e, "error", None), "message", None) or e.message
-            return MeshfleetError("AKS %s of cluster %s failed (HTTP %s%s): %s" % (
-                action, self.cluster_name, e.status_code, ", %s" % code if code else "", message),
+            error = getattr(e, "error", None)
+            code = getattr(error, "code", None)
+            message = getattr(error, "message", None) or e.message
+            if initial_status is not None:
+                status = "HTTP %s, then the operation ended Failed" % initial_status
+            else:
+                status = "HTTP %s" % e.status_code
+            return MeshfleetError("AKS %s of cluster %s failed (%s%s): %s" % (
+                action, self.cluster_name, status, ", %s" % code if code else "", message),
                 status_code=e.status_code)
         return MeshfleetError("AKS %s of cluster %s failed: %s" % (action, self.cluster_name, e))
 
-    def _wait_poller(self, poller, what):
-        if not module_wait(self.module):
+    def _wait_poller(self, poller, what, wait=None):
+        if not (module_wait(self.module) if wait is None else wait):
             return None
         timeout = module_timeout(self.module)
         try:
             result = poller.result(timeout=timeout)
         except Exception as e:
-            raise self._err(e, what)
+            initial = None
+            from azure.core.polling.base_polling import OperationFailed
+            if isinstance(e.__cause__, OperationFailed):  # the operation ended Failed/Canceled
+                try:
+                    initial = poller.polling_method()._initial_response.http_response.status_code
+                except AttributeError:  # pragma: no cover - another polling method
+                    initial = "?"
+            raise self._err(e, what, initial_status=initial)
         if not poller.done():
             raise WaitTimeout("timed out after %ss waiting for AKS %s of cluster %s"
                               % (timeout, what, self.cluster_name))
@@ -189,8 +326,12 @@ class AksProvider(ClusterProvider):
         props = mc.get("properties") or {}
         net = props.get("networkProfile") or {}
         pools = []
+        pool_states = {}
         for p in props.get("agentPoolProfiles") or []:
-            pools.append(dict((k, p.get(w)) for k, w in POOL_FIELDS))
+            pool = dict((k, p.get(w)) for k, w in POOL_FIELDS)
+            pool["enable_auto_scaling"] = bool(pool["enable_auto_scaling"])
+            pools.append(pool)
+            pool_states[p.get("name")] = p.get("provisioningState")
         observed = dict(
             resource_group=self.rg,
             location=mc.get("location"),
@@ -202,18 +343,39 @@ class AksProvider(ClusterProvider):
         )
         state = props.get("provisioningState")
         fqdn = props.get("fqdn") or props.get("privateFQDN")
-        return dict(settings=observed, provisioning_state=state,
+        return dict(settings=observed, provisioning_state=state, pool_states=pool_states,
                     ready=state == "Succeeded" and (props.get("powerState") or {}).get("code", "Running") == "Running",
                     api_server="https://%s:443" % fqdn if fqdn else None, context=self.cluster_name)
 
     # --- compare ------------------------------------------------------------------------
-    def diff(self, observed):
+    def _desired(self):
         want = dict((k, self.settings.get(k)) for k in self.compared_settings)
-        seen_settings = (observed or {}).get("settings", {})
+        if want.get("node_pools") is not None:
+            want["node_pools"] = [compared_pool(p) for p in desired_pools(want["node_pools"])]
+        return want
+
+    def diff(self, observed):
+        """{field: (observed, desired)}. Beyond the settings: ``node_pools.<name>`` (None desired)
+        for a pool to remove, ``provisioning_state`` for a cluster left Failed (re-PUT to
+        reconcile), ``node_pools.<name>.provisioning_state`` for a pool left Failed."""
+        observed = observed or {}
+        seen_settings = observed.get("settings", {})
+        want = self._desired()
         desired = flatten_settings(want, self.NESTED)
         seen = flatten_settings(seen_settings, self.NESTED)
-        changes = diff_flat(desired, seen, self.same)
-        return group_new_items(changes, seen, ("node_pools",))
+        changes = group_new_items(diff_flat(desired, seen, self.same), seen, ("node_pools",))
+        if want.get("node_pools") is not None:
+            names = set(p["name"] for p in want["node_pools"])
+            for pool in seen_settings.get("node_pools") or []:
+                if pool["name"] not in names:
+                    changes["node_pools.%s" % pool["name"]] = (pool, None)
+        if observed.get("provisioning_state") == "Failed":  # one PUT reconciles it and its pools
+            changes["provisioning_state"] = ("Failed", "Succeeded")
+        else:
+            for name, state in (observed.get("pool_states") or {}).items():
+                if state == "Failed" and "node_pools.%s" % name not in changes:
+                    changes["node_pools.%s.provisioning_state" % name] = (state, "Succeeded")
+        return changes
 
     def same(self, key, have, want):
         if key == "location":
@@ -227,21 +389,21 @@ class AksProvider(ClusterProvider):
     # --- change -----------------------------------------------------------------------------
     @staticmethod
     def _pool_body(pool):
-        body = dict(name=pool["name"], vmSize=pool.get("vm_size", DEFAULT_POOL["vm_size"]),
-                    count=pool.get("count", 1), mode=pool.get("mode", "User"),
-                    osType="Linux", type="VirtualMachineScaleSets")
-        if pool.get("min_count") is not None or pool.get("max_count") is not None:
-            body.update(enableAutoScaling=True, minCount=pool.get("min_count"),
-                        maxCount=pool.get("max_count"))
+        """The ARM profile of a new pool (``pool``: a desired pool with its mode resolved)."""
+        body = dict(name=pool["name"], vmSize=pool.get("vm_size") or DEFAULT_POOL["vm_size"],
+                    mode=pool.get("mode") or "User", osType="Linux", type="VirtualMachineScaleSets")
+        if autoscaled(pool):
+            body.update(count=pool.get("count") if pool.get("count") is not None else pool["min_count"],
+                        enableAutoScaling=True, minCount=pool["min_count"], maxCount=pool["max_count"])
+        else:
+            body["count"] = pool.get("count") if pool.get("count") is not None else 1
         return body
 
     def _body(self):
         s = self.settings
-        pools = s.get("node_pools") or [DEFAULT_POOL]
+        pools = desired_pools(s.get("node_pools") or [DEFAULT_POOL])
         props = dict(dnsPrefix=s.get("dns_prefix") or self.cluster_name,
                      agentPoolProfiles=[self._pool_body(p) for p in pools])
-        if pools is not s.get("node_pools"):
-            props["agentPoolProfiles"][0]["mode"] = "System"
         if s.get("kubernetes_version"):
             props["kubernetesVersion"] = str(s["kubernetes_version"])
         net = s.get("network_profile") or {}
@@ -253,51 +415,144 @@ class AksProvider(ClusterProvider):
         return body
 
     @staticmethod
-    def _model(body):
-        """A wire-format dict as the SDK's ManagedCluster, so that its serializer drops read-only
-        fields (provisioning states, FQDNs, ...) from the PUT body; older (msrest) SDKs do that
-        from the dict themselves."""
+    def _model(body, kind="ManagedCluster"):
+        """A wire-format dict as the SDK's model (ManagedCluster, AgentPool), so that its
+        serializer drops read-only fields (provisioning states, FQDNs, ...) from the PUT body;
+        older (msrest) SDKs do that from the dict themselves."""
         from azure.mgmt.containerservice import models
-        cls = models.ManagedCluster
+        cls = getattr(models, kind)
         if hasattr(cls, "as_dict") and not hasattr(cls, "serialize"):
             return cls(body)
         return body
 
-    def _put(self, body, what):
+    def _put(self, body, what, wait=None):
         body = self._model(body)
+        wait = module_wait(self.module) if wait is None else wait
         try:
             # without wait, no poller thread: the operation goes on in Azure
             poller = self.client.managed_clusters.begin_create_or_update(
-                self.rg, self.cluster_name, body, polling=module_wait(self.module))
+                self.rg, self.cluster_name, body, polling=wait)
         except Exception as e:
             raise self._err(e, what)
-        self._wait_poller(poller, what)
+        self._wait_poller(poller, what, wait)
 
     def create(self):
         self._put(self._body(), "creation")
 
+    def pool_plan(self, observed_pools, changes):
+        """The agent pool operations for ``changes``, in a safe order, as a list of
+        ``(action, name, desired pool or None)`` with action create/update/delete.
+
+        Order: new pools, pools becoming System, other updates, pools becoming User,
+        removals; so a cluster keeps a System pool at every step. A plan that would still
+        leave none (AKS refuses: "Must define at least one system pool") raises
+        MeshfleetError before any request.
+        """
+        desired = dict((p["name"], p) for p in desired_pools(self.settings.get("node_pools") or []))
+        seen = dict((p["name"], p) for p in observed_pools)
+        touched = set()
+        for key in changes:
+            parts = key.split(".")
+            if parts[0] == "node_pools" and len(parts) >= 2:
+                touched.add(parts[1])
+        rank = {"create": 0, "to-system": 1, "update": 2, "to-user": 3, "delete": 4}
+        steps = []
+        for name in touched:
+            if name not in seen:
+                steps.append(("create", name, desired[name]))
+            elif "node_pools.%s" % name in changes and changes["node_pools.%s" % name][1] is None:
+                steps.append(("delete", name, None))
+            elif name not in desired:  # a pool left Failed that the settings do not list: re-PUT it
+                steps.append(("update", name, dict(seen[name])))
+            else:
+                old = str(seen[name].get("mode") or "").lower()
+                new = desired[name]["mode"].lower()
+                kind = "update" if old == new else "to-system" if new == "system" else "to-user"
+                steps.append((kind, name, desired[name]))
+        steps.sort(key=lambda s: (rank[s[0]], s[1]))
+        modes = dict((n, str(p.get("mode") or "").lower()) for n, p in seen.items())
+        for kind, name, pool in steps:
+            if kind == "delete":
+                modes.pop(name)
+            else:
+                modes[name] = pool["mode"].lower()
+            if "system" not in modes.values():
+                raise MeshfleetError(
+                    "cluster %s (provider aks): settings.node_pools: %s pool %s would leave the cluster "
+                    "without a System pool (AKS: \"Must define at least one system pool\"); keep or "
+                    "add a pool with mode: System" % (
+                        self.cluster_name, "removing" if kind == "delete" else "making User the", name))
+        return [("update" if k in ("to-system", "to-user") else k, n, p) for k, n, p in steps]
+
+    def _pool_update_body(self, name, pool):
+        """GET the agent pool and change what ``pool`` (desired) says, never fighting the
+        autoscaler: ``count`` is sent only for a pool without it (enabling it keeps the count,
+        as AKS refuses a manual scale in the same update)."""
+        try:
+            current = wire(self.client.agent_pools.get(self.rg, self.cluster_name, name))
+        except Exception as e:
+            raise self._err(e, "read of agent pool %s" % name)
+        props = dict((k, v) for k, v in (current.get("properties") or {}).items() if k in POOL_WRITABLE)
+        props["mode"] = pool["mode"]
+        if autoscaled(pool):
+            props.update(enableAutoScaling=True, minCount=pool["min_count"], maxCount=pool["max_count"])
+        else:
+            if pool.get("enable_auto_scaling") is False:
+                props.update(enableAutoScaling=False, minCount=None, maxCount=None)
+            if not props.get("enableAutoScaling") and pool.get("count") is not None:
+                props["count"] = pool["count"]
+        return {"properties": props}
+
+    def _pool_op(self, kind, name, pool, wait):
+        action = {"create": "creation", "update": "update", "delete": "deletion"}[kind]
+        what = "agent pool %s %s" % (name, action)
+        ops = self.client.agent_pools
+        try:
+            if kind == "delete":
+                poller = ops.begin_delete(self.rg, self.cluster_name, name, polling=wait)
+            else:
+                if kind == "create":
+                    body = self._pool_body(pool)
+                    body = {"properties": dict((k, v) for k, v in body.items() if k != "name")}
+                else:
+                    body = self._pool_update_body(name, pool)
+                poller = ops.begin_create_or_update(self.rg, self.cluster_name, name,
+                                                    self._model(body, "AgentPool"), polling=wait)
+        except Exception as e:
+            raise self._err(e, what)
+        self._wait_poller(poller, what, wait)
+
     def update(self, changes):
+        """Cluster fields (version, tags, a Failed state) with one managed-cluster PUT of the
+        same pools; pools added, changed and removed with agentPools operations (AKS refuses
+        those through the managed-cluster PUT). Every step but the last is waited on even
+        with ``wait: false`` (AKS answers 409 to a write while an operation runs)."""
         mc = self._get_raw()
         if mc is None:
             raise MeshfleetError("cluster %s disappeared during the update" % self.cluster_name)
         props = mc.setdefault("properties", {})
+        observed_pools = []
+        for p in props.get("agentPoolProfiles") or []:
+            pool = dict((k, p.get(w)) for k, w in POOL_FIELDS)
+            pool["enable_auto_scaling"] = bool(pool["enable_auto_scaling"])
+            observed_pools.append(pool)
+        plan = self.pool_plan(observed_pools, changes)  # refuses before any request
         s = self.settings
-        if "kubernetes_version" in changes:
-            props["kubernetesVersion"] = str(s["kubernetes_version"])
-        if "tags" in changes:
-            mc["tags"] = dict(s["tags"] or {})
-        pools = {p["name"]: p for p in props.get("agentPoolProfiles") or []}
-        for pool in s.get("node_pools") or []:
-            if pool["name"] not in pools:
-                props.setdefault("agentPoolProfiles", []).append(self._pool_body(pool))
-                continue
-            target = pools[pool["name"]]
-            for k, w in POOL_FIELDS:
-                if "node_pools.%s.%s" % (pool["name"], k) in changes:
-                    target[w] = pool[k]
-                    if k in ("min_count", "max_count"):
-                        target["enableAutoScaling"] = True
-        self._put(mc, "update")  # read-only fields are dropped by the SDK's serializer
+        cluster_level = [k for k in changes if k in ("kubernetes_version", "tags", "provisioning_state")]
+        steps = len(plan) + (1 if cluster_level else 0)
+        wait = module_wait(self.module)
+        if cluster_level:
+            if "kubernetes_version" in changes:
+                props["kubernetesVersion"] = str(s["kubernetes_version"])
+            if "tags" in changes:
+                mc["tags"] = dict(s["tags"] or {})
+            steps -= 1
+            # the pools as they are (the autoscaler's counts included): no pool change here
+            self._put(mc, "reconcile" if cluster_level == ["provisioning_state"] else "update",
+                      wait=wait or steps > 0)
+        for kind, name, pool in plan:
+            steps -= 1
+            self._pool_op(kind, name, pool, wait or steps > 0)
 
     def delete(self):
         from azure.core.exceptions import ResourceNotFoundError
