@@ -76,16 +76,23 @@ SETTING_TYPES = {
                 network_profile="dict", tags="dict"),
     "gke": dict(project="str", location="str", release_channel="str",
                 kubernetes_version="str", node_pools="list", network="str",
-                subnetwork="str", workload_identity="bool", credentials_file="str"),
+                subnetwork="str", workload_identity="bool", credentials_file="str",
+                api_endpoint="str", credential_plugin="str"),
     "eks": dict(region="str", role_arn="str", subnet_ids="str_list", kubernetes_version="str",
                 security_group_ids="str_list", node_group="dict", tags="dict",
-                endpoint_url="str"),
+                endpoint_url="str", credential_plugin="str"),
     "existing": dict(),
     "openstack": dict(cloud="str", image="str", flavor="str", network="str", key_name="str",
                       security_group="str", floating_ip="bool", count="count"),
     "ec2": dict(region="str", ami="str", instance_type="str", subnet_id="str", key_name="str",
                 security_group_ids="str_list", count="count", endpoint_url="str", tags="dict"),
     "netns": dict(subnet="cidr", count="count", rootfs_cache="str"),
+}
+#: Settings whose value is one of a few words (kept equal to exec_credential.PLUGINS; a
+#: unit test compares them).
+SETTING_CHOICES = {
+    "eks": dict(credential_plugin=("meshfleet", "aws-cli", "aws-iam-authenticator", "static")),
+    "gke": dict(credential_plugin=("meshfleet", "gke-gcloud-auth-plugin", "static")),
 }
 #: The VM providers create ``settings.count`` VMs named ``<group>-1`` .. ``<group>-<count>``
 #: (netns: the group's listed hosts when there are any, else those names).
@@ -743,6 +750,9 @@ def _validate_settings(p, path, provider, settings):
                 "expected one of %s" % one_of(types) if types else "it takes no settings"))
         elif value is not None and not (key in required and _missing(value)):
             _check_type(p, "%s.%s" % (path, key), value, types[key])
+            choices = SETTING_CHOICES.get(provider, {}).get(key)
+            if choices and is_str(value) and value not in choices:
+                p.add("%s.%s" % (path, key), "must be one of %s, got %s" % (", ".join(choices), show(value)))
 
 
 def _validate_vm_groups(p, groups, clusters):
