@@ -163,10 +163,10 @@ notes:
     exec credential plugin chosen by O(settings.credential_plugin) (default V(meshfleet): a fresh OAuth2 access
     token or presigned-STS C(k8s-aws-v1.) token whenever a client asks). With V(static) the token is written
     into the kubeconfig (EKS accepts it for 15 minutes, GKE about 1 hour); re-run the module to refresh it
-    (a refreshed token alone is not reported as a change). See docs/providers.md."
+    (a refreshed token alone is not reported as a change). See docs/providers.md.
+    V(minikube) runs with E(KUBECONFIG) set to the cluster's own file, so C(~/.kube/config) is never touched."
   - "A V(eks) cluster whose creation ended C(FAILED), or a V(gke) cluster left in C(ERROR) by a failed
     creation, is deleted and created again by the next run."
-    V(minikube) runs with E(KUBECONFIG) set to the cluster's own file, so C(~/.kube/config) is never touched."
 requirements:
   - "aks: azure-identity, azure-mgmt-containerservice"
   - "gke: google-cloud-container, google-auth"
