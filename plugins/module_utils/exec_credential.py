@@ -224,7 +224,11 @@ def gke_exec_args(credentials_file=None):
 def exec_spec(script, args, env=None, python=None):
     """The kubeconfig ``user.exec`` of the meshfleet plugin (run by ``python``, default
     this interpreter)."""
-    spec = {"apiVersion": API_VERSION, "command": python or sys.executable,
+    python = python or sys.executable
+    if not python:
+        raise CredentialError("cannot tell which Python runs this module (sys.executable is empty); "
+                              "set settings.credential_plugin to another plugin or static")
+    spec = {"apiVersion": API_VERSION, "command": python,
             "args": [script] + list(args), "interactiveMode": "Never"}
     if env:
         spec["env"] = [{"name": k, "value": v} for k, v in sorted(env.items())]

@@ -326,6 +326,13 @@ class EksProvider(ClusterProvider):
                        name=self.cluster_name)
 
     # --- kubeconfig ---------------------------------------------------------------------
+    def _install_plugin(self):
+        try:
+            return xc.install_script(self.cluster_dir)
+        except (xc.CredentialError, IOError, OSError) as e:
+            raise MeshfleetError("cluster %s (provider %s): cannot write the kubeconfig credential plugin: %s"
+                                 % (self.cluster_name, self.name, e))
+
     def kubeconfig_user(self):
         """(kubeconfig user, whether the meshfleet plugin file changed) for settings.credential_plugin."""
         s = self.settings
@@ -337,11 +344,14 @@ class EksProvider(ClusterProvider):
         env = {"AWS_ENDPOINT_URL_STS": endpoint} if endpoint else xc.carried_env(xc.EKS_CARRIED_ENV)
         profile = os.environ.get("AWS_PROFILE")
         if plugin == "meshfleet":
-            script, changed = xc.install_script(self.cluster_dir)
+            script, changed = self._install_plugin()
             if endpoint:
                 env = {}  # --endpoint-url says it
-            return {"exec": xc.exec_spec(script, xc.eks_exec_args(self.cluster_name, region, endpoint, profile),
-                                         env)}, changed
+            try:
+                spec = xc.exec_spec(script, xc.eks_exec_args(self.cluster_name, region, endpoint, profile), env)
+            except xc.CredentialError as e:
+                raise MeshfleetError("cluster %s (provider eks): %s" % (self.cluster_name, e))
+            return {"exec": spec}, changed
         if profile:
             env["AWS_PROFILE"] = profile
         if plugin == "aws-cli":

@@ -402,6 +402,13 @@ class GkeProvider(ClusterProvider):
                                      % (self.cluster_name, e))
         return creds.token
 
+    def _install_plugin(self):
+        try:
+            return xc.install_script(self.cluster_dir)
+        except (xc.CredentialError, IOError, OSError) as e:
+            raise MeshfleetError("cluster %s (provider %s): cannot write the kubeconfig credential plugin: %s"
+                                 % (self.cluster_name, self.name, e))
+
     def kubeconfig_user(self):
         """(kubeconfig user, whether the meshfleet plugin file changed) for settings.credential_plugin."""
         plugin = self.settings.get("credential_plugin") or "meshfleet"
@@ -412,8 +419,12 @@ class GkeProvider(ClusterProvider):
             creds_file = os.path.abspath(os.path.expanduser(creds_file))
         env = xc.carried_env(xc.GKE_CARRIED_ENV)
         if plugin == "meshfleet":
-            script, changed = xc.install_script(self.cluster_dir)
-            return {"exec": xc.exec_spec(script, xc.gke_exec_args(creds_file), env)}, changed
+            script, changed = self._install_plugin()
+            try:
+                spec = xc.exec_spec(script, xc.gke_exec_args(creds_file), env)
+            except xc.CredentialError as e:
+                raise MeshfleetError("cluster %s (provider gke): %s" % (self.cluster_name, e))
+            return {"exec": spec}, changed
         args = []
         if creds_file:
             env["GOOGLE_APPLICATION_CREDENTIALS"] = creds_file

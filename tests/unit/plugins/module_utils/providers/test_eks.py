@@ -426,3 +426,45 @@ def test_version_upgrade_uses_update_cluster_version(aws_env, state_dir):
         provider.update(changes)
         stub.assert_no_pending_responses()
 
+
+
+def test_kube_rest_authenticates_through_the_kubeconfig_plugin(eks_env, eks_rules, state_dir, tmp_path):
+    """The whole chain: the module's kubeconfig -> KubeRest runs the exec plugin -> an API
+    server that checks the token the way EKS does (GET the presigned STS URL with x-k8s-aws-id)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import KubeRest
+
+    class ApiServer(BaseHTTPRequestHandler):
+        seen = []
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            auth = self.headers.get("Authorization") or ""
+            url = token_url(auth[len("Bearer "):]) if auth.startswith("Bearer k8s-aws-v1.") else None
+            ok = url is not None and requests.get(url, headers={"x-k8s-aws-id": "eks1"}, timeout=10).ok
+            ApiServer.seen.append(ok)
+            data = json.dumps({"kind": "Namespace", "metadata": {"name": "default"}} if ok else
+                              {"kind": "Status", "message": "Unauthorized"}).encode()
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    r = run(state_dir, settings(node_group=None))
+    assert r["rc"] == 0, r
+    cfg = yaml.safe_load(open(r["cluster"]["kubeconfig"]))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), ApiServer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        cfg["clusters"][0]["cluster"] = {"server": "http://127.0.0.1:%d" % httpd.server_address[1]}
+        local = tmp_path / "kubeconfig"
+        local.write_text(yaml.safe_dump(cfg))
+        kube = KubeRest(str(local), label="eks1")
+        assert kube.get("read namespace default", "/api/v1/namespaces/default")["metadata"]["name"] == "default"
+        assert ApiServer.seen == [True] and eks_rules.sts_log == ["GetCallerIdentity"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
