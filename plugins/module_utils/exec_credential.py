@@ -243,8 +243,8 @@ def _parser():
     e = sub.add_parser("eks", help="a token for an EKS cluster (presigned STS GetCallerIdentity)")
     e.add_argument("--cluster", required=True)
     e.add_argument("--region", required=True)
-    e.add_argument("--endpoint-url", default=None, help="the STS endpoint (default: AWS_ENDPOINT_URL_STS, "
-                                                         "AWS_ENDPOINT_URL, else the regional endpoint)")
+    e.add_argument("--endpoint-url", default=None,
+                   help="the STS endpoint (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, else the regional one)")
     e.add_argument("--profile", default=None)
     g = sub.add_parser("gke", help="a Google OAuth2 access token")
     g.add_argument("--credentials-file", default=None)
@@ -282,4 +282,4 @@ def main(argv=None, out=None, err=None, env=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

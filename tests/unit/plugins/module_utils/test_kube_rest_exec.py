@@ -91,7 +91,7 @@ def read(kube):
 def test_credential_is_cached_until_it_expires(tmp_path, server):
     Handler.valid = {"t1"}
     kube, runs = client(tmp_path, server, stamp(3600))
-    for _ in range(3):
+    for _attempt in range(3):
         assert read(kube)["metadata"]["name"] == "a"
     assert runs() == 1 and Handler.seen == ["t1", "t1", "t1"]
 

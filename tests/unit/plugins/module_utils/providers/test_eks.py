@@ -36,7 +36,7 @@ import yaml
 from ansible_collections.meshfleet.mesh.plugins.modules import cluster as cluster_module
 from ansible_collections.meshfleet.mesh.plugins.module_utils import exec_credential as xc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers import eks
-from ansible_collections.meshfleet.mesh.tests.fakes.aws import FAKE_AWS_ENV, no_aws_credentials
+from ansible_collections.meshfleet.mesh.tests.fakes.aws import no_aws_credentials
 from ansible_collections.meshfleet.mesh.tests.fakes.modrun import run_module
 
 
@@ -343,12 +343,13 @@ def test_unknown_credential_plugin_fails_before_any_call(eks_env, eks_rules, sta
 
 
 def test_plugin_reports_missing_credentials(aws_env, state_dir, tmp_path):
-    script, _ = xc.install_script(str(tmp_path))
+    script = xc.install_script(str(tmp_path))[0]
     env = caller_env()
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         del env[name]
     proc = subprocess.run([sys.executable, script, "eks", "--cluster", "c", "--region", "eu-west-1"], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60,
+                          check=False)
     assert proc.returncode == 1 and proc.stdout == ""
     assert "meshfleet credential plugin (eks): no AWS credentials found" in proc.stderr
 
@@ -367,7 +368,7 @@ def test_plugin_source_is_found_inside_an_ansiballz_zip(tmp_path):
             "import ansible_collections.meshfleet.mesh.plugins.module_utils.exec_credential as m; "
             "assert '.zip' in m.__file__, m.__file__; print(m.install_script(%r)[0])" % (str(zpath), str(tmp_path)))
     proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, timeout=60, cwd=str(tmp_path))
+                          universal_newlines=True, timeout=60, cwd=str(tmp_path), check=False)
     assert proc.returncode == 0, proc.stderr
     written = proc.stdout.strip()
     assert open(written).read() == source
