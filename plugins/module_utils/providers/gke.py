@@ -246,7 +246,7 @@ class GkeProvider(ClusterProvider):
         if problem:
             raise MeshfleetError("GKE %s of cluster %s failed: %s%s" % (
                 action, self.cluster_name, problem,
-                "; the cluster is left in ERROR state: the next run deletes it and creates it again"
+                "; if the cluster is left in ERROR state, the next run deletes it and creates it again"
                 if action == "creation" else ""))
 
     # --- observe -----------------------------------------------------------------

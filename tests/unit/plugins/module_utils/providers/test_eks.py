@@ -428,7 +428,6 @@ def test_version_upgrade_uses_update_cluster_version(aws_env, state_dir):
         stub.assert_no_pending_responses()
 
 
-
 def test_kube_rest_authenticates_through_the_kubeconfig_plugin(eks_env, eks_rules, state_dir, tmp_path):
     """The whole chain: the module's kubeconfig -> KubeRest runs the exec plugin -> an API
     server that checks the token the way EKS does (GET the presigned STS URL with x-k8s-aws-id)."""

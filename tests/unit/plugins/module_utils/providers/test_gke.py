@@ -205,7 +205,7 @@ def test_creation_ending_in_error_is_recreated_by_the_next_run(fake, sa_file, st
     r = run(state_dir, settings(sa_file))
     assert r["rc"] == 1, r
     assert r["msg"].startswith("GKE creation of cluster gke1 failed: Google Compute Engine: Not all instances")
-    assert "left in ERROR state: the next run deletes it and creates it again" in r["msg"]
+    assert "if the cluster is left in ERROR state, the next run deletes it and creates it again" in r["msg"]
     assert fake.clusters[("proj-1", "europe-west1", "gke1")]["status"] == "ERROR"
     r = run(state_dir, settings(sa_file), check_mode=True)
     assert r["changed"] is True and r["changes"] == ["status"]
