@@ -468,3 +468,15 @@ def test_kube_rest_authenticates_through_the_kubeconfig_plugin(eks_env, eks_rule
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_kubernetes_python_client_reads_the_exec_entry(eks_env, state_dir):
+    """The kubernetes package (kubernetes.core, KubeCluster) runs the same plugin."""
+    from kubernetes import client, config
+    r = run(state_dir, settings(node_group=None))
+    assert r["rc"] == 0, r
+    conf = client.Configuration()
+    config.load_kube_config(config_file=r["cluster"]["kubeconfig"], client_configuration=conf)
+    header = conf.api_key["BearerToken"]
+    assert header.startswith("Bearer k8s-aws-v1.")
+    assert token_url(header[len("Bearer "):]).startswith(eks_env + "/?Action=GetCallerIdentity")
