@@ -274,6 +274,9 @@ def test_adc_from_environment(fake, sa_file, state_dir, monkeypatch):
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", sa_file)
     r = run(state_dir, settings(None))
     assert r["rc"] == 0 and r["changed"] is True, r
+    # the plugin is told where the key is: a later client's environment may not say it
+    spec = yaml.safe_load(open(r["cluster"]["kubeconfig"]))["users"][0]["user"]["exec"]
+    assert spec["args"][1:] == ["gke", "--credentials-file", sa_file]
 
 
 def test_static_token_and_gcloud_plugin(fake, sa_file, state_dir):
