@@ -70,7 +70,8 @@ options:
             pool; C(node_pools.<name>.vm_size) cannot change."
           - "V(gke): node pools, each C({name, machine_type, count, min_count, max_count, disk_size_gb}).
             C(count) is the initial size; C(min_count)/C(max_count) (autoscaling) and new pools change in place;
-            C(machine_type) and C(disk_size_gb) cannot."
+            C(machine_type) and C(disk_size_gb) cannot. C(count), C(min_count) and C(max_count) are per zone:
+            in a regional location (3 zones) C(count=2) makes 6 nodes."
         type: list
         elements: dict
       network_profile:
@@ -142,12 +143,30 @@ options:
       node_group:
         description:
           - "V(eks): one managed node group C({name, node_role_arn, instance_types, scaling: {min, max, desired}}).
-            C(scaling) changes in place; C(name), C(node_role_arn), C(instance_types) cannot."
+            C(scaling.min)/C(scaling.max) change in place; C(scaling.desired) is the initial size only
+            (cluster-autoscaler moves it; re-runs do not compare it); C(name), C(node_role_arn), C(instance_types)
+            cannot change."
         type: dict
       endpoint_url:
         description:
-          - "V(eks): a different EKS (and STS) endpoint, e.g. a moto server."
+          - "V(eks): a different EKS (and STS) endpoint, e.g. a moto server. Without it boto3 itself honours
+            E(AWS_ENDPOINT_URL), E(AWS_ENDPOINT_URL_EKS) and E(AWS_ENDPOINT_URL_STS)."
         type: str
+      api_endpoint:
+        description:
+          - "V(gke): a different GKE API endpoint (C(client_options.api_endpoint)): C(host[:port]), or an
+            C(http://) / C(https://) URL (an emulator or a test server)."
+        type: str
+      credential_plugin:
+        description:
+          - "V(eks), V(gke): the kubeconfig user. V(meshfleet) (default) is an exec credential plugin shipped with
+            the collection (copied to C(<state_dir>/clusters/<name>/meshfleet-credential.py) and run with the
+            module's Python) that mints a fresh token whenever a client asks, so the kubeconfig outlives the
+            token lifetime (EKS 15 minutes, GKE about 1 hour); no aws or gcloud CLI is needed.
+            V(eks) also takes V(aws-cli) (C(aws eks get-token)) and V(aws-iam-authenticator); V(gke) takes
+            V(gke-gcloud-auth-plugin). V(static) writes one token (refreshed by a re-run)."
+        type: str
+        choices: [meshfleet, aws-cli, aws-iam-authenticator, gke-gcloud-auth-plugin, static]
 notes:
   - "Credentials (never in the inventory; a missing one fails before any API call, naming what to set):
     V(aks) uses azure-identity's DefaultAzureCredential: E(AZURE_CLIENT_ID), E(AZURE_TENANT_ID) and
@@ -157,11 +176,14 @@ notes:
     V(gke) uses O(settings.credentials_file) or google-auth's application default credentials.
     V(eks) uses boto3's chain: E(AWS_PROFILE), E(AWS_ACCESS_KEY_ID)/E(AWS_SECRET_ACCESS_KEY)/E(AWS_SESSION_TOKEN),
     or an instance/container role. V(minikube) needs the C(minikube) binary."
-  - "Kubeconfigs: V(aks) writes the user kubeconfig from C(listClusterUserCredential); V(gke) an OAuth2
-    access token (about 1 hour); V(eks) a presigned-STS token (C(k8s-aws-v1.)), which EKS accepts for 15 minutes.
-    Re-run the module to refresh a token (a refreshed token alone is not reported as a change), or switch the
-    user to an exec plugin (C(gke-gcloud-auth-plugin), C(aws eks get-token)) as shown in docs/providers.md.
+  - "Kubeconfigs: V(aks) writes the user kubeconfig from C(listClusterUserCredential); V(gke) and V(eks) an
+    exec credential plugin chosen by O(settings.credential_plugin) (default V(meshfleet): a fresh OAuth2 access
+    token or presigned-STS C(k8s-aws-v1.) token whenever a client asks). With V(static) the token is written
+    into the kubeconfig (EKS accepts it for 15 minutes, GKE about 1 hour); re-run the module to refresh it
+    (a refreshed token alone is not reported as a change). See docs/providers.md.
     V(minikube) runs with E(KUBECONFIG) set to the cluster's own file, so C(~/.kube/config) is never touched."
+  - "A V(eks) cluster whose creation ended C(FAILED), or a V(gke) cluster left in C(ERROR) by a failed
+    creation, is deleted and created again by the next run."
 requirements:
   - "aks: azure-identity, azure-mgmt-containerservice"
   - "gke: google-cloud-container, google-auth"

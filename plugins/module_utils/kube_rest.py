@@ -23,6 +23,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import datetime
 import hashlib
 import http.client
 import json
@@ -32,6 +33,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import time
 
 try:
     from urllib.parse import urlencode, urlsplit, quote
@@ -168,6 +170,8 @@ class KubeRest:
         if not token and user.get("tokenFile"):
             token = _read(user["tokenFile"], "token file", self.label, self.kubeconfig).decode("utf-8").strip()
         self._exec_spec = user.get("exec") if not token and not cert else None
+        self._exec_expiry = None  # epoch seconds of the plugin's expirationTimestamp
+        self._exec_ran = False
         self._cluster_entry = cluster
         if token:
             self._headers["Authorization"] = "Bearer %s" % token
@@ -218,7 +222,8 @@ class KubeRest:
             shutil.rmtree(folder, ignore_errors=True)
 
     def _exec(self, spec, cluster):
-        """Run an ``exec`` credential plugin (client.authentication.k8s.io): (token, cert, key)."""
+        """Run an ``exec`` credential plugin (client.authentication.k8s.io): (token, cert, key,
+        expiry as epoch seconds or None)."""
         cmd = [spec.get("command")] + list(spec.get("args") or [])
         env = dict(os.environ)
         for item in spec.get("env") or []:
@@ -247,7 +252,28 @@ class KubeRest:
         cert = status.get("clientCertificateData")
         key = status.get("clientKeyData")
         return (status.get("token"), cert.encode("utf-8") if cert else None,
-                key.encode("utf-8") if key else None)
+                key.encode("utf-8") if key else None, _expiry(status.get("expirationTimestamp")))
+
+    #: a credential this close to its expirationTimestamp is refreshed before a request
+    EXEC_EXPIRY_SKEW = 30
+
+    def _exec_credentials(self, force=False):
+        """Run the exec plugin on the first request, again once its credential expires
+        (``expirationTimestamp``, as client-go does), and when ``force`` (after a 401)."""
+        if not self._exec_spec:
+            return False
+        if self._exec_ran and not force and (
+                self._exec_expiry is None or time.time() < self._exec_expiry - self.EXEC_EXPIRY_SKEW):
+            return False
+        token, cert, key, self._exec_expiry = self._exec(self._exec_spec, self._cluster_entry)
+        self._exec_ran = True
+        if token:
+            self._headers["Authorization"] = "Bearer %s" % token
+        if cert and key and (cert, key) != self._client_cert:
+            self._client_cert = (cert, key)
+            self._ssl = None
+            self.close()
+        return True
 
     # --- HTTP -------------------------------------------------------------------------
     def _name(self):
@@ -288,23 +314,35 @@ class KubeRest:
 
         ``what`` says what the call does ("read secret istio-system/cacerts"). Error messages
         never include the request body (it may carry a token or a key)."""
-        if self._exec_spec:
-            # an exec credential plugin runs once, on the first request
-            spec, self._exec_spec = self._exec_spec, None
-            token, cert, key = self._exec(spec, self._cluster_entry)
-            if token:
-                self._headers["Authorization"] = "Bearer %s" % token
-            if cert and key:
-                self._client_cert = (cert, key)
+        self._exec_credentials()
         url = self._prefix + path
         if query:
             url += "?" + urlencode(query)
-        headers = dict(self._headers)
-        if accept:
-            headers["Accept"] = accept
         data = None
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+        status, reason, raw = self._request_once(what, method, url, data, content_type, accept)
+        if status == 401 and self._exec_credentials(force=True):
+            # a credential revoked or expired early: the plugin runs once more, the call is retried
+            status, reason, raw = self._request_once(what, method, url, data, content_type, accept)
+        if status == 404 and not_found is not _NOT_GIVEN:
+            return not_found
+        if status >= 400:
+            raise api_error(self._name(), self.kubeconfig, what, status, status_message(raw, status, reason),
+                            cluster=self.label, server=self.server)
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise MeshfleetError("%s: the answer to %s is not JSON" % (self._name(), what),
+                                 cluster=self.label, server=self.server)
+
+    def _request_once(self, what, method, url, data, content_type, accept):
+        headers = dict(self._headers)
+        if accept:
+            headers["Accept"] = accept
+        if data is not None:
             headers["Content-Type"] = content_type
         try:
             try:
@@ -319,18 +357,7 @@ class KubeRest:
             raise MeshfleetError("%s is unreachable while trying to %s: %s (check the kubeconfig %s%s)" % (
                 self._name(), what, e, self.kubeconfig, " and context %s" % self.context if self.context else ""),
                 cluster=self.label, server=self.server)
-        if status == 404 and not_found is not _NOT_GIVEN:
-            return not_found
-        if status >= 400:
-            raise api_error(self._name(), self.kubeconfig, what, status, status_message(raw, status, reason),
-                            cluster=self.label, server=self.server)
-        if not raw:
-            return {}
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise MeshfleetError("%s: the answer to %s is not JSON" % (self._name(), what),
-                                 cluster=self.label, server=self.server)
+        return status, reason, raw
 
     def get(self, what, path, **kw):
         return self.request(what, "GET", path, **kw)
@@ -434,6 +461,19 @@ class KubeRest:
     def ca_pem(self):
         """The CA bundle this kubeconfig trusts for its server (PEM text), or None."""
         return self._ca_pem
+
+
+def _expiry(stamp):
+    """Epoch seconds of an RFC 3339 ``expirationTimestamp``; None when absent or unreadable."""
+    if not stamp or not isinstance(stamp, str):
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
 
 
 def _ns(ns, plural, name=None):

@@ -5,10 +5,12 @@
 
 A kubeconfig has one cluster, one user and one context here, all named after the
 mesh cluster. Users authenticate with a static token, a client certificate, or an
-exec credential plugin (``gke-gcloud-auth-plugin``, ``aws eks get-token``, ``kubelogin``).
+exec credential plugin: Meshfleet's own for EKS and GKE (module_utils/exec_credential.py,
+``exec_credential.exec_spec``, the default), or ``gke-gcloud-auth-plugin``,
+``aws eks get-token``, ``aws-iam-authenticator``, ``kubelogin`` (:func:`exec_user`).
 
-Tokens minted by the providers (GKE access tokens, EKS presigned-STS tokens) are
-short-lived and change on every run; :func:`write_kubeconfig` always writes the
+Static tokens minted by the providers (``credential_plugin: static``: GKE access tokens,
+EKS presigned-STS tokens) are short-lived and change on every run; :func:`write_kubeconfig` always writes the
 fresh token but only reports a change when something other than the token changed,
 so a re-run of a converged cluster stays ``changed=false``.
 """

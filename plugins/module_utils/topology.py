@@ -77,10 +77,11 @@ SETTING_TYPES = {
                 cloud_environment="str"),
     "gke": dict(project="str", location="str", release_channel="str",
                 kubernetes_version="str", node_pools="list", network="str",
-                subnetwork="str", workload_identity="bool", credentials_file="str"),
+                subnetwork="str", workload_identity="bool", credentials_file="str",
+                api_endpoint="str", credential_plugin="str"),
     "eks": dict(region="str", role_arn="str", subnet_ids="str_list", kubernetes_version="str",
                 security_group_ids="str_list", node_group="dict", tags="dict",
-                endpoint_url="str"),
+                endpoint_url="str", credential_plugin="str"),
     "existing": dict(),
     "openstack": dict(cloud="str", image="str", flavor="str", network="str", key_name="str",
                       security_group="str", floating_ip="bool", count="count"),
@@ -98,6 +99,12 @@ AKS_NETWORK_PLUGINS = ("azure", "kubenet", "none")
 AKS_CLOUD_ENVIRONMENTS = ("AzurePublicCloud", "AzureChinaCloud", "AzureUSGovernment")
 #: an AKS (Linux) node pool name: a lowercase letter, then lowercase letters and digits, 12 at most
 AKS_POOL_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+#: Settings whose value is one of a few words (kept equal to exec_credential.PLUGINS; a
+#: unit test compares them).
+SETTING_CHOICES = {
+    "eks": dict(credential_plugin=("meshfleet", "aws-cli", "aws-iam-authenticator", "static")),
+    "gke": dict(credential_plugin=("meshfleet", "gke-gcloud-auth-plugin", "static")),
+}
 #: The VM providers create ``settings.count`` VMs named ``<group>-1`` .. ``<group>-<count>``
 #: (netns: the group's listed hosts when there are any, else those names).
 DEFAULT_VM_COUNT = 1
@@ -950,6 +957,9 @@ def _aks_network(p, path, net):
         p.add(path + ".pod_cidr", "Azure CNI (network_plugin azure) gives pods addresses from the "
               "subnet and takes no pod CIDR unless network_plugin_mode is overlay; set "
               "network_plugin_mode: overlay, or leave pod_cidr out (kubenet takes one too)")
+            choices = SETTING_CHOICES.get(provider, {}).get(key)
+            if choices and is_str(value) and value not in choices:
+                p.add("%s.%s" % (path, key), "must be one of %s, got %s" % (", ".join(choices), show(value)))
 
 
 def _validate_vm_groups(p, groups, clusters):

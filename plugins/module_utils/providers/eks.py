@@ -4,60 +4,45 @@
 """Amazon EKS cluster provider (boto3).
 
 One EKS cluster plus, optionally, one managed node group. Waits use boto3's EKS
-waiters bounded by the module's ``wait_timeout``. The kubeconfig carries a bearer
-token generated in Python the way aws-iam-authenticator / ``aws eks get-token`` do
-it: a presigned STS ``GetCallerIdentity`` URL signed with the ``x-k8s-aws-id:
-<cluster>`` header, base64url-encoded without padding, prefixed ``k8s-aws-v1.``.
-EKS accepts such a token for 15 minutes only; re-run the module (or use the exec
-plugin alternative documented in docs/providers.md) to refresh it.
+waiters bounded by the module's ``wait_timeout``.
+
+Kubeconfig user (``settings.credential_plugin``): ``meshfleet`` (default) is an exec
+credential plugin shipped with the collection (module_utils/exec_credential.py, copied
+next to the kubeconfig and run with the Python that wrote it) which signs a fresh
+presigned-STS token whenever a client asks, so the kubeconfig outlives EKS's 15-minute
+tokens; ``aws-cli`` (``aws eks get-token``) and ``aws-iam-authenticator`` use those
+tools instead; ``static`` writes one token (valid 15 minutes, refreshed by a re-run).
+
+A node group's ``scaling.desired`` is its initial size only: cluster-autoscaler moves it
+within [min, max], so a re-run compares ``min`` and ``max`` and never resets desired.
+A cluster whose creation ended ``FAILED`` is deleted and created again by the next run
+(EKS cannot repair it).
 
 Credentials: boto3's normal chain (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
 instance or container roles). ``settings.endpoint_url`` points EKS and STS at a custom
-endpoint (moto in the tests).
+endpoint; without it boto3 itself honours ``AWS_ENDPOINT_URL`` and the service-specific
+``AWS_ENDPOINT_URL_EKS`` / ``AWS_ENDPOINT_URL_STS`` (never passed on explicitly, which
+would override the service-specific ones).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import base64
+import os
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout
+from ansible_collections.meshfleet.mesh.plugins.module_utils import exec_credential as xc
 from ansible_collections.meshfleet.mesh.plugins.module_utils import kubeconfig as kc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.cloud import (
     FieldPatterns, aws_client, aws_session, diff_flat, flatten_settings, module_timeout,
     module_wait, version_matches)
 
-K8S_AWS_ID_HEADER = "x-k8s-aws-id"
-TOKEN_PREFIX = "k8s-aws-v1."
-#: a presigned URL lives 60 s; EKS itself honours a token for 15 minutes
-TOKEN_URL_EXPIRES = 60
-
-
-def eks_token(session, cluster_name, region, endpoint_url=None):
-    """Return a bearer token for ``cluster_name`` (no API call: a presigned STS URL)."""
-    sts = aws_client(session, "sts", endpoint_url=endpoint_url)
-    if endpoint_url is None and sts.meta.endpoint_url.rstrip("/") == "https://sts.amazonaws.com":
-        # EKS wants the regional STS endpoint for regional clusters
-        sts = session.client("sts", region_name=region,
-                             endpoint_url="https://sts.%s.amazonaws.com" % region)
-
-    def retrieve_id(params, context, **kwargs):
-        if K8S_AWS_ID_HEADER in params:
-            context[K8S_AWS_ID_HEADER] = params.pop(K8S_AWS_ID_HEADER)
-
-    def inject_header(request, **kwargs):
-        if K8S_AWS_ID_HEADER in request.context:
-            request.headers[K8S_AWS_ID_HEADER] = request.context[K8S_AWS_ID_HEADER]
-
-    sts.meta.events.register("provide-client-params.sts.GetCallerIdentity", retrieve_id)
-    sts.meta.events.register("before-sign.sts.GetCallerIdentity", inject_header)
-    url = sts.generate_presigned_url("get_caller_identity",
-                                     Params={K8S_AWS_ID_HEADER: cluster_name},
-                                     ExpiresIn=TOKEN_URL_EXPIRES, HttpMethod="GET")
-    encoded = base64.urlsafe_b64encode(url.encode("utf-8")).decode("ascii").rstrip("=")
-    return TOKEN_PREFIX + encoded
+K8S_AWS_ID_HEADER = xc.K8S_AWS_ID_HEADER
+TOKEN_PREFIX = xc.TOKEN_PREFIX
+TOKEN_URL_EXPIRES = xc.TOKEN_URL_EXPIRES
+eks_token = xc.eks_token
 
 
 class EksProvider(ClusterProvider):
@@ -90,6 +75,10 @@ class EksProvider(ClusterProvider):
             if missing:
                 raise MeshfleetError("cluster %s (provider eks): settings.node_group needs %s"
                                      % (self.cluster_name, ", ".join(missing)))
+        plugin = s.get("credential_plugin") or "meshfleet"
+        if plugin not in xc.PLUGINS["eks"]:
+            raise MeshfleetError("cluster %s (provider eks): settings.credential_plugin %r is not one of: %s"
+                                 % (self.cluster_name, plugin, ", ".join(xc.PLUGINS["eks"])))
         self._session = aws_session(s["region"], "cluster %s (provider eks)" % self.cluster_name)
 
     @property
@@ -124,6 +113,18 @@ class EksProvider(ClusterProvider):
         except botocore.exceptions.WaiterError as e:
             if "Max attempts exceeded" in str(e):
                 raise WaitTimeout("timed out after %ss waiting for %s" % (timeout, what))
+            last = getattr(e, "last_response", None) or {}
+            item = last.get("cluster") or last.get("nodegroup")
+            if item and item.get("status") in ("FAILED", "CREATE_FAILED", "DELETE_FAILED", "DEGRADED"):
+                issues = "; ".join("%s: %s" % (i.get("code"), i.get("message"))
+                                   for i in (item.get("health") or {}).get("issues") or [])
+                raise MeshfleetError("waiting for %s failed: it is %s%s%s" % (
+                    what, item["status"], " (%s)" % issues if issues else "",
+                    "; the next run deletes the failed cluster and creates it again"
+                    if "cluster" in last and item["status"] == "FAILED" else ""))
+            if last.get("Error"):
+                err = last["Error"]
+                raise MeshfleetError("waiting for %s failed: %s: %s" % (what, err.get("Code"), err.get("Message")))
             raise MeshfleetError("waiting for %s failed: %s" % (what, e))
 
     # --- observe ---------------------------------------------------------------
@@ -182,9 +183,15 @@ class EksProvider(ClusterProvider):
         for key in ("subnet_ids", "security_group_ids"):
             if want.get(key) is not None:
                 want[key] = sorted(want[key])
-        return flatten_settings(want, self.NESTED)
+        flat = flatten_settings(want, self.NESTED)
+        # the desired size is the initial size: cluster-autoscaler moves it within [min, max]
+        flat.pop("node_group.scaling.desired", None)
+        return flat
 
     def diff(self, observed):
+        if (observed or {}).get("status") == "FAILED":
+            # a failed creation cannot be repaired: update() deletes and creates it again
+            return {"status": ("FAILED", "ACTIVE")}
         seen = (observed or {}).get("settings", {})
         desired = self._desired_flat()
         if self.settings.get("node_group") and not seen.get("node_group"):
@@ -248,7 +255,27 @@ class EksProvider(ClusterProvider):
         if s.get("node_group"):
             self._create_nodegroup()
 
+    def _scaling_update(self, observed):
+        """The UpdateNodegroupConfig scalingConfig for new min/max: the current desired size
+        stays unless it falls outside the new range."""
+        want = self._nodegroup_params()["scalingConfig"]
+        config = dict(minSize=want["minSize"], maxSize=want["maxSize"])
+        have = ((observed or {}).get("settings", {}).get("node_group") or {}).get("scaling") or {}
+        current = have.get("desired")
+        if current is not None and not want["minSize"] <= current <= want["maxSize"]:
+            config["desiredSize"] = min(max(current, want["minSize"]), want["maxSize"])
+        return config
+
+    def recreate(self):
+        """Delete a cluster whose creation FAILED, wait until it is gone, create it again."""
+        if self.module is not None and hasattr(self.module, "warn"):
+            self.module.warn("EKS cluster %s is FAILED; deleting it and creating it again" % self.cluster_name)
+        self.delete(wait=True)
+        self.create()
+
     def update(self, changes):
+        if "status" in changes:
+            return self.recreate()
         observed = self.get()
         try:
             if "kubernetes_version" in changes:
@@ -270,7 +297,7 @@ class EksProvider(ClusterProvider):
                 params = self._nodegroup_params()
                 self.eks.update_nodegroup_config(clusterName=self.cluster_name,
                                                  nodegroupName=params["nodegroupName"],
-                                                 scalingConfig=params["scalingConfig"])
+                                                 scalingConfig=self._scaling_update(observed))
                 if module_wait(self.module):
                     self._wait("nodegroup_active", "node group %s update" % params["nodegroupName"],
                                clusterName=self.cluster_name, nodegroupName=params["nodegroupName"])
@@ -279,7 +306,7 @@ class EksProvider(ClusterProvider):
         except Exception as e:
             raise self._err(e, "update")
 
-    def delete(self):
+    def delete(self, wait=None):
         try:
             groups = self.eks.list_nodegroups(clusterName=self.cluster_name).get("nodegroups", [])
             for ng in groups:
@@ -294,21 +321,57 @@ class EksProvider(ClusterProvider):
             if self._not_found(e):
                 return
             raise self._err(e, "deletion")
-        if module_wait(self.module):
+        if module_wait(self.module) if wait is None else wait:
             self._wait("cluster_deleted", "cluster %s to be deleted" % self.cluster_name,
                        name=self.cluster_name)
 
     # --- kubeconfig ---------------------------------------------------------------------
+    def _install_plugin(self):
+        try:
+            return xc.install_script(self.cluster_dir)
+        except (xc.CredentialError, IOError, OSError) as e:
+            raise MeshfleetError("cluster %s (provider %s): cannot write the kubeconfig credential plugin: %s"
+                                 % (self.cluster_name, self.name, e))
+
+    def kubeconfig_user(self):
+        """(kubeconfig user, whether the meshfleet plugin file changed) for settings.credential_plugin."""
+        s = self.settings
+        plugin = s.get("credential_plugin") or "meshfleet"
+        region, endpoint = s["region"], s.get("endpoint_url")
+        if plugin == "static":
+            return kc.token_user(eks_token(self._session, self.cluster_name, region, endpoint_url=endpoint)), False
+        # the endpoints the writer uses now, for a client that runs later with another environment
+        env = {"AWS_ENDPOINT_URL_STS": endpoint} if endpoint else xc.carried_env(xc.EKS_CARRIED_ENV)
+        profile = os.environ.get("AWS_PROFILE")
+        if plugin == "meshfleet":
+            script, changed = self._install_plugin()
+            if endpoint:
+                env = {}  # --endpoint-url says it
+            try:
+                spec = xc.exec_spec(script, xc.eks_exec_args(self.cluster_name, region, endpoint, profile), env)
+            except xc.CredentialError as e:
+                raise MeshfleetError("cluster %s (provider eks): %s" % (self.cluster_name, e))
+            return {"exec": spec}, changed
+        if profile:
+            env["AWS_PROFILE"] = profile
+        if plugin == "aws-cli":
+            return kc.exec_user("aws", ["eks", "get-token", "--cluster-name", self.cluster_name, "--region", region,
+                                        "--output", "json"], env=env,
+                                install_hint="Install the AWS CLI v2 (https://aws.amazon.com/cli/)"), False
+        return kc.exec_user("aws-iam-authenticator", ["token", "-i", self.cluster_name, "--region", region],
+                            env=env, install_hint="Install aws-iam-authenticator "
+                            "(https://github.com/kubernetes-sigs/aws-iam-authenticator)"), False
+
     def kubeconfig(self, observed):
-        token = eks_token(self._session, self.cluster_name, self.settings["region"],
-                          endpoint_url=self.settings.get("endpoint_url"))
-        return kc.build_kubeconfig(self.cluster_name, observed["api_server"], kc.token_user(token),
-                                   ca=observed.get("ca"))
+        user, _changed = self.kubeconfig_user()
+        return kc.build_kubeconfig(self.cluster_name, observed["api_server"], user, ca=observed.get("ca"))
 
     def write_kubeconfig(self):
         observed = self.get()
         if not observed or not observed.get("api_server"):
             return self.kubeconfig_path, self.cluster_name, False
         self.ensure_cluster_dir()
-        changed = kc.write_kubeconfig(self.kubeconfig_path, self.kubeconfig(observed))
-        return self.kubeconfig_path, self.cluster_name, changed
+        user, script_changed = self.kubeconfig_user()
+        config = kc.build_kubeconfig(self.cluster_name, observed["api_server"], user, ca=observed.get("ca"))
+        changed = kc.write_kubeconfig(self.kubeconfig_path, config)
+        return self.kubeconfig_path, self.cluster_name, changed or script_changed

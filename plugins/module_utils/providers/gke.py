@@ -9,16 +9,28 @@ mutation returns a GKE operation, which is polled (``get_operation``) until DONE
 bounded by the module's ``wait_timeout``. Throttling (HTTP 429) and 503 answers are
 retried, honouring ``Retry-After``.
 
-The kubeconfig carries the API endpoint, the cluster CA and a bearer token from the
-google-auth credentials (an OAuth2 access token, valid about an hour; re-run the
-module to refresh it, or use the ``gke-gcloud-auth-plugin`` exec alternative
-documented in docs/providers.md). No gcloud binary is needed.
+The kubeconfig carries the API endpoint, the cluster CA and, by default
+(``settings.credential_plugin: meshfleet``), an exec credential plugin shipped with the
+collection (module_utils/exec_credential.py, copied next to the kubeconfig and run with
+the Python that wrote it) that gets a fresh google-auth access token whenever a client
+asks, so the kubeconfig outlives the one-hour tokens. ``gke-gcloud-auth-plugin`` uses
+Google's plugin instead; ``static`` writes one access token (about an hour; a re-run
+refreshes it). No gcloud binary is needed.
+
+``settings.api_endpoint`` points the client elsewhere (``client_options.api_endpoint``;
+an ``http://`` URL for an emulator or a test server is used as given).
 
 Mutable in place: ``kubernetes_version`` (master upgrade), ``release_channel``,
 ``workload_identity``, node pool autoscaling (``min_count`` / ``max_count``) and new
 node pools. A node pool's ``count`` is its initial size (GKE does not report the
-current size of a pool; scale with min/max). Refused: ``location``, ``network``,
-``subnetwork``, ``node_pools.<name>.machine_type`` / ``disk_size_gb``.
+current size of a pool; scale with min/max), and like min/max it is per zone: in a
+regional location (3 zones) a pool of ``count: 2`` has 6 nodes. The observed pool
+reports ``count`` per zone (what was asked) and ``zones``; it is never compared.
+Refused: ``location``, ``network``, ``subnetwork``,
+``node_pools.<name>.machine_type`` / ``disk_size_gb``.
+
+A cluster left in ``ERROR`` (a creation that died half way: its operation ended DONE
+with an error) is deleted and created again by the next run.
 
 Credentials: ``settings.credentials_file`` (service-account JSON key) or google-auth's
 application default credentials (GOOGLE_APPLICATION_CREDENTIALS, ``gcloud auth
@@ -34,6 +46,7 @@ import os
 import time
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, wait_for
+from ansible_collections.meshfleet.mesh.plugins.module_utils import exec_credential as xc
 from ansible_collections.meshfleet.mesh.plugins.module_utils import kubeconfig as kc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.cloud import (
@@ -126,6 +139,15 @@ class GkeProvider(ClusterProvider):
             if not isinstance(pool, dict) or not pool.get("name"):
                 raise MeshfleetError("cluster %s (provider gke): every settings.node_pools item "
                                      "needs a name" % self.cluster_name)
+        plugin = self.settings.get("credential_plugin") or "meshfleet"
+        if plugin not in xc.PLUGINS["gke"]:
+            raise MeshfleetError("cluster %s (provider gke): settings.credential_plugin %r is not one of: %s"
+                                 % (self.cluster_name, plugin, ", ".join(xc.PLUGINS["gke"])))
+        endpoint = self.settings.get("api_endpoint")
+        if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.strip()
+                                     or " " in endpoint.strip()):
+            raise MeshfleetError("cluster %s (provider gke): settings.api_endpoint must be a host[:port] or "
+                                 "an http(s):// URL, got %r" % (self.cluster_name, endpoint))
         try:
             check_google_credentials(self.settings)
         except MeshfleetError as e:
@@ -153,8 +175,11 @@ class GkeProvider(ClusterProvider):
     def client(self):
         if self._client is None:
             from google.cloud.container_v1 import ClusterManagerClient
-            self._client = ClusterManagerClient(credentials=self.credentials, transport="rest",
-                                                **dict(self.sdk_hooks))
+            kwargs = dict(self.sdk_hooks)
+            if self.settings.get("api_endpoint"):
+                # the REST transport keeps an http:// or https:// scheme given here
+                kwargs["client_options"] = {"api_endpoint": self.settings["api_endpoint"].rstrip("/")}
+            self._client = ClusterManagerClient(credentials=self.credentials, transport="rest", **kwargs)
         return self._client
 
     @property
@@ -165,11 +190,16 @@ class GkeProvider(ClusterProvider):
     def path(self):
         return "%s/clusters/%s" % (self.parent, self.cluster_name)
 
-    def _err(self, e, action):
+    def _err(self, e, action, hint=""):
         code = getattr(e, "code", None)
         message = getattr(e, "message", None) or str(e)
-        return MeshfleetError("GKE %s of cluster %s failed%s: %s" % (
-            action, self.cluster_name, " (HTTP %s)" % int(code) if code else "", message),
+        if not hint and "quota" in message.lower() and code != 429:
+            hint = " (raise the quota, or ask for fewer or smaller nodes: node_pools count/machine_type; " \
+                   "in a regional location count is per zone, 3 zones)"
+        elif not hint and "incompatible operation" in message:
+            hint = " (another operation is still running on the cluster; re-run when it is done)"
+        return MeshfleetError("GKE %s of cluster %s failed%s: %s%s" % (
+            action, self.cluster_name, " (HTTP %s)" % int(code) if code else "", message, hint),
             status_code=int(code) if code else None)
 
     def _call(self, action, method, **kwargs):
@@ -182,7 +212,8 @@ class GkeProvider(ClusterProvider):
                 return method(retry=None, **kwargs)
             except (gexc.TooManyRequests, gexc.ServiceUnavailable) as e:
                 if attempt >= self.max_retries:
-                    raise self._err(e, action)
+                    raise self._err(e, action, " (still refused after %d retries; re-run later)"
+                                    % self.max_retries)
                 retry_after = None
                 response = getattr(e, "response", None)
                 if response is not None and getattr(response, "headers", None):
@@ -198,8 +229,8 @@ class GkeProvider(ClusterProvider):
                 raise MeshfleetError("cluster %s (provider gke): cannot authenticate: %s; %s"
                                      % (self.cluster_name, e, CREDENTIALS_HELP))
 
-    def _wait_op(self, op, action):
-        if not module_wait(self.module):
+    def _wait_op(self, op, action, force=False):
+        if not force and not module_wait(self.module):
             return
         name = "%s/operations/%s" % (self.parent, short_name(op.name))
 
@@ -213,7 +244,10 @@ class GkeProvider(ClusterProvider):
                          sleeper=self.sleep)
         problem = (final.error.message if final.error else None) or final.status_message
         if problem:
-            raise MeshfleetError("GKE %s of cluster %s failed: %s" % (action, self.cluster_name, problem))
+            raise MeshfleetError("GKE %s of cluster %s failed: %s%s" % (
+                action, self.cluster_name, problem,
+                "; if the cluster is left in ERROR state, the next run deletes it and creates it again"
+                if action == "creation" else ""))
 
     # --- observe -----------------------------------------------------------------
     def _get_raw(self):
@@ -237,7 +271,7 @@ class GkeProvider(ClusterProvider):
                 name=p.name, machine_type=p.config.machine_type or None, count=p.initial_node_count,
                 min_count=p.autoscaling.min_node_count if p.autoscaling.enabled else None,
                 max_count=p.autoscaling.max_node_count if p.autoscaling.enabled else None,
-                disk_size_gb=p.config.disk_size_gb or None))
+                disk_size_gb=p.config.disk_size_gb or None, zones=len(p.locations) or None))
         channel = c.release_channel.channel.name if c.release_channel else "UNSPECIFIED"
         observed = dict(
             project=self.settings["project"], location=c.location or self.settings["location"],
@@ -248,6 +282,7 @@ class GkeProvider(ClusterProvider):
             node_pools=pools)
         status = c.status.name
         return dict(settings=observed, status=status, ready=status == "RUNNING",
+                    status_message=c.status_message or None, node_count=c.current_node_count,
                     api_server="https://%s" % c.endpoint if c.endpoint else None,
                     ca=c.master_auth.cluster_ca_certificate or None, context=self.cluster_name)
 
@@ -262,6 +297,9 @@ class GkeProvider(ClusterProvider):
         return want
 
     def diff(self, observed):
+        if (observed or {}).get("status") == "ERROR":
+            # a creation that died half way: update() deletes the cluster and creates it again
+            return {"status": ("ERROR", "RUNNING")}
         seen = flatten_settings((observed or {}).get("settings", {}), self.NESTED)
         changes = diff_flat(flatten_settings(self._desired(), self.NESTED), seen, self.same)
         return group_new_items(changes, seen, ("node_pools",))
@@ -311,7 +349,16 @@ class GkeProvider(ClusterProvider):
         op = self._call(what, self.client.update_cluster, name=self.path, update=update)
         self._wait_op(op, what)
 
+    def recreate(self):
+        if self.module is not None and hasattr(self.module, "warn"):
+            self.module.warn("GKE cluster %s is in ERROR state; deleting it and creating it again" % self.cluster_name)
+        op = self._call("deletion", self.client.delete_cluster, name=self.path)
+        self._wait_op(op, "deletion", force=True)
+        self.create()
+
     def update(self, changes):
+        if "status" in changes:
+            return self.recreate()
         s = self.settings
         if "kubernetes_version" in changes:
             self._update_cluster(dict(desired_master_version=str(s["kubernetes_version"])), "upgrade")
@@ -355,12 +402,43 @@ class GkeProvider(ClusterProvider):
                                      % (self.cluster_name, e))
         return creds.token
 
+    def _install_plugin(self):
+        try:
+            return xc.install_script(self.cluster_dir)
+        except (xc.CredentialError, IOError, OSError) as e:
+            raise MeshfleetError("cluster %s (provider %s): cannot write the kubeconfig credential plugin: %s"
+                                 % (self.cluster_name, self.name, e))
+
+    def kubeconfig_user(self):
+        """(kubeconfig user, whether the meshfleet plugin file changed) for settings.credential_plugin."""
+        plugin = self.settings.get("credential_plugin") or "meshfleet"
+        if plugin == "static":
+            return kc.token_user(self.access_token()), False
+        creds_file = self.settings.get("credentials_file") or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+        if creds_file:
+            creds_file = os.path.abspath(os.path.expanduser(creds_file))
+        env = xc.carried_env(xc.GKE_CARRIED_ENV)
+        if plugin == "meshfleet":
+            script, changed = self._install_plugin()
+            try:
+                spec = xc.exec_spec(script, xc.gke_exec_args(creds_file), env)
+            except xc.CredentialError as e:
+                raise MeshfleetError("cluster %s (provider gke): %s" % (self.cluster_name, e))
+            return {"exec": spec}, changed
+        args = []
+        if creds_file:
+            env["GOOGLE_APPLICATION_CREDENTIALS"] = creds_file
+            args = ["--use_application_default_credentials"]
+        return kc.exec_user("gke-gcloud-auth-plugin", args, env=env, provide_cluster_info=True,
+                            install_hint="Install gke-gcloud-auth-plugin (gcloud components install "
+                            "gke-gcloud-auth-plugin)"), False
+
     def write_kubeconfig(self):
         observed = self.get()
         if not observed or not observed.get("api_server"):
             return self.kubeconfig_path, self.cluster_name, False
         self.ensure_cluster_dir()
-        config = kc.build_kubeconfig(self.cluster_name, observed["api_server"],
-                                     kc.token_user(self.access_token()), ca=observed.get("ca"))
+        user, script_changed = self.kubeconfig_user()
+        config = kc.build_kubeconfig(self.cluster_name, observed["api_server"], user, ca=observed.get("ca"))
         changed = kc.write_kubeconfig(self.kubeconfig_path, config)
-        return self.kubeconfig_path, self.cluster_name, changed
+        return self.kubeconfig_path, self.cluster_name, changed or script_changed

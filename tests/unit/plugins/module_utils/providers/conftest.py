@@ -14,7 +14,7 @@ if _COLLECTIONS not in sys.path:
 import pytest  # noqa: E402
 
 from ansible_collections.meshfleet.mesh.tests.fakes.aws import (  # noqa: E402,F401 pylint: disable=unused-import
-    aws_env, moto_endpoint)
+    aws_env, eks_rules, moto_endpoint)
 
 
 @pytest.fixture
