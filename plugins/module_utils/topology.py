@@ -822,6 +822,9 @@ def _validate_settings(p, path, provider, settings):
                 "expected one of %s" % one_of(types) if types else "it takes no settings"))
         elif value is not None and not (key in required and _missing(value)):
             _check_type(p, "%s.%s" % (path, key), value, types[key])
+            choices = SETTING_CHOICES.get(provider, {}).get(key)
+            if choices and is_str(value) and value not in choices:
+                p.add("%s.%s" % (path, key), "must be one of %s, got %s" % (", ".join(choices), show(value)))
     if provider == "aks":
         p.extend(aks_settings_problems(settings, path))
 
@@ -957,9 +960,6 @@ def _aks_network(p, path, net):
         p.add(path + ".pod_cidr", "Azure CNI (network_plugin azure) gives pods addresses from the "
               "subnet and takes no pod CIDR unless network_plugin_mode is overlay; set "
               "network_plugin_mode: overlay, or leave pod_cidr out (kubenet takes one too)")
-            choices = SETTING_CHOICES.get(provider, {}).get(key)
-            if choices and is_str(value) and value not in choices:
-                p.add("%s.%s" % (path, key), "must be one of %s, got %s" % (", ".join(choices), show(value)))
 
 
 def _validate_vm_groups(p, groups, clusters):
