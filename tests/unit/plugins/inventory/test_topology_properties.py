@@ -75,7 +75,7 @@ def load_file(text_or_bytes):
         if not av["meshfleet_topology_unparsed"]:
             errors += [e for e in t.validate(topology) if e not in errors]
             t.summarise(topology)
-        return path, errors, av["meshfleet_topology_unparsed"]
+        return path, errors, av["meshfleet_topology_unparsed"], list(topology)
 
 
 def run_case(text_or_bytes, top_keys=()):
@@ -84,14 +84,14 @@ def run_case(text_or_bytes, top_keys=()):
     signal.alarm(TIME_LIMIT)
     tracemalloc.start()
     try:
-        path, errors, unparsed = load_file(text_or_bytes)
+        path, errors, unparsed, loaded_keys = load_file(text_or_bytes)
         _current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
     assert peak < MEMORY_LIMIT, "case used %d MiB" % (peak >> 20)
-    starts = tuple(t.key_path("", k) for k in top_keys) + (
+    starts = tuple(t.key_path("", k) for k in list(top_keys) + loaded_keys) + (
         "topology", "mesh", "clusters", "networks", "vm_groups", "plugin")
     for e in errors:
         assert isinstance(e, str) and len(e) <= t.MAX_PATH_SHOWN + t.MAX_MESSAGE + 2, e[:300]
@@ -227,6 +227,7 @@ def damaged(draw):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(damaged())
 @example(b"plugin: meshfleet.mesh.topology\nmesh: {id: caf\xe9}\n")
+@example(b"---\n(# An example multi-cloud mesh: one Istio mesh\nplugin: meshfleet.mesh.topology\nmesh: {id: m}\n")
 @example(b"mesh:\n  id: m\nclusters: {c1: {provider: kwok, network: n}}\n")
 @example(("plugin: meshfleet.mesh.topology\na: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\n" + "".join(
     "%s: &%s [%s]\n" % (n, n, ", ".join(["*" + p] * 9)) for p, n in zip("abcdefgh", "bcdefghi"))
