@@ -221,6 +221,22 @@ def containers(obj):
     return list(pod.get("containers") or []) + list(pod.get("initContainers") or [])
 
 
+def pull_secrets(objects, workload):
+    """Pull secret names of a workload's pods: its pod spec's, else its ServiceAccount's."""
+    pod = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    own = [s.get("name") for s in pod.get("imagePullSecrets") or []]
+    if own:
+        return own
+    sa_name = pod.get("serviceAccountName") or "default"
+    namespace = (workload.get("metadata") or {}).get("namespace")
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") == "ServiceAccount" and (meta.get("name"), meta.get("namespace")) == (sa_name, namespace):
+            return [s.get("name") for s in obj.get("imagePullSecrets") or []]
+    raise AssertionError("%s: no ServiceAccount %s/%s in the output"
+                         % ((workload.get("metadata") or {}).get("name"), namespace, sa_name))
+
+
 def injector_values(objects):
     """The sidecar injector ConfigMaps' ``values`` (JSON), by ConfigMap name."""
     out = {}
@@ -237,7 +253,7 @@ def test_istioctl_output_names_only_the_release_images(request, tmp_path, mesh, 
     istioctl = tools_bin()
     rendered, _tags = request.getfixturevalue(mesh)
     hub, tag = istio.get("hub", "docker.io/istio"), istio["version"]
-    seen_images, injectors = set(), 0
+    seen_images, injectors, gateways = set(), 0, 0
     for cluster in ("aks-weu", "gke-euw", "eks-euc", "local"):
         for name in OPERATORS:
             text, _iop = rendered[cluster][name]
@@ -247,22 +263,38 @@ def test_istioctl_output_names_only_the_release_images(request, tmp_path, mesh, 
             for obj in objects:
                 for c in containers(obj):
                     image = c.get("image")
-                    # gateways are injected ("auto"): their image is the injector's proxyv2
+                    # gateways are injected ("auto"): their image is the .ProxyImage of the
+                    # primary's sidecar injector, checked below (so the east-west operator's
+                    # own spec.hub/spec.tag do not change istioctl's output)
                     if image == "auto":
+                        tmpl = (obj["spec"]["template"].get("metadata") or {})
+                        assert (tmpl.get("labels") or {}).get("sidecar.istio.io/inject") == "true", obj
+                        assert (tmpl.get("annotations") or {}).get("inject.istio.io/templates") == "gateway", obj
+                        gateways += 1
                         continue
                     assert re.match(r"^%s/(pilot|proxyv2):%s$" % (re.escape(hub), re.escape(tag)), image), \
                         (cluster, name, obj["kind"], obj["metadata"]["name"], image)
                     seen_images.add(image.split("/")[-1])
-                pull = [s.get("name") for s in
-                        ((obj.get("spec") or {}).get("template") or {}).get("spec", {}).get("imagePullSecrets") or []]
-                if obj.get("kind") == "Deployment" and containers(obj):
-                    assert pull == istio.get("image_pull_secrets", []), (cluster, name, obj["metadata"]["name"])
+                if obj.get("kind") == "Deployment":
+                    # Istio's charts put the pull secrets on the pods' ServiceAccount
+                    assert pull_secrets(objects, obj) == istio.get("image_pull_secrets", []), \
+                        (cluster, name, obj["metadata"]["name"])
             for cm_name, (values, config) in injector_values(objects).items():
                 injectors += 1
-                v = json.loads(values)
-                assert (v["global"]["hub"], v["global"]["tag"]) == (hub, tag), (cluster, cm_name)
-                assert (v["global"].get("imagePullSecrets") or []) == istio.get("image_pull_secrets", [])
-                # the injection template builds the proxy image from these values; no other hub/tag
+                g = json.loads(values)["global"]
+                # the injector's .ProxyImage for sidecars, gateways ("auto") and the init
+                # container: <global.hub>/<image>:<global.tag> when the image has no "/"
+                assert (g["hub"], g["tag"]) == (hub, tag), (cluster, cm_name)
+                for part in ("proxy", "proxy_init"):
+                    assert g[part]["image"] == "proxyv2", (cluster, cm_name, part, g[part])
+                    assert "%s/%s:%s" % (g["hub"], g[part]["image"], g["tag"]) == "%s/proxyv2:%s" % (hub, tag)
+                assert (g.get("imagePullSecrets") or []) == istio.get("image_pull_secrets", [])
+                # the gateway template runs the proxy image the values make
+                assert json.loads(values) and '"{{ .ProxyImage }}"' in (yaml.safe_load(config) or {}).get(
+                    "templates", {}).get("gateway", ""), (cluster, cm_name)
+                # no other hub/tag hides in the injection templates
                 assert "-dev" not in values + (config or "")
+                assert "registry.istio.io" not in values + (config or "")
     assert "pilot:%s" % tag in seen_images     # istiod on the primaries
     assert injectors >= 3                       # the sidecar injector of each primary, and the remote's
+    assert gateways == 4                        # one east-west gateway per cluster
