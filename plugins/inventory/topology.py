@@ -44,7 +44,8 @@ options:
   mesh:
     description:
       - The mesh block - C(id), C(trust_domain), C(istio.version), C(istio.revision),
-        C(state_dir), C(ca) and C(features). See docs/topology.md.
+        C(istio.hub), C(istio.image_pull_secrets), C(state_dir), C(ca) and C(features).
+        See docs/topology.md.
       - Validated by the plugin (problems land in C(meshfleet_topology_errors)), so
         any type is accepted here.
     type: raw

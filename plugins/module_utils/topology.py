@@ -112,7 +112,23 @@ DEFAULT_VM_COUNT = 1
 CLOUD_VM_PROVIDERS = ("ec2", "openstack")
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
-DEFAULT_ISTIO_VERSION = "1.30"
+#: The Istio minor the pinned istioctl renders: its charts, istiod and the build's own image
+#: tag (tools/versions.env: ISTIO_BUILD_VERSION 1.30-dev, istio.io/istio release-1.30).
+#: ``mesh.istio.version`` must name this minor; tests/unit check it against versions.env.
+ISTIO_SUPPORTED_MINOR = "1.30"
+#: The published release of that minor the pinned source is (istio.io/client-go v1.30.4 is
+#: the pinned commit, see tools/versions.env): the default ``mesh.istio.version`` of a mesh
+#: with a cluster that pulls images, and the release messages suggest.
+ISTIO_DEFAULT_RELEASE = "1.30.4"
+#: The default ``mesh.istio.version`` when every cluster is local (kwok): nodes there never
+#: pull images, so the manifests keep istioctl's own build identity (registry.istio.io/release,
+#: 1.30-dev). Only such meshes may name a version that is not a release.
+DEFAULT_ISTIO_VERSION = ISTIO_SUPPORTED_MINOR
+#: Where a release's images (pilot, proxyv2) come from unless mesh.istio.hub names a mirror.
+DEFAULT_ISTIO_HUB = "docker.io/istio"
+#: Cluster providers whose nodes never pull an image (kwok: fake nodes, istiod runs on the
+#: controller). Every other provider pulls istiod, gateway and sidecar images from the hub.
+LOCAL_CLUSTER_PROVIDERS = ("kwok",)
 DEFAULT_STATE_DIR = ".meshfleet"
 DEFAULT_CA = dict(key_type="ecdsa-p256", root_days=3650, intermediate_days=730,
                   renew_before_days=30, root_cert_file=None, root_key_file=None)
@@ -143,7 +159,7 @@ PLUGIN_KEYS = ("plugin", "compose", "groups", "keyed_groups", "strict", "use_ext
                "leading_separator")
 TOP_KEYS = ("mesh", "clusters", "networks", "vm_groups")
 MESH_KEYS = ("id", "trust_domain", "istio", "state_dir", "ca", "features")
-ISTIO_KEYS = ("version", "revision")
+ISTIO_KEYS = ("version", "revision", "hub", "image_pull_secrets")
 CLUSTER_KEYS = ("provider", "network", "role", "primary", "settings", "eastwest_address")
 NETWORK_KEYS = ("description",)
 VM_GROUP_KEYS = ("namespace", "service_account", "cluster", "network", "provider", "settings",
@@ -154,6 +170,14 @@ DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 # MAJOR.MINOR or MAJOR.MINOR.PATCH, major 1, optional pre-release/build suffix
 # (1.30, 1.30.2, 1.30-dev, 1.31.0-beta.1).
 ISTIO_VERSION = re.compile(r"^1\.(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))?(-[0-9A-Za-z][0-9A-Za-z.-]*)?$")
+# A published Istio release: MAJOR.MINOR.PATCH, optionally -alpha.N, -beta.N or -rc.N (the
+# tags Istio publishes images under; "1.30", "1.30-dev", "latest" are not among them).
+ISTIO_RELEASE = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-(alpha|beta|rc)\.(0|[1-9][0-9]*))?$")
+# An image repository prefix without tag or digest: registry[:port]/path[/path...]
+# (the distribution reference grammar: lowercase path components separated by . _ __ -).
+_HUB_REGISTRY = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*(:[0-9]+)?"
+_HUB_COMPONENT = r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*"
+ISTIO_HUB = re.compile(r"^%s(/%s)+$" % (_HUB_REGISTRY, _HUB_COMPONENT))
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 
@@ -302,8 +326,10 @@ def normalise(topology, base_dir=None):
     ``base_dir`` (the topology file's folder) makes ``mesh.state_dir`` and the CA
     file paths absolute.
 
-    Defaults: ``mesh.trust_domain`` cluster.local, ``mesh.istio.version`` 1.30,
+    Defaults: ``mesh.trust_domain`` cluster.local, ``mesh.istio.version`` 1.30 when every
+    cluster is local (kwok), else the release 1.30.4 (see :func:`default_istio_version`),
     ``mesh.istio.revision`` "" (the default, unrevisioned control plane),
+    ``mesh.istio.hub`` docker.io/istio, ``mesh.istio.image_pull_secrets`` [],
     ``mesh.state_dir`` .meshfleet, ``mesh.ca`` / ``mesh.features`` as in
     DEFAULT_CA / DEFAULT_FEATURES; a cluster's ``role`` primary, ``settings`` {},
     ``eastwest_address`` null and, for a primary, ``primary`` = itself; a VM
@@ -326,9 +352,13 @@ def normalise(topology, base_dir=None):
             istio = mesh["istio"] = {}
         if is_mapping(istio):
             if istio.get("version") is None:
-                istio["version"] = DEFAULT_ISTIO_VERSION
+                istio["version"] = default_istio_version(topo.get("clusters"))
             if istio.get("revision") is None:
                 istio["revision"] = ""
+            if istio.get("hub") is None:
+                istio["hub"] = DEFAULT_ISTIO_HUB
+            if istio.get("image_pull_secrets") is None:
+                istio["image_pull_secrets"] = []
         if mesh.get("state_dir") is None:
             mesh["state_dir"] = DEFAULT_STATE_DIR
         mesh["state_dir"] = _resolve_path(mesh["state_dir"], base_dir)
@@ -409,6 +439,22 @@ def normalise(topology, base_dir=None):
     return topo
 
 
+def image_pulling_clusters(clusters):
+    """["name (provider)", ...] of the clusters whose nodes pull Istio's images: every known
+    cluster provider except the local ones (LOCAL_CLUSTER_PROVIDERS)."""
+    if not is_mapping(clusters):
+        return []
+    return ["%s (%s)" % (name, c.get("provider")) for name, c in clusters.items()
+            if is_mapping(c) and c.get("provider") in CLUSTER_PROVIDERS
+            and c.get("provider") not in LOCAL_CLUSTER_PROVIDERS]
+
+
+def default_istio_version(clusters):
+    """``mesh.istio.version`` when the file gives none: the release ISTIO_DEFAULT_RELEASE when
+    some cluster pulls images, else DEFAULT_ISTIO_VERSION (istioctl's own build identity)."""
+    return ISTIO_DEFAULT_RELEASE if image_pulling_clusters(clusters) else DEFAULT_ISTIO_VERSION
+
+
 def mesh_defaults(mesh=None, base_dir=None):
     """The normalised mesh block (defaults filled); {} stands in for a missing or bad one."""
     if not is_mapping(mesh):
@@ -470,6 +516,7 @@ def validate(topology):
                                                     one_of(PLUGIN_KEYS[1:])))
     _validate_mesh(p, topology.get("mesh"), "mesh" in topology)
     clusters = _validate_clusters(p, topology.get("clusters"))
+    _validate_istio_release(p, topology.get("mesh"), topology.get("clusters"))
     _validate_networks(p, topology.get("networks"), clusters)
     _validate_vm_groups(p, topology.get("vm_groups"), clusters)
     return list(p)
@@ -496,16 +543,31 @@ def _validate_mesh(p, mesh, present):
             p.add("mesh.trust_domain", problem)
 
     istio = mesh.get("istio")
-    if istio is not None and p.mapping("mesh.istio", istio, "Istio settings (version, revision)"):
+    if istio is not None and p.mapping("mesh.istio", istio, "Istio settings (version, revision, hub, "
+                                                            "image_pull_secrets)"):
         p.unknown_keys("mesh.istio", istio, ISTIO_KEYS, "mesh.istio")
         version = istio.get("version")
         if version is not None and not (is_str(version) and ISTIO_VERSION.match(version)):
-            p.add("mesh.istio.version", "unsupported Istio version %s%s; use \"1.N\" or "
-                  "\"1.N.P\" as a quoted string, optionally with a -suffix (1.30, 1.30.2, "
-                  "1.30-dev)" % (show(version), _float_hint(version)))
+            p.add("mesh.istio.version", "unsupported Istio version %s%s; use a release as a quoted "
+                  "string, MAJOR.MINOR.PATCH optionally with -alpha.N, -beta.N or -rc.N (\"%s\"), "
+                  "or \"%s\" when every cluster is local (kwok)"
+                  % (show(version), _float_hint(version), ISTIO_DEFAULT_RELEASE, ISTIO_SUPPORTED_MINOR))
+        elif version is not None and _istio_minor(version) != ISTIO_SUPPORTED_MINOR:
+            p.add("mesh.istio.version", "%s is Istio %s, but the pinned istioctl renders Istio %s "
+                  "(its charts, istiod and images): use a %s release such as \"%s\""
+                  % (show(version), _istio_minor(version), ISTIO_SUPPORTED_MINOR,
+                     ISTIO_SUPPORTED_MINOR, ISTIO_DEFAULT_RELEASE))
         revision = istio.get("revision")
         if revision is not None and revision != "":
             p.label("mesh.istio.revision", revision, what="revision")
+        hub = istio.get("hub")
+        if hub is not None:
+            problem = _istio_hub_problem(hub)
+            if problem:
+                p.add("mesh.istio.hub", problem)
+        secrets = istio.get("image_pull_secrets")
+        if secrets is not None:
+            _validate_image_pull_secrets(p, secrets)
 
     state_dir = mesh.get("state_dir")
     if state_dir is not None and (not is_str(state_dir) or not state_dir.strip()):
@@ -522,6 +584,69 @@ def _validate_mesh(p, mesh, present):
             value = features.get(key)
             if value is not None and not isinstance(value, bool):
                 p.add("mesh.features.%s" % key, "must be true or false, got %s" % show(value))
+
+
+def _istio_minor(version):
+    """"1.30" of "1.30", "1.30.4", "1.30-dev" (a version ISTIO_VERSION accepts)."""
+    return ".".join(re.split(r"[.-]", version)[:2])
+
+
+def _istio_hub_problem(hub):
+    example = "such as %s or myregistry.example.com/mirror/istio" % DEFAULT_ISTIO_HUB
+    if not is_str(hub) or not hub:
+        return "must be an image registry path %s, got %s" % (example, kind(hub) if hub != "" else "\"\"")
+    if "://" in hub:
+        return "%s must be a registry path without a scheme (like https://), %s" % (show(hub), example)
+    last = hub.rsplit("/", 1)[-1]
+    if "@" in hub or ("/" in hub and ":" in last):
+        return ("%s must not carry a tag or digest: the tag is mesh.istio.version; give the registry "
+                "path only, %s" % (show(hub), example))
+    if "/" not in hub:
+        return "%s must be registry/path (the images are <hub>/pilot, <hub>/proxyv2), %s" % (show(hub), example)
+    if len(hub) > 200 or not ISTIO_HUB.match(hub):
+        return ("%s is not an image registry path: registry[:port]/path, with lowercase path parts "
+                "(letters, digits, '.', '_', '-'), %s" % (show(hub), example))
+    return None
+
+
+def _validate_image_pull_secrets(p, secrets):
+    path = "mesh.istio.image_pull_secrets"
+    if not isinstance(secrets, (list, tuple)):
+        p.add(path, "must be a list of Secret names in the Istio namespace, e.g. [%s], got %s"
+              % (secrets if is_dns_subdomain(secrets) else "regcred", kind(secrets)))
+        return
+    seen = set()
+    for i, name in enumerate(secrets):
+        if not is_dns_subdomain(name):
+            p.add("%s[%d]" % (path, i), "Secret name %s is not a DNS-1123 subdomain (lowercase "
+                  "letters, digits, '-' and '.', at most 253 characters)" % show(name))
+            continue
+        if name in seen:
+            p.add("%s[%d]" % (path, i), "%s is listed twice" % show(name))
+        seen.add(name)
+
+
+def _validate_istio_release(p, mesh, clusters):
+    """Clusters that pull images need mesh.istio.version to be a published release: the
+    manifests name <hub>/pilot:<version> and <hub>/proxyv2:<version>, and no registry serves
+    the build's own 1.30-dev. Local (kwok) clusters never pull, so MAJOR.MINOR stays valid
+    for them alone."""
+    istio = mesh.get("istio") if is_mapping(mesh) else None
+    if not is_mapping(istio):
+        return  # no version given (the default suits the clusters), or reported already
+    version = istio.get("version")
+    if not is_str(version) or not ISTIO_VERSION.match(version) or \
+            _istio_minor(version) != ISTIO_SUPPORTED_MINOR or ISTIO_RELEASE.match(version):
+        return  # a release, no version given, or already reported by _validate_mesh
+    pulling = image_pulling_clusters(clusters)
+    if not pulling:
+        return
+    hub = istio.get("hub")
+    hub = hub if is_str(hub) and hub else DEFAULT_ISTIO_HUB
+    p.add("mesh.istio.version", "%s is not an Istio release; %s %s %s images from %s: set "
+          "mesh.istio.version to a release such as \"%s\" (and mesh.istio.hub for a mirror)"
+          % (show(version), "clusters" if len(pulling) > 1 else "cluster", ", ".join(pulling),
+             "pull" if len(pulling) > 1 else "pulls", hub, ISTIO_DEFAULT_RELEASE))
 
 
 def _trust_domain_problem(td):

@@ -172,7 +172,8 @@ def test_local_all_vars():
     assert av["meshfleet_state_dir"] == os.path.join(folder, ".meshfleet")
     assert av["meshfleet_topology_errors"] == []
     assert av["meshfleet_mesh"] == dict(
-        id="mesh1", trust_domain="cluster.local", istio=dict(version="1.30", revision=""),
+        id="mesh1", trust_domain="cluster.local",
+        istio=dict(version="1.30", revision="", hub="docker.io/istio", image_pull_secrets=[]),
         state_dir=os.path.join(folder, ".meshfleet"), ca=t.DEFAULT_CA,
         features=t.DEFAULT_FEATURES)
     topo = av["meshfleet_topology"]
@@ -226,7 +227,36 @@ def test_multicloud_example():
     assert host_vars(inv, "aks-weu")["meshfleet_provider_settings"]["resource_group"] == \
         "rg-mesh-prod"
     assert host_vars(inv, "billing-1")["meshfleet_vm_settings"]["cloud"] == "onprem"
-    assert all_vars(inv)["meshfleet_mesh"]["istio"] == dict(version="1.30", revision="1-30")
+    # cloud clusters pull images: the example names a release
+    assert all_vars(inv)["meshfleet_mesh"]["istio"] == dict(
+        version="1.30.4", revision="1-30", hub="docker.io/istio", image_pull_secrets=[])
+
+
+def test_istio_release_defaults_to_the_pinned_minor_release_for_cloud_clusters(tmp_path):
+    """No mesh.istio.version: a mesh with an aks cluster gets the release 1.30.4 (its nodes
+    pull images); the kwok-only local inventory keeps 1.30 (test_local_all_vars)."""
+    inv_dir = tmp_path / "inv"
+    inv_dir.mkdir()
+    (inv_dir / "mesh.meshfleet.yml").write_text(
+        "plugin: meshfleet.mesh.topology\nmesh: {id: m}\nclusters:\n"
+        "  a: {provider: aks, network: n, settings: {resource_group: rg, location: westeurope}}\n"
+        "  k: {provider: kwok, network: n}\n")
+    inv = load(str(inv_dir / "mesh.meshfleet.yml"))
+    assert all_vars(inv)["meshfleet_topology_errors"] == []
+    assert all_vars(inv)["meshfleet_mesh"]["istio"]["version"] == t.ISTIO_DEFAULT_RELEASE == "1.30.4"
+
+
+def test_istio_dev_version_on_a_cloud_cluster_is_an_inventory_error(tmp_path):
+    inv_dir = tmp_path / "inv"
+    inv_dir.mkdir()
+    (inv_dir / "mesh.meshfleet.yml").write_text(
+        "plugin: meshfleet.mesh.topology\nmesh: {id: m, istio: {version: \"1.30-dev\"}}\n"
+        "clusters:\n  g: {provider: gke, network: n, settings: {project: p, location: europe-west1}}\n")
+    inv = load(str(inv_dir / "mesh.meshfleet.yml"))
+    assert all_vars(inv)["meshfleet_topology_errors"] == [
+        'mesh.istio.version: "1.30-dev" is not an Istio release; cluster g (gke) pulls images from '
+        'docker.io/istio: set mesh.istio.version to a release such as "1.30.4" (and mesh.istio.hub '
+        'for a mirror)']
 
 
 # --- constructed ---------------------------------------------------------------------------

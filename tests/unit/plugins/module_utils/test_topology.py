@@ -132,7 +132,8 @@ def test_normalise_fills_defaults():
     data, _ = t.load_topology(read(os.path.join(FIXTURES, "good", "minimal.meshfleet.yml")))
     norm = t.normalise(data, "/srv/mesh")
     assert norm["mesh"] == dict(
-        id="tiny", trust_domain="cluster.local", istio=dict(version="1.30", revision=""),
+        id="tiny", trust_domain="cluster.local",
+        istio=dict(version="1.30", revision="", hub="docker.io/istio", image_pull_secrets=[]),
         state_dir="/srv/mesh/.meshfleet", ca=t.DEFAULT_CA, features=t.DEFAULT_FEATURES)
     assert norm["clusters"]["only"] == dict(provider="kwok", network="net", role="primary",
                                             primary="only", settings={}, eastwest_address=None)
@@ -168,14 +169,173 @@ def test_mesh_defaults_for_a_bad_mesh():
 # --- single rules --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("version,ok", [
-    ("1.30", True), ("1.30.2", True), ("1.30-dev", True), ("1.31.0-beta.1", True),
-    ("1.9", True), ("2.0", False), ("v1.30", False), ("1", False), ("1.30.2.1", False),
+    ("1.30", True), ("1.30.2", True), ("1.30-dev", True), ("1.30.0-beta.1", True),
+    ("1.30.4-custom", True),
+    # the pinned istioctl renders 1.30 only, on local clusters too
+    ("1.31.0-beta.1", False), ("1.9", False), ("1.29.3", False),
+    ("2.0", False), ("v1.30", False), ("1", False), ("1.30.2.1", False),
     ("1.030", False), ("latest", False), (1.3, False),
 ])
-def test_istio_version(version, ok):
+def test_istio_version_on_local_clusters(version, ok):
     errors = t.validate({"mesh": {"id": "m", "istio": {"version": version}},
                          "clusters": {"c": {"provider": "kwok", "network": "n"}}})
     assert (errors == []) is ok, errors
+
+
+# a cluster of each provider whose nodes pull images (settings complete)
+PULLING = {
+    "aks-weu": {"provider": "aks", "network": "n1",
+                "settings": {"resource_group": "rg", "location": "westeurope"}},
+    "gke-euw": {"provider": "gke", "network": "n2",
+                "settings": {"project": "p", "location": "europe-west1"}},
+    "eks-euc": {"provider": "eks", "network": "n3",
+                "settings": {"region": "eu-central-1", "role_arn": "arn:aws:iam::1:role/r",
+                             "subnet_ids": ["subnet-1"]}},
+    "mk": {"provider": "minikube", "network": "n4"},
+}
+
+
+def with_istio(istio, clusters=("aks-weu",)):
+    return {"mesh": {"id": "m", "istio": istio},
+            "clusters": dict((name, PULLING.get(name) or {"provider": "kwok", "network": "n0"})
+                             for name in clusters)}
+
+
+@pytest.mark.parametrize("provider", ["aks", "gke", "eks", "minikube"])
+@pytest.mark.parametrize("version", ["1.30", "1.30-dev", "1.30.4-dev", "1.30.4-custom"])
+def test_clusters_that_pull_images_need_an_istio_release(provider, version):
+    name = [n for n, c in PULLING.items() if c["provider"] == provider][0]
+    errors = t.validate(with_istio({"version": version}, clusters=(name, "local")))
+    assert errors == [
+        'mesh.istio.version: "%s" is not an Istio release; cluster %s (%s) pulls images from '
+        'docker.io/istio: set mesh.istio.version to a release such as "1.30.4" (and '
+        'mesh.istio.hub for a mirror)' % (version, name, provider)], errors
+
+
+def test_istio_release_message_names_every_pulling_cluster_and_the_hub():
+    errors = t.validate(with_istio({"version": "1.30", "hub": "mirror.example.com/istio"},
+                                   clusters=("aks-weu", "local", "gke-euw")))
+    assert errors == [
+        'mesh.istio.version: "1.30" is not an Istio release; clusters aks-weu (aks), gke-euw (gke) '
+        'pull images from mirror.example.com/istio: set mesh.istio.version to a release such as '
+        '"1.30.4" (and mesh.istio.hub for a mirror)'], errors
+
+
+@pytest.mark.parametrize("version,text", [
+    ("latest", 'unsupported Istio version "latest"; use a release as a quoted string, '
+               'MAJOR.MINOR.PATCH optionally with -alpha.N, -beta.N or -rc.N ("1.30.4"), or '
+               '"1.30" when every cluster is local (kwok)'),
+    ("1.29.3", '"1.29.3" is Istio 1.29, but the pinned istioctl renders Istio 1.30 (its charts, '
+               'istiod and images): use a 1.30 release such as "1.30.4"'),
+    ("1.31.0", '"1.31.0" is Istio 1.31, but the pinned istioctl renders Istio 1.30'),
+    (1.3, "YAML reads an unquoted 1.3 as a number: quote it"),
+])
+def test_bad_istio_version_for_an_aks_cluster_is_one_message(version, text):
+    errors = t.validate(with_istio({"version": version}))
+    assert len(errors) == 1 and errors[0].startswith("mesh.istio.version: "), errors
+    assert text in errors[0], errors
+
+
+@pytest.mark.parametrize("version", ["1.30.4", "1.30.0", "1.30.0-alpha.0", "1.30.1-beta.2",
+                                     "1.30.0-rc.1"])
+def test_istio_release_is_valid_everywhere(version):
+    everyone = tuple(PULLING) + ("local",)
+    assert t.validate(with_istio({"version": version}, clusters=everyone)) == []
+
+
+def test_istio_release_with_a_mirror_hub_and_pull_secrets():
+    istio = {"version": "1.30.4", "hub": "myregistry.azurecr.io/mirror/istio",
+             "image_pull_secrets": ["istio-pull", "acr.pull"]}
+    assert t.validate(with_istio(istio, clusters=("aks-weu", "eks-euc"))) == []
+
+
+def test_istio_version_left_out_defaults_to_a_release_when_a_cluster_pulls_images():
+    topo = {"mesh": {"id": "m"}, "clusters": {"aks-weu": PULLING["aks-weu"],
+                                              "local": {"provider": "kwok", "network": "n0"}}}
+    assert t.validate(topo) == []
+    assert t.normalise(topo)["mesh"]["istio"]["version"] == t.ISTIO_DEFAULT_RELEASE == "1.30.4"
+    # the same with an istio block that names no version
+    topo["mesh"]["istio"] = {"revision": "1-30"}
+    assert t.validate(topo) == []
+    assert t.normalise(topo)["mesh"]["istio"]["version"] == "1.30.4"
+    # local clusters only: the build's MAJOR.MINOR, as before
+    local = {"mesh": {"id": "m"}, "clusters": {"local": {"provider": "kwok", "network": "n0"}}}
+    assert t.normalise(local)["mesh"]["istio"]["version"] == t.DEFAULT_ISTIO_VERSION == "1.30"
+
+
+def test_istio_release_check_ignores_clusters_with_a_bad_provider():
+    topo = with_istio({"version": "1.30"}, clusters=("local",))
+    topo["clusters"]["x"] = {"provider": "kwak", "network": "n0"}
+    assert [field(e) for e in t.validate(topo)] == ["clusters.x.provider"]
+
+
+@pytest.mark.parametrize("hub,text", [
+    ("docker.io/istio", None), ("gcr.io/istio-release", None),
+    ("localhost:5000/istio", None), ("registry.example.com:443/a/b_c/istio", None),
+    ("https://docker.io/istio", "without a scheme"),
+    ("docker.io/istio:1.30.4", "must not carry a tag or digest"),
+    ("docker.io/istio@sha256:abc", "must not carry a tag or digest"),
+    ("docker.io", "must be registry/path"),
+    ("istio", "must be registry/path"),
+    ("docker.io/Istio", "is not an image registry path"),
+    ("docker.io/istio/", "is not an image registry path"),
+    ("docker.io//istio", "is not an image registry path"),
+    ("docker .io/istio", "is not an image registry path"),
+    ("", 'got ""'), (5, "got a number"), (["docker.io/istio"], "got a list"),
+])
+def test_istio_hub(hub, text):
+    errors = t.validate(with_istio({"version": "1.30.4", "hub": hub}))
+    if text is None:
+        assert errors == [], errors
+    else:
+        assert [field(e) for e in errors] == ["mesh.istio.hub"], errors
+        assert text in errors[0], errors
+
+
+@pytest.mark.parametrize("secrets,paths,text", [
+    ([], [], None), (["regcred"], [], None), (["a.b-c", "d"], [], None),
+    ("regcred", ["mesh.istio.image_pull_secrets"], "must be a list of Secret names"),
+    ({"name": "x"}, ["mesh.istio.image_pull_secrets"], "got a mapping"),
+    (["Reg_Cred"], ["mesh.istio.image_pull_secrets[0]"], "not a DNS-1123 subdomain"),
+    (["ok", 5], ["mesh.istio.image_pull_secrets[1]"], "Secret name 5"),
+    (["ok", "x" * 254], ["mesh.istio.image_pull_secrets[1]"], "at most 253"),
+    (["a", "a"], ["mesh.istio.image_pull_secrets[1]"], '"a" is listed twice'),
+])
+def test_istio_image_pull_secrets(secrets, paths, text):
+    errors = t.validate(with_istio({"version": "1.30.4", "image_pull_secrets": secrets}))
+    assert [field(e) for e in errors] == paths, errors
+    if text:
+        assert text in errors[0], errors
+
+
+def test_istio_unknown_key_suggests_the_right_one():
+    errors = t.validate(with_istio({"version": "1.30.4", "image_pull_secret": ["x"]}))
+    assert errors == ['mesh.istio.image_pull_secret: unknown mesh.istio key (did you mean '
+                      '"image_pull_secrets"?); expected one of hub, image_pull_secrets, revision, '
+                      'version'], errors
+
+
+def _versions_env():
+    out = {}
+    with open(os.path.join(REPO, "tools", "versions.env")) as f:
+        for line in f:
+            m = re.match(r"^([A-Z0-9_]+)=\"?([^\"\s]*)", line)
+            if m:
+                out[m.group(1)] = m.group(2)
+    return out
+
+
+def test_supported_istio_minor_is_the_pinned_one():
+    """topology.ISTIO_SUPPORTED_MINOR is what tools/versions.env builds: every ISTIO_* pin that
+    names an Istio version (ISTIO_BUILD_VERSION 1.30-dev, ...) is of that minor."""
+    pins = dict((k, v) for k, v in _versions_env().items()
+                if k.startswith("ISTIO_") and re.match(r"^v?1\.[0-9]+([.-]|$)", v))
+    assert pins, "no ISTIO_* version pin in tools/versions.env"
+    for key, value in pins.items():
+        assert t._istio_minor(value.lstrip("v")) == t.ISTIO_SUPPORTED_MINOR, (key, value)
+    assert t.ISTIO_DEFAULT_RELEASE.startswith(t.ISTIO_SUPPORTED_MINOR + ".")
+    assert t.ISTIO_RELEASE.match(t.ISTIO_DEFAULT_RELEASE)
+    assert t.DEFAULT_ISTIO_VERSION == t.ISTIO_SUPPORTED_MINOR
 
 
 @pytest.mark.parametrize("td,ok", [
