@@ -28,7 +28,7 @@ __metaclass__ = type
 import os
 import shutil
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout, recorded_wait
 from ansible_collections.meshfleet.mesh.plugins.module_utils import kubeconfig as kc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.cloud import (
@@ -164,7 +164,8 @@ class AksProvider(ClusterProvider):
             return None
         timeout = module_timeout(self.module)
         try:
-            result = poller.result(timeout=timeout)
+            with recorded_wait("AKS %s of cluster %s" % (what, self.cluster_name), timeout):
+                result = poller.result(timeout=timeout)
         except Exception as e:
             raise self._err(e, what)
         if not poller.done():

@@ -22,7 +22,8 @@ __metaclass__ = type
 
 import base64
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
+    MeshfleetError, WaitTimeout, recorded_wait)
 from ansible_collections.meshfleet.mesh.plugins.module_utils import kubeconfig as kc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.cloud import (
@@ -119,8 +120,9 @@ class EksProvider(ClusterProvider):
         delay = max(0.1, min(self.waiter_delay, timeout))
         waiter = self.eks.get_waiter(waiter_name)
         try:
-            waiter.wait(WaiterConfig={"Delay": delay, "MaxAttempts": max(1, int(timeout // delay))},
-                        **kwargs)
+            with recorded_wait(what, timeout):
+                waiter.wait(WaiterConfig={"Delay": delay, "MaxAttempts": max(1, int(timeout // delay))},
+                            **kwargs)
         except botocore.exceptions.WaiterError as e:
             if "Max attempts exceeded" in str(e):
                 raise WaitTimeout("timed out after %ss waiting for %s" % (timeout, what))
