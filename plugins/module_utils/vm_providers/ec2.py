@@ -14,7 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout, recorded_wait
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.base import (
     TAG_GROUP, TAG_MESH, VmProvider)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.cloud import (
@@ -164,9 +164,10 @@ class Ec2VmProvider(VmProvider):
         import botocore.exceptions
         delay = max(0.1, min(self.waiter_delay, timeout))
         try:
-            self.ec2.get_waiter(waiter).wait(
-                InstanceIds=list(ids),
-                WaiterConfig=dict(Delay=delay, MaxAttempts=max(1, int(timeout // delay))))
+            with recorded_wait(what, timeout):
+                self.ec2.get_waiter(waiter).wait(
+                    InstanceIds=list(ids),
+                    WaiterConfig=dict(Delay=delay, MaxAttempts=max(1, int(timeout // delay))))
         except botocore.exceptions.WaiterError as e:
             if "Max attempts exceeded" in str(e):
                 raise WaitTimeout("timed out after %ss waiting for %s" % (timeout, what))

@@ -21,7 +21,7 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout, recorded_wait
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.base import (
     TAG_GROUP, TAG_MESH, VmProvider)
 
@@ -211,8 +211,9 @@ class OpenStackVmProvider(VmProvider):
         for server_id in ids:
             try:
                 server = self.conn.compute.get_server(server_id)
-                server = self.conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"],
-                                                           interval=self.poll_interval, wait=timeout)
+                with recorded_wait("server %s to be ACTIVE" % server_id, timeout):
+                    server = self.conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"],
+                                                               interval=self.poll_interval, wait=timeout)
             except openstack.exceptions.ResourceTimeout:
                 raise WaitTimeout("timed out after %ss waiting for server %s to be ACTIVE"
                                   % (timeout, server_id))
@@ -260,7 +261,8 @@ class OpenStackVmProvider(VmProvider):
             except openstack.exceptions.NotFoundException:
                 continue
             try:
-                self.conn.compute.wait_for_delete(server, interval=self.poll_interval, wait=timeout)
+                with recorded_wait("server %s to be deleted" % server_id, timeout):
+                    self.conn.compute.wait_for_delete(server, interval=self.poll_interval, wait=timeout)
             except openstack.exceptions.ResourceTimeout:
                 raise WaitTimeout("timed out after %ss waiting for server %s to be deleted"
                                   % (timeout, server_id))
