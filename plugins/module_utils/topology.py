@@ -106,7 +106,11 @@ PLUGIN_KEYS = ("plugin", "compose", "groups", "keyed_groups", "strict", "use_ext
 TOP_KEYS = ("mesh", "clusters", "networks", "vm_groups")
 MESH_KEYS = ("id", "trust_domain", "istio", "state_dir", "ca", "features")
 ISTIO_KEYS = ("version", "revision")
-CLUSTER_KEYS = ("provider", "network", "role", "primary", "settings", "eastwest_address")
+CLUSTER_KEYS = ("provider", "network", "role", "primary", "settings", "eastwest_address",
+                "wait_timeouts")
+#: operations of ``clusters.<c>.wait_timeouts`` (seconds each; module_utils/cluster.py has the
+#: per-provider defaults)
+WAIT_OPERATIONS = ("create", "update", "delete", "load_balancers")
 NETWORK_KEYS = ("description",)
 VM_GROUP_KEYS = ("namespace", "service_account", "cluster", "network", "provider", "settings",
                  "ports", "labels", "hosts")
@@ -583,6 +587,17 @@ def _validate_clusters(p, clusters):
         if address is not None and not (is_ip(address) or is_hostname(address)):
             p.add(path + ".eastwest_address", "%s is neither an IP address nor a host name"
                   % show(address))
+
+        timeouts = cluster.get("wait_timeouts")
+        if timeouts is not None and p.mapping(path + ".wait_timeouts", timeouts,
+                                              "operation to seconds (%s)" % ", ".join(WAIT_OPERATIONS)):
+            for op, seconds in timeouts.items():
+                if op not in WAIT_OPERATIONS:
+                    p.add("%s.wait_timeouts.%s" % (path, op), "unknown operation%s; expected one of %s"
+                          % (did_you_mean(op, WAIT_OPERATIONS), one_of(WAIT_OPERATIONS)))
+                elif not (is_int(seconds) and seconds > 0):
+                    p.add("%s.wait_timeouts.%s" % (path, op), "must be a positive number of seconds, got %s"
+                          % show(seconds))
 
     # roles and primaries need the whole set
     has_bad_role = False
