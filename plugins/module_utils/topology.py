@@ -66,7 +66,8 @@ REQUIRED_SETTINGS = {
 #: Every setting a provider accepts (required and optional) and its type. A key not
 #: listed here is reported as unknown (typo protection): add new settings here.
 #: Types: str, int (positive), count (0 or more), bool, list, str_list, dict, ip,
-#: size (int or str), cidr (an IPv4 network such as 10.77.0.0/24, /30 or larger).
+#: size (int or str), cidr (an IPv4 network such as 10.77.0.0/24, /30 or larger),
+#: cidr_list (a list of IPv4/IPv6 networks: security group sources).
 SETTING_TYPES = {
     "kwok": dict(bind_address="ip", nodes="int", tools_bin="str"),
     "minikube": dict(profile="str", driver="str", kubernetes_version="str", cpus="int",
@@ -82,9 +83,11 @@ SETTING_TYPES = {
                 endpoint_url="str"),
     "existing": dict(),
     "openstack": dict(cloud="str", image="str", flavor="str", network="str", key_name="str",
-                      security_group="str", floating_ip="bool", count="count"),
+                      security_group="str", floating_ip="bool", count="count",
+                      ssh_cidrs="cidr_list", mesh_cidrs="cidr_list"),
     "ec2": dict(region="str", ami="str", instance_type="str", subnet_id="str", key_name="str",
-                security_group_ids="str_list", count="count", endpoint_url="str", tags="dict"),
+                security_group_ids="str_list", count="count", endpoint_url="str", tags="dict",
+                ssh_cidrs="cidr_list", mesh_cidrs="cidr_list"),
     "netns": dict(subnet="cidr", count="count", rootfs_cache="str"),
 }
 #: The VM providers create ``settings.count`` VMs named ``<group>-1`` .. ``<group>-<count>``
@@ -736,6 +739,15 @@ def _check_type(p, path, value, typ):
         if problem:
             p.add(path, problem)
         return
+    elif typ == "cidr_list":
+        if not isinstance(value, list):
+            p.add(path, "must be a list of networks in CIDR notation such as [203.0.113.7/32], got %s"
+                  % (show(value) if not isinstance(value, dict) else kind(value)))
+        for i, item in enumerate(value if isinstance(value, list) else []):
+            problem = source_cidr_problem(item)
+            if problem:
+                p.add("%s[%d]" % (path, i), problem)
+        return
     else:  # pragma: no cover - table error
         raise ValueError("unknown setting type %s" % typ)
     if not ok:
@@ -882,6 +894,21 @@ def _validate_vm_groups(p, groups, clusters):
             if provider == "existing" and _missing(hostvars.get("ansible_host")):
                 p.add(hpath + ".ansible_host", "missing; provider existing needs the address "
                       "Ansible reaches the VM on")
+
+
+def source_cidr_problem(value):
+    """Why ``value`` is not an IPv4/IPv6 network (a security group source such as
+    203.0.113.7/32 or 2001:db8::/32), or None."""
+    if not is_str(value) or "/" not in value:
+        return "must be a network in CIDR notation such as 203.0.113.7/32, got %s" % (
+            show(value) if not isinstance(value, (list, dict)) else kind(value))
+    try:
+        net = ipaddress.ip_network(u"%s" % value, strict=False)
+    except ValueError:
+        return "%s is not a network in CIDR notation such as 203.0.113.7/32" % show(value)
+    if str(net) != value:
+        return "%s has host bits set; the network is %s" % (show(value), net)
+    return None
 
 
 def cidr_problem(value):
