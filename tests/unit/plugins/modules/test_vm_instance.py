@@ -457,3 +457,63 @@ def test_role_vms_provision_ec2(ec2_settings, aws_env, tmp_path):
         assert s["group"] == "web" and s["namespace"] == "vm-web" and s["id"].startswith("i-")
         assert set(s["groups"]) == {"vms", "vmgroup_web", "vm_provider_ec2"}
     # (idempotence of the module itself: test_ec2_lifecycle)
+
+
+TEARDOWN_PLAY = """
+- name: Find the cloud VMs (as teardown.yml does before offboarding)
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Look up
+      ansible.builtin.include_role:
+        name: meshfleet.mesh.vms_provision
+        tasks_from: known
+- name: What the offboarding play sees
+  hosts: vms
+  gather_facts: false
+  tasks:
+    - name: Record it
+      ansible.builtin.copy:
+        content: "{{ {'host': inventory_hostname, 'ansible_host': ansible_host} | to_json }}"
+        dest: "{{ out_dir }}/{{ inventory_hostname }}.json"
+        mode: "0600"
+      delegate_to: localhost
+- name: Remove the cloud VMs
+  hosts: localhost
+  gather_facts: false
+  roles:
+    - role: meshfleet.mesh.vms_provision
+      vars:
+        vms_provision_state: absent
+"""
+
+
+def test_role_vms_provision_teardown_finds_then_removes_ec2(ec2_settings, aws_env, tmp_path):
+    import subprocess
+    import yaml
+    s = dict(ec2_settings, count=2)
+    r = ec2_run(s)
+    assert r["rc"] == 0, r
+    addresses = dict((i["name"], i["address"]) for i in r["instances"])
+    root = os.path.dirname(_COLLECTIONS)
+    (tmp_path / "play.yml").write_text(TEARDOWN_PLAY)
+    out = tmp_path / "out"
+    out.mkdir()
+    variables = dict(out_dir=str(out), ansible_python_interpreter=sys.executable, meshfleet_mesh=dict(id="mesh1"),
+                     vms_provision_wait_timeout=30,
+                     meshfleet_topology=dict(vm_groups=dict(web=dict(provider="ec2", cluster="cluster1",
+                                                                     ports=dict(http=8080), settings=s))))
+    (tmp_path / "vars.yml").write_text(yaml.safe_dump(variables))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(root, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
+           "-c", "local", str(tmp_path / "play.yml"), "-e", "@%s" % (tmp_path / "vars.yml")]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    import json
+    seen = dict((json.loads(p.read_text())["host"], json.loads(p.read_text())["ansible_host"]) for p in out.iterdir())
+    assert seen == addresses
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=aws_env)
+    r = ec2_run(s, main=vm_instance_info.main)
+    assert r["instances"] == []
+    names = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]]
+    assert "meshfleet-mesh1-web" not in names
