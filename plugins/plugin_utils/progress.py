@@ -12,8 +12,9 @@ Cloud clusters take 10-40 minutes, so a silent task looks hung. The design:
 - the action plugin (this class, e.g. plugins/action/cluster.py) creates that file on the
   controller, passes its name to the module through the task's environment, runs the module
   as usual, and meanwhile, from a second thread, prints a line every
-  ``MESHFLEET_PROGRESS_INTERVAL`` seconds (default 30) with Ansible's Display: the host, the
-  task's elapsed time, what the module waits for now, for how long, and its timeout.
+  ``MESHFLEET_PROGRESS_INTERVAL`` seconds (default 30) with Ansible's Display, on stderr (so
+  that a json stdout callback stays parseable): the host, the task's elapsed time, what the
+  module waits for now, for how long, and its timeout.
 
 Display in a worker process forwards to the main process, so the lines appear on the
 console in a normal ``ansible-playbook`` run, between the task banner and its result.
@@ -104,7 +105,9 @@ class ProgressActionBase(ActionBase):
 
         def report():
             while not stop.wait(every):
-                display.display(progress_line(label, started, read_progress(path)))
+                # stderr: the console shows it, and a machine-readable stdout callback (json)
+                # stays parseable
+                display.display(progress_line(label, started, read_progress(path)), stderr=True)
 
         thread = threading.Thread(target=report, name="meshfleet-progress")
         thread.daemon = True

@@ -59,7 +59,7 @@ PLAYBOOK = textwrap.dedent('''\
 ''')
 
 
-def run_playbook(tmp_path, seconds, timeout=60, interval="1"):
+def run_playbook(tmp_path, seconds, timeout=60, interval="1", merge=True, **extra_env):
     (tmp_path / "library").mkdir(exist_ok=True)
     (tmp_path / "action_plugins").mkdir(exist_ok=True)
     (tmp_path / "library" / "slowmod.py").write_text(MODULE)
@@ -70,17 +70,19 @@ def run_playbook(tmp_path, seconds, timeout=60, interval="1"):
                ANSIBLE_LIBRARY=str(tmp_path / "library"), ANSIBLE_ACTION_PLUGINS=str(tmp_path / "action_plugins"),
                ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_LOCALHOST_WARNING="0")
     env.pop("MESHFLEET_PROGRESS_FILE", None)
+    env.update(extra_env)
     started = time.monotonic()
     proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", "localhost,",
                            "-c", "local", str(tmp_path / "play.yml")], cwd=str(tmp_path), env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+                          text=True, timeout=120, check=False)
     return proc, time.monotonic() - started
 
 
 def test_progress_lines_name_the_wait_while_the_module_runs(tmp_path):
     proc, _seconds = run_playbook(tmp_path, seconds=5)
     out = proc.stdout
-    assert proc.returncode == 0, out + proc.stderr
+    assert proc.returncode == 0, out
     lines = [line for line in out.splitlines() if "still running after" in line]
     # one line per second of a 5 s wait (the first after 1 s): at least 3 on a loaded box
     assert len(lines) >= 3, out
@@ -88,15 +90,24 @@ def test_progress_lines_name_the_wait_while_the_module_runs(tmp_path):
     waiting = [line for line in lines if "waiting for the fake cloud's slow operation" in line]
     assert waiting, out
     assert re.search(r"waiting for the fake cloud's slow operation \(\d+s of at most 1m00s\)", waiting[-1]), waiting
-    # the lines come before the task's result, on the console
+    # the lines come before the task's result, on the console (stderr, merged here)
     assert out.index(lines[0]) < out.index("changed: [localhost]"), out
     # the progress file is removed afterwards
     assert not [f for f in os.listdir(tmp_path) if f.startswith("meshfleet-progress-")]
 
 
+def test_json_stdout_stays_parseable(tmp_path):
+    import json
+    proc, _seconds = run_playbook(tmp_path, seconds=3, merge=False, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["plays"][0]["tasks"][0]["hosts"]["localhost"]["changed"] is True
+    assert "still running after" in proc.stderr
+
+
 def test_no_progress_line_for_a_quick_task(tmp_path):
     proc, _seconds = run_playbook(tmp_path, seconds=0, interval="30")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout
     assert "still running" not in proc.stdout
 
 
