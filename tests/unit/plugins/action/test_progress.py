@@ -18,7 +18,18 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "collections"))
 
-from ansible_collections.meshfleet.mesh.plugins.plugin_utils import progress  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def progress():
+    """The plugin_utils module; importing controller code flips ansible's module-side
+    ``is_controller`` switch for the whole test process: put it back afterwards."""
+    from ansible.module_utils import _internal
+    before = _internal.is_controller
+    from ansible_collections.meshfleet.mesh.plugins.plugin_utils import progress as mod
+    yield mod
+    _internal.is_controller = before
 
 MODULE = textwrap.dedent('''\
     #!/usr/bin/python
@@ -111,7 +122,7 @@ def test_no_progress_line_for_a_quick_task(tmp_path):
     assert "still running" not in proc.stdout
 
 
-def test_timeout_message_and_progress_format():
+def test_timeout_message_and_progress_format(progress):
     state = dict(what="node group ng1 to become active", timeout=2400, started=1000.0)
     line = progress.progress_line("meshfleet.mesh.cluster on eks1", 900.0, state, now=1150.0)
     assert line == ("meshfleet.mesh.cluster on eks1: still running after 4m10s; waiting for node group ng1 "
@@ -119,7 +130,7 @@ def test_timeout_message_and_progress_format():
     assert progress.progress_line("x on h", 0.0, {}, now=3725.0) == "x on h: still running after 1h02m"
 
 
-def test_interval_from_the_environment(monkeypatch):
+def test_interval_from_the_environment(monkeypatch, progress):
     monkeypatch.setenv("MESHFLEET_PROGRESS_INTERVAL", "2")
     assert progress.interval() == 2.0
     monkeypatch.setenv("MESHFLEET_PROGRESS_INTERVAL", "soon")

@@ -49,6 +49,12 @@ def test_teardown_order(aws_env, state_dir, monkeypatch):
         c.meta.events.register("before-call", lambda model, **kw: calls.append(model.name))
         return c
     monkeypatch.setattr(eks, "aws_client", client)
+    # module-side warnings, kept once per process (a test before this one may have said the same,
+    # or imported controller code, which sends module warnings to the console instead)
+    from ansible.module_utils import _internal
+    from ansible.module_utils.common import warnings as ansible_warnings
+    monkeypatch.setattr(ansible_warnings, "_global_warnings", {})
+    monkeypatch.setattr(_internal, "is_controller", False)
     r = run_module(cluster_module.main, dict(name="eks1", provider="eks", settings=settings(aws_env),
                                              state_dir=state_dir, state="absent",
                                              wait_timeouts=dict(load_balancers=5)))
