@@ -61,10 +61,10 @@ class FakeOpenStack:
         }
         self.private_net = private
         self.subnets = {
-            self.networks[private]["subnets"][0]: {"network_id": private, "cidr": "10.0.0.0/24",
-                                                  "ip_version": 4, "name": "private-subnet"},
-            self.networks[self.ext_net]["subnets"][0]: {"network_id": self.ext_net, "cidr": "172.24.4.0/24",
-                                                        "ip_version": 4, "name": "public-subnet"},
+            self.networks[private]["subnets"][0]: {
+                "network_id": private, "cidr": "10.0.0.0/24", "ip_version": 4, "name": "private-subnet"},
+            self.networks[self.ext_net]["subnets"][0]: {
+                "network_id": self.ext_net, "cidr": "172.24.4.0/24", "ip_version": 4, "name": "public-subnet"},
         }
         for k, v in self.subnets.items():
             v["id"] = k

@@ -20,7 +20,6 @@ whose API is unreachable is deleted anyway, with a warning.
 from __future__ import absolute_import, division, print_function
 
 import json
-import os
 import threading
 import time
 

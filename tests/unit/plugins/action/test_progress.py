@@ -31,6 +31,7 @@ def progress():
     yield mod
     _internal.is_controller = before
 
+
 MODULE = textwrap.dedent('''\
     #!/usr/bin/python
     from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetModule, wait_for
