@@ -23,7 +23,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, wait_for
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout, wait_for
 
 try:
     from urllib.parse import quote
@@ -81,14 +81,14 @@ def drain_load_balancers(kube, timeout, cluster, sleep=2.0, max_sleep=10.0, slee
                                == (services[k].get("metadata") or {}).get("uid"))
         return not left["names"]
 
-    def what():
-        pending = left["names"]
-        return ("the cloud to delete the load balancers of cluster %s's Services %s (a Service of type "
-                "LoadBalancer stays until the cloud controller removed its load balancer and then its "
-                "finalizer %s; still there: %s)" % (cluster, ", ".join(names), FINALIZER, ", ".join(pending)))
-
+    what = "the cloud to delete the load balancers of cluster %s's Services %s" % (cluster, ", ".join(names))
     kwargs = dict(sleep=sleep, max_sleep=max_sleep)
     if sleeper is not None:
         kwargs["sleeper"] = sleeper
-    wait_for(gone, timeout, what, **kwargs)
+    try:
+        wait_for(gone, timeout, what, **kwargs)
+    except WaitTimeout:
+        raise WaitTimeout("timed out after %ss waiting for %s (a Service of type LoadBalancer stays until the "
+                          "cloud controller removed its load balancer and then its finalizer %s; still there: %s)"
+                          % (timeout, what, FINALIZER, ", ".join(left["names"])))
     return names

@@ -20,6 +20,7 @@ whose API is unreachable is deleted anyway, with a warning.
 from __future__ import absolute_import, division, print_function
 
 import json
+import os
 import threading
 import time
 
@@ -98,9 +99,10 @@ class FakeCloudController(threading.Thread):
     """Removes the finalizer of a deleted LoadBalancer Service ``delay`` seconds after it saw the
     deletion (the time a cloud takes to delete the load balancer)."""
 
-    def __init__(self, api, apiserver_pid, delay=LB_SECONDS):
+    def __init__(self, api, apiserver_pid, delay=LB_SECONDS, gate=None):
         super(FakeCloudController, self).__init__(daemon=True)
         self.api, self.pid, self.delay = api, apiserver_pid, delay
+        self.gate = gate  # callable: start only once it is true
         self.seen = {}       # ns/name -> when its deletionTimestamp was first seen
         self.removed = {}    # ns/name -> when the finalizer was removed
         self.alive_at_removal = {}
@@ -108,6 +110,9 @@ class FakeCloudController(threading.Thread):
 
     def run(self):
         while not self.stop.is_set():
+            if self.gate is not None and not self.gate():
+                self.stop.wait(0.1)
+                continue
             try:
                 items = self.api.list_service_for_all_namespaces().items
             except Exception:  # the cluster is gone
@@ -142,7 +147,22 @@ class DeathWatch(threading.Thread):
             time.sleep(0.1)
 
 
-def teardown(kwok_mesh, tools_bin, tmp_path, names, lb_timeout):
+def module_waits_for_load_balancers(tmpdir):
+    """A gate: the module (through its action plugin's progress file in ``tmpdir``) says it waits
+    for the load balancers."""
+    def gate():
+        for name in os.listdir(str(tmpdir)):
+            if name.startswith("meshfleet-progress-"):
+                try:
+                    if "load balancers" in (tmpdir / name).read_text():
+                        return True
+                except (IOError, OSError):
+                    pass
+        return False
+    return gate
+
+
+def teardown(kwok_mesh, tools_bin, tmp_path, names, lb_timeout, tmpdir=None):
     out = tmp_path / ("out-%d" % time.monotonic_ns())
     out.mkdir()
     play = tmp_path / "teardown.yml"
@@ -152,7 +172,8 @@ def teardown(kwok_mesh, tools_bin, tmp_path, names, lb_timeout):
         (n, dict(ansible_connection="local", ansible_python_interpreter=helpers.VENV_PYTHON)) for n in names)}}))
     run = helpers.run_playbook(str(play), str(inventory), tools_bin=tools_bin,
                                args=("-e", "lb_timeout=%d" % lb_timeout, "-f", str(len(names))),
-                               env=dict(MESHFLEET_PROGRESS_INTERVAL="1"), timeout=400)
+                               env=dict(MESHFLEET_PROGRESS_INTERVAL="1", **(dict(TMPDIR=str(tmpdir)) if tmpdir else {})),
+                               timeout=400)
     results = dict((n, json.loads((out / ("%s.json" % n)).read_text())) for n in names)
     return run, results
 
@@ -183,8 +204,9 @@ def test_load_balancers_go_before_the_cluster(kwok_mesh, clusters, tools_bin, tm
     # the console showed what the module waited for, while it waited
     lines = [line for line in run.output.splitlines() if "meshfleet.mesh.cluster on td1: still running" in line]
     waiting = [line for line in lines if "waiting for the cloud to delete the load balancers of cluster td1" in line]
+    print("\n".join(["[teardown] console:"] + lines))
     assert waiting, run.output[-4000:]
-    assert "still there: " in waiting[0] and "istio-system/istio-eastwestgateway" in waiting[0]
+    assert "Services ingress/istio-ingressgateway, istio-system/istio-eastwestgateway (" in waiting[0], waiting[0]
     assert "of at most 1m30s" in waiting[0], waiting[0]
     assert not kwok_mesh.pids("td1") or not any(helpers.alive(p) for p in kwok_mesh.pids("td1").values())
 
@@ -206,10 +228,13 @@ def test_timeout_names_the_services_and_a_rerun_finishes(kwok_mesh, clusters, to
     assert all(left[k].metadata.deletion_timestamp for k in lbs)  # deleted, waiting for the cloud
     assert "default/plain" in left
 
-    # the cloud catches up; the re-run waits for the Services deleted by the first run, then deletes
-    cloud = FakeCloudController(api, pids["kube-apiserver"], delay=1.0)
+    # the cloud catches up once the re-run waits: the re-run waits for the Services the first run
+    # deleted (without deleting them again), then deletes the cluster
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    cloud = FakeCloudController(api, pids["kube-apiserver"], delay=1.0, gate=module_waits_for_load_balancers(tmpdir))
     cloud.start()
-    run, results = teardown(kwok_mesh, tools_bin, tmp_path, ["td2"], lb_timeout=60)
+    run, results = teardown(kwok_mesh, tools_bin, tmp_path, ["td2"], lb_timeout=60, tmpdir=tmpdir)
     cloud.stop.set()
     res = results["td2"]
     assert not res.get("failed"), run.output[-4000:]
