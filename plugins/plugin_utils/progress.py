@@ -34,6 +34,7 @@ import time
 
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
+from ansible.utils.vars import merge_hash
 
 display = Display()
 
@@ -83,7 +84,10 @@ def progress_line(label, task_started, state, now=None):
 
 
 class ProgressActionBase(ActionBase):
-    """Run the task's module as usual, printing progress lines while it runs."""
+    """Run the task's module as the normal action does, printing progress lines while it runs."""
+
+    _supports_check_mode = True
+    _supports_async = True
 
     def _progress_label(self, task_vars):
         return "%s on %s" % (self._task.action, task_vars.get("inventory_hostname", "?"))
@@ -112,9 +116,11 @@ class ProgressActionBase(ActionBase):
         thread = threading.Thread(target=report, name="meshfleet-progress")
         thread.daemon = True
         thread.start()
+        wrap_async = self._task.async_val and not self._connection.has_native_async
         try:
-            result.update(self._execute_module(module_name=self._task.action, module_args=self._task.args,
-                                               task_vars=task_vars))
+            result = merge_hash(result, self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
+            if not wrap_async:
+                self._remove_tmp_path(self._connection._shell.tmpdir)
         finally:
             stop.set()
             thread.join(5)
