@@ -98,7 +98,9 @@ options:
       security_group:
         description:
           - "V(openstack): a security group name; created when missing with ingress on the mesh ports and
-            O(ports) (and removed with the last server when the module created it)."
+            O(ports) from O(settings.ssh_cidrs) and O(settings.mesh_cidrs) only (and removed with the last
+            server when the module created it). In a group the module created, other TCP ingress rules are
+            removed; a group of your own keeps them."
         type: str
       floating_ip:
         description:
@@ -124,7 +126,8 @@ options:
       security_group_ids:
         description:
           - "V(ec2): security groups. Without them a group C(meshfleet-<mesh>-<group>) is created in the
-            subnet's VPC, open on the mesh ports and O(ports), and removed with the last instance."
+            subnet's VPC, admitting the mesh ports and O(ports) from O(settings.ssh_cidrs) and
+            O(settings.mesh_cidrs) only (other rules in it are revoked), and removed with the last instance."
         type: list
         elements: str
       tags:
@@ -135,14 +138,28 @@ options:
         description:
           - "V(ec2): a different EC2 endpoint, e.g. a moto server."
         type: str
+      ssh_cidrs:
+        description:
+          - "V(openstack), V(ec2): the networks (CIDRs, IPv4 or IPv6) allowed to reach TCP 22 in the security
+            group the module manages, e.g. the controller's address V(203.0.113.7/32)."
+          - "Default: the VMs' own network (the EC2 VPC's CIDR blocks, the OpenStack network's subnets).
+            V(0.0.0.0/0) only when you write it; V([]) opens no SSH rule."
+        type: list
+        elements: str
+      mesh_cidrs:
+        description:
+          - "V(openstack), V(ec2): the networks (CIDRs) allowed to reach the other mesh ports (15012, 15017,
+            15021, 15443) and O(ports). Default as for O(settings.ssh_cidrs)."
+        type: list
+        elements: str
 notes:
   - "Credentials (never in the inventory; a missing one fails before any API call, naming what to set):
     V(openstack) reads C(clouds.yaml) (E(OS_CLIENT_CONFIG_FILE), C(./clouds.yaml),
     C(~/.config/openstack/clouds.yaml), C(/etc/openstack/clouds.yaml); secrets may go in C(secure.yaml)) or
     the E(OS_AUTH_URL) variables; V(ec2) uses boto3's chain (E(AWS_PROFILE),
     E(AWS_ACCESS_KEY_ID)/E(AWS_SECRET_ACCESS_KEY)/E(AWS_SESSION_TOKEN), an instance role)."
-  - "The security group rules allow the ports from V(0.0.0.0/0); give your own groups
-    (O(settings.security_group) pre-created, O(settings.security_group_ids)) to restrict sources."
+  - "The security group rules admit O(settings.ssh_cidrs) and O(settings.mesh_cidrs) only (default the VMs'
+    own network); V(0.0.0.0/0) only when you write it."
 requirements:
   - "openstack: openstacksdk"
   - "ec2: boto3"

@@ -52,7 +52,7 @@ options:
   clusters:
     description:
       - Mapping of cluster name to C(provider), C(network), C(role), C(primary),
-        C(settings) and C(eastwest_address).
+        C(settings), C(eastwest_address) and C(wait_timeouts).
     type: raw
   networks:
     description:
@@ -292,6 +292,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             meshfleet_role=role,
             meshfleet_primary=cluster.get("primary"),
             meshfleet_eastwest_address=cluster.get("eastwest_address"),
+            meshfleet_wait_timeouts=cluster.get("wait_timeouts") or {},
         )
         for key, value in hostvars.items():
             inv.set_variable(name, key, value)

@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import json
 import os
 import time
 import traceback
@@ -57,24 +58,72 @@ class WaitTimeout(MeshfleetError):
     pass
 
 
+#: The environment variable naming the file where a module records what it waits for
+#: (set by the collection's action plugins, e.g. plugins/action/cluster.py, which print it
+#: on the console while the module runs). Unset: waits are not recorded.
+PROGRESS_ENV = "MESHFLEET_PROGRESS_FILE"
+#: The waits of this process, innermost last ({what, timeout, started}).
+WAITS = []
+
+
+def _write_progress():
+    path = os.environ.get(PROGRESS_ENV)
+    if not path:
+        return
+    current = dict(WAITS[-1]) if WAITS else {}
+    try:
+        write_file_atomic(path, json.dumps(dict(current, pid=os.getpid(), waits=len(WAITS))))
+    except (IOError, OSError):  # progress is best effort; the wait itself goes on
+        pass
+
+
+class recorded_wait:
+    """Context manager: record ``what`` the module waits for (at most ``timeout`` seconds) in
+    :data:`WAITS` and in the progress file, for as long as the block runs.
+
+    Every wait of a module goes through it (:func:`wait_for`; providers that wait with an SDK's
+    own waiter or poller wrap that call), so the action plugin can show what a long-running
+    module waits for, how long it has waited and its timeout.
+    """
+
+    def __init__(self, what, timeout):
+        self.entry = dict(what=what, timeout=timeout, started=time.time())
+
+    def __enter__(self):
+        WAITS.append(self.entry)
+        _write_progress()
+        return self.entry
+
+    def __exit__(self, *exc):
+        if self.entry in WAITS:
+            WAITS.remove(self.entry)
+        _write_progress()
+        return False
+
+
 def wait_for(predicate, timeout, what, sleep=1.0, max_sleep=5.0, clock=time.monotonic,
              sleeper=time.sleep):
     """Call ``predicate()`` until it returns a truthy value or ``timeout`` seconds pass.
 
     Returns the truthy value. Raises :class:`WaitTimeout` naming ``what`` on timeout.
-    Sleep backs off from ``sleep`` to ``max_sleep``.
+    Sleep backs off from ``sleep`` to ``max_sleep``. ``what`` is recorded while it waits
+    (:class:`recorded_wait`). ``what`` may be a callable returning the text: it is called
+    again for the timeout message (e.g. to name what is still missing).
     """
-    deadline = clock() + timeout
-    delay = sleep
-    last = None
-    while True:
-        last = predicate()
-        if last:
-            return last
-        if clock() >= deadline:
-            raise WaitTimeout("timed out after %ss waiting for %s" % (timeout, what))
-        sleeper(min(delay, max(0.0, deadline - clock())))
-        delay = min(delay * 1.5, max_sleep)
+    text = what() if callable(what) else what
+    with recorded_wait(text, timeout):
+        deadline = clock() + timeout
+        delay = sleep
+        last = None
+        while True:
+            last = predicate()
+            if last:
+                return last
+            if clock() >= deadline:
+                raise WaitTimeout("timed out after %ss waiting for %s"
+                                  % (timeout, what() if callable(what) else what))
+            sleeper(min(delay, max(0.0, deadline - clock())))
+            delay = min(delay * 1.5, max_sleep)
 
 
 def yaml_load(stream, all_documents=False):

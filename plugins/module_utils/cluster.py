@@ -7,10 +7,34 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import time
+
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    ImmutableChange, MeshfleetModule, wait_for)
+    ImmutableChange, MeshfleetError, MeshfleetModule, WaitTimeout, wait_for)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import KubeRest
+from ansible_collections.meshfleet.mesh.plugins.module_utils.lb_drain import (
+    FINALIZER, Unreachable, drain_load_balancers)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers import (
     CLUSTER_PROVIDERS, get_provider_class)
+
+#: the operations whose waits have their own bound (module option wait_timeouts, the
+#: inventory's clusters.<c>.wait_timeouts); docs/providers.md "Wait timeouts"
+WAIT_OPERATIONS = ("create", "update", "delete", "load_balancers")
+#: seconds an operation may take, per provider, when neither wait_timeouts nor wait_timeout
+#: says otherwise: what the clouds need (EKS: cluster ~10-25 min then a managed node group
+#: ~5-15 min more; AKS and GKE ~10-20 min; deletes similar; cloud-facts.md), with room
+DEFAULT_WAIT_TIMEOUTS = {
+    "kwok": dict(create=600, update=600, delete=600, load_balancers=120),
+    "minikube": dict(create=600, update=600, delete=600, load_balancers=120),
+    "aks": dict(create=1800, update=1800, delete=1800, load_balancers=900),
+    "gke": dict(create=1800, update=1800, delete=1800, load_balancers=900),
+    "eks": dict(create=2700, update=2400, delete=2400, load_balancers=900),
+}
+#: providers whose cloud load balancers can outlive the cluster: their LoadBalancer Services
+#: are deleted (and waited for) before the cluster (option delete_load_balancers)
+DRAIN_PROVIDERS = ("aks", "eks", "gke")
+#: observed states in which a cluster is being deleted already (no API to drain)
+DELETING_STATES = ("DELETING", "Deleting", "STOPPING")
 
 CLUSTER_ARGS = dict(
     name=dict(type="str", required=True),
@@ -41,14 +65,39 @@ def describe(provider, observed):
     )
 
 
+def wait_timeout_problems(timeouts, path="wait_timeouts"):
+    """Why ``timeouts`` ({operation: seconds}) is not usable: a list of messages naming the field."""
+    problems = []
+    for key, value in sorted((timeouts or {}).items()):
+        if key not in WAIT_OPERATIONS:
+            problems.append("%s.%s: unknown operation; expected one of %s"
+                            % (path, key, ", ".join(WAIT_OPERATIONS)))
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            problems.append("%s.%s must be a positive number of seconds, got %r" % (path, key, value))
+    return problems
+
+
 class ClusterModule(MeshfleetModule):
     return_args = True  # recorded in the converge receipt
-    argument_spec = dict(CLUSTER_ARGS, state=dict(type="str", default="present",
-                                                  choices=["present", "absent"]))
+    argument_spec = dict(
+        CLUSTER_ARGS,
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="int"),
+        wait_timeouts=dict(type="dict", options=dict((op, dict(type="int")) for op in WAIT_OPERATIONS)),
+        delete_load_balancers=dict(type="bool"),
+    )
     with_wait = True
+    #: time.monotonic() by which the running operation must end (module_timeout reads it)
+    wait_deadline = None
 
     def run(self):
         p = self.params
+        problems = wait_timeout_problems(p.get("wait_timeouts"))
+        if p.get("wait_timeout") is not None and p["wait_timeout"] <= 0:
+            problems.append("wait_timeout must be a positive number of seconds, got %r" % p["wait_timeout"])
+        if problems:
+            raise MeshfleetError("; ".join(problems))
         provider = make_provider(self, p)
         observed = provider.get()
         before = describe(provider, observed)
@@ -56,35 +105,105 @@ class ClusterModule(MeshfleetModule):
             return self.absent(provider, observed, before)
         return self.present(provider, observed, before)
 
+    # --- waits ---------------------------------------------------------------------------
+    def timeout(self, operation):
+        """Seconds ``operation`` may take: wait_timeouts.<operation>, else wait_timeout, else the
+        provider's default (:data:`DEFAULT_WAIT_TIMEOUTS`)."""
+        given = (self.params.get("wait_timeouts") or {}).get(operation)
+        if given is not None:
+            return given
+        if self.params.get("wait_timeout") is not None:
+            return self.params["wait_timeout"]
+        return DEFAULT_WAIT_TIMEOUTS.get(self.params["provider"], DEFAULT_WAIT_TIMEOUTS["kwok"])[operation]
+
+    def begin(self, operation):
+        """Start ``operation``'s budget: every wait until the next begin() shares it."""
+        self.operation = operation
+        self.wait_deadline = time.monotonic() + self.timeout(operation)
+
     def _wait(self, predicate, what):
         if self.params["wait"]:
-            wait_for(predicate, self.params["wait_timeout"], what)
+            left = max(1, int(round(self.wait_deadline - time.monotonic())))
+            wait_for(predicate, left, what)
+
+    # --- absent ----------------------------------------------------------------------------
+    def drain(self, provider, observed):
+        """Delete the cluster's LoadBalancer Services and wait until they are gone (their load
+        balancers are billed otherwise). Returns the result's ``load_balancers`` entry."""
+        enabled = self.params.get("delete_load_balancers")
+        if enabled is None:
+            enabled = provider.name in DRAIN_PROVIDERS
+        if not enabled:
+            return None
+        name = provider.cluster_name
+        state = observed.get("status") or observed.get("provisioning_state")
+        if state in DELETING_STATES or observed.get("stopped"):
+            why = "it is being deleted already (%s)" % state if state in DELETING_STATES else "it is stopped"
+            return self._skip_drain(name, why)
+        self.begin("load_balancers")
+        try:
+            provider.write_kubeconfig()  # fresh credentials: cloud tokens expire
+            kube = KubeRest(provider.kubeconfig_path, label=name, timeout=20)
+        except Exception as e:  # no endpoint, credentials or usable kubeconfig: no API to reach
+            return self._skip_drain(name, "no usable kubeconfig: %s" % (getattr(e, "msg", None) or e))
+        try:
+            deleted = drain_load_balancers(kube, self.timeout("load_balancers"), name)
+        except Unreachable as e:
+            return self._skip_drain(name, e.msg)
+        except WaitTimeout as e:
+            raise MeshfleetError("%s; cluster %s was NOT deleted (deleting it now could leave the load balancers "
+                                 "billed). Check the cloud controller's events on those Services, or delete the "
+                                 "load balancers in the cloud and remove the finalizer %s, then run again; "
+                                 "wait_timeouts.load_balancers raises the limit" % (e.msg, name, FINALIZER))
+        except MeshfleetError as e:
+            if e.details.get("status"):
+                raise MeshfleetError("cannot delete the LoadBalancer Services of cluster %s before deleting it: %s; "
+                                     "the cluster was NOT deleted. Fix the access, or set delete_load_balancers: "
+                                     "false to delete it anyway" % (name, e.msg))
+            return self._skip_drain(name, e.msg)  # e.g. the exec credential plugin failed
+        finally:
+            kube.close()
+        return dict(deleted=deleted)
+
+    def _skip_drain(self, name, why):
+        msg = ("cluster %s: its API cannot be reached, so its LoadBalancer Services were not deleted first (%s); "
+               "deleting the cluster anyway. Check the cloud for load balancers left from it." % (name, why))
+        self.warn(msg)
+        return dict(deleted=[], skipped=msg)
 
     def absent(self, provider, observed, before):
         if observed is None:
             return dict(changed=False, cluster=before)
         after = dict(before, exists=False, ready=False, api_server=None, kubeconfig=None)
         self.set_diff(before, after)
+        result = dict(changed=True, cluster=after)
         if not self.check_mode:
+            drained = self.drain(provider, observed)
+            if drained is not None:
+                result["load_balancers"] = drained
+            self.begin("delete")
             provider.delete()
             self._wait(lambda: provider.get() is None,
                        "cluster %s to be deleted" % provider.cluster_name)
-        return dict(changed=True, cluster=after)
+        return result
 
     def present(self, provider, observed, before):
         changed = False
+        self.begin("update")
         if observed is None:
             changed = True
             if self.check_mode:
                 after = dict(before, exists=True, settings=provider.settings)
                 self.set_diff(before, after)
                 return dict(changed=True, cluster=after)
+            self.begin("create")
             provider.create()
         else:
             if observed.get("stopped"):
                 # The cluster exists but its processes are gone (e.g. after a reboot).
                 changed = True
                 if not self.check_mode:
+                    self.begin("create")
                     provider.start()
             changes = provider.diff(observed)
             immutable = [k for k in changes if k in provider.immutable_settings]

@@ -66,7 +66,8 @@ REQUIRED_SETTINGS = {
 #: Every setting a provider accepts (required and optional) and its type. A key not
 #: listed here is reported as unknown (typo protection): add new settings here.
 #: Types: str, int (positive), count (0 or more), bool, list, str_list, dict, ip,
-#: size (int or str), cidr (an IPv4 network such as 10.77.0.0/24, /30 or larger).
+#: size (int or str), cidr (an IPv4 network such as 10.77.0.0/24, /30 or larger),
+#: cidr_list (a list of IPv4/IPv6 networks: security group sources).
 SETTING_TYPES = {
     "kwok": dict(bind_address="ip", nodes="int", tools_bin="str"),
     "minikube": dict(profile="str", driver="str", kubernetes_version="str", cpus="int",
@@ -84,9 +85,11 @@ SETTING_TYPES = {
                 endpoint_url="str", credential_plugin="str"),
     "existing": dict(),
     "openstack": dict(cloud="str", image="str", flavor="str", network="str", key_name="str",
-                      security_group="str", floating_ip="bool", count="count"),
+                      security_group="str", floating_ip="bool", count="count",
+                      ssh_cidrs="cidr_list", mesh_cidrs="cidr_list"),
     "ec2": dict(region="str", ami="str", instance_type="str", subnet_id="str", key_name="str",
-                security_group_ids="str_list", count="count", endpoint_url="str", tags="dict"),
+                security_group_ids="str_list", count="count", endpoint_url="str", tags="dict",
+                ssh_cidrs="cidr_list", mesh_cidrs="cidr_list"),
     "netns": dict(subnet="cidr", count="count", rootfs_cache="str"),
 }
 #: AKS: the keys of one ``node_pools`` item and of ``network_profile``, and the Azure clouds
@@ -160,7 +163,11 @@ PLUGIN_KEYS = ("plugin", "compose", "groups", "keyed_groups", "strict", "use_ext
 TOP_KEYS = ("mesh", "clusters", "networks", "vm_groups")
 MESH_KEYS = ("id", "trust_domain", "istio", "state_dir", "ca", "features")
 ISTIO_KEYS = ("version", "revision", "hub", "image_pull_secrets")
-CLUSTER_KEYS = ("provider", "network", "role", "primary", "settings", "eastwest_address")
+CLUSTER_KEYS = ("provider", "network", "role", "primary", "settings", "eastwest_address",
+                "wait_timeouts")
+#: operations of ``clusters.<c>.wait_timeouts`` (seconds each; module_utils/cluster.py has the
+#: per-provider defaults)
+WAIT_OPERATIONS = ("create", "update", "delete", "load_balancers")
 NETWORK_KEYS = ("description",)
 VM_GROUP_KEYS = ("namespace", "service_account", "cluster", "network", "provider", "settings",
                  "ports", "labels", "hosts")
@@ -778,6 +785,17 @@ def _validate_clusters(p, clusters):
             p.add(path + ".eastwest_address", "%s is neither an IP address nor a host name"
                   % show(address))
 
+        timeouts = cluster.get("wait_timeouts")
+        if timeouts is not None and p.mapping(path + ".wait_timeouts", timeouts,
+                                              "operation to seconds (%s)" % ", ".join(WAIT_OPERATIONS)):
+            for op, seconds in timeouts.items():
+                if op not in WAIT_OPERATIONS:
+                    p.add("%s.wait_timeouts.%s" % (path, op), "unknown operation%s; expected one of %s"
+                          % (did_you_mean(op, WAIT_OPERATIONS), one_of(WAIT_OPERATIONS)))
+                elif not (is_int(seconds) and seconds > 0):
+                    p.add("%s.wait_timeouts.%s" % (path, op), "must be a positive number of seconds, got %s"
+                          % show(seconds))
+
     # roles and primaries need the whole set
     has_bad_role = False
     primaries = []
@@ -924,6 +942,15 @@ def _check_type(p, path, value, typ):
         problem = cidr_problem(value)
         if problem:
             p.add(path, problem)
+        return
+    elif typ == "cidr_list":
+        if not isinstance(value, list):
+            p.add(path, "must be a list of networks in CIDR notation such as [203.0.113.7/32], got %s"
+                  % (show(value) if not isinstance(value, dict) else kind(value)))
+        for i, item in enumerate(value if isinstance(value, list) else []):
+            problem = source_cidr_problem(item)
+            if problem:
+                p.add("%s[%d]" % (path, i), problem)
         return
     else:  # pragma: no cover - table error
         raise ValueError("unknown setting type %s" % typ)
@@ -1216,6 +1243,21 @@ def _validate_vm_groups(p, groups, clusters):
                     and not (is_ip(address) or is_hostname(address)):
                 p.add(hpath + ".ansible_host", "%s is neither an IP address nor a host name"
                       % show(address))
+
+
+def source_cidr_problem(value):
+    """Why ``value`` is not an IPv4/IPv6 network (a security group source such as
+    203.0.113.7/32 or 2001:db8::/32), or None."""
+    if not is_str(value) or "/" not in value:
+        return "must be a network in CIDR notation such as 203.0.113.7/32, got %s" % (
+            show(value) if not isinstance(value, (list, dict)) else kind(value))
+    try:
+        net = ipaddress.ip_network(u"%s" % value, strict=False)
+    except ValueError:
+        return "%s is not a network in CIDR notation such as 203.0.113.7/32" % show(value)
+    if str(net) != value:
+        return "%s has host bits set; the network is %s" % (show(value), net)
+    return None
 
 
 def cidr_problem(value):

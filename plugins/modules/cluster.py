@@ -15,11 +15,20 @@ description:
     writes its kubeconfig under the mesh state directory.
   - An existing healthy cluster with the same settings is left alone (no change).
   - Settings that a provider cannot change in place are refused with a message naming the field.
+  - With O(state=absent), on the clouds (aks, eks, gke) the cluster's Services of type
+    C(LoadBalancer) in all namespaces (the east-west gateway, ingress gateways) are deleted first
+    and waited for until the API server removed them, which happens only after the cloud
+    controller deleted their load balancers and then their finalizer
+    C(service.kubernetes.io/load-balancer-cleanup); only then is the cluster deleted (on EKS its
+    node groups first). A cluster whose API cannot be reached any more, half deleted, is
+    deleted anyway, with a warning.
+  - While it runs under C(ansible-playbook), the action plugin prints a progress line every
+    30 seconds (E(MESHFLEET_PROGRESS_INTERVAL)) naming what the module waits for, how long it
+    has waited and its timeout.
 version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
 extends_documentation_fragment:
   - meshfleet.mesh.cluster
-  - meshfleet.mesh.cluster.WAIT
   - meshfleet.mesh.cluster_providers
 options:
   state:
@@ -27,6 +36,43 @@ options:
     type: str
     default: present
     choices: [present, absent]
+  wait:
+    description:
+      - Wait until the cluster is ready (or gone, when it is being removed).
+      - The deletion of the C(LoadBalancer) Services before a cluster's deletion is always waited for.
+    type: bool
+    default: true
+  wait_timeout:
+    description:
+      - One bound, in seconds, for every operation; overrides the provider's defaults.
+      - Without it (and without O(wait_timeouts)), each operation has its provider's default
+        (docs/providers.md, "Wait timeouts"), e.g. EKS create 2700, AKS and GKE create 1800, kwok 600.
+    type: int
+  wait_timeouts:
+    description:
+      - Seconds each operation may take, overriding O(wait_timeout) and the provider's defaults;
+        the inventory's C(clusters.<name>.wait_timeouts).
+      - One bound covers all the waits of an operation (EKS create is the cluster then its node group).
+    type: dict
+    suboptions:
+      create:
+        description: Creating (or starting a stopped) cluster, until it is ready.
+        type: int
+      update:
+        description: Changing a cluster in place, until it is ready; also the readiness check of an unchanged cluster.
+        type: int
+      delete:
+        description: Deleting the cluster (node groups included), until the provider reports it gone.
+        type: int
+      load_balancers:
+        description: Deleting the cluster's C(LoadBalancer) Services before the cluster, until they are gone.
+        type: int
+  delete_load_balancers:
+    description:
+      - With O(state=absent), delete the cluster's C(LoadBalancer) Services and wait until the cloud
+        removed their load balancers before deleting the cluster.
+      - Default V(true) for aks, eks and gke, V(false) for kwok and minikube (no cloud load balancers).
+    type: bool
 attributes:
   check_mode:
     description: Reports what would be created, changed or deleted without calling the provider's write APIs.
@@ -151,6 +197,13 @@ cluster:
     kubeconfig: {description: Path of the kubeconfig file (mode 0600)., type: str}
     context: {description: Context name in the kubeconfig., type: str}
     settings: {description: Observed provider settings., type: dict}
+load_balancers:
+  description: The C(LoadBalancer) Services deleted before the cluster (state=absent, when O(delete_load_balancers)).
+  returned: when the cluster was deleted with delete_load_balancers on
+  type: dict
+  contains:
+    deleted: {description: The Services deleted and waited for (C(namespace/name))., type: list, elements: str}
+    skipped: {description: Why none were deleted (the API could not be reached); the cluster was deleted anyway., type: str}
 changes:
   description: Settings that differ (check mode on an existing cluster).
   returned: when changed in check mode

@@ -14,6 +14,7 @@ ports and floating IPs. Injected faults (``fail``) cover 409 conflicts and 429s.
 
 from __future__ import absolute_import, division, print_function
 
+import ipaddress
 import itertools
 import json
 import re
@@ -59,6 +60,14 @@ class FakeOpenStack:
                            "subnets": [_id()], "shared": False},
         }
         self.private_net = private
+        self.subnets = {
+            self.networks[private]["subnets"][0]: {
+                "network_id": private, "cidr": "10.0.0.0/24", "ip_version": 4, "name": "private-subnet"},
+            self.networks[self.ext_net]["subnets"][0]: {
+                "network_id": self.ext_net, "cidr": "172.24.4.0/24", "ip_version": 4, "name": "public-subnet"},
+        }
+        for k, v in self.subnets.items():
+            v["id"] = k
         self.servers = {}
         self.security_groups = {}
         self.rules = {}
@@ -286,11 +295,12 @@ class FakeOpenStack:
     # --- neutron ------------------------------------------------------------------------
     NEUTRON_COLLECTIONS = {"networks": "network", "security-groups": "security_group",
                            "security-group-rules": "security_group_rule", "ports": "port",
-                           "floatingips": "floatingip"}
+                           "floatingips": "floatingip", "subnets": "subnet"}
 
     def _store(self, plural):
         return {"networks": self.networks, "security-groups": self.security_groups,
-                "security-group-rules": self.rules, "ports": self.ports, "floatingips": self.fips}[plural]
+                "security-group-rules": self.rules, "ports": self.ports, "floatingips": self.fips,
+                "subnets": self.subnets}[plural]
 
     def neutron(self, method, path, query, body):
         if path in ("", "/"):
@@ -349,6 +359,22 @@ class FakeOpenStack:
         elif plural == "security-group-rules":
             if req["security_group_id"] not in self.security_groups:
                 return 404, {"NeutronError": {"type": "SecurityGroupNotFound", "message": "no group"}}, {}
+            # neutron refuses a remote_ip_prefix that is not a CIDR, and one whose IP version is not
+            # the rule's ethertype: 400 "Conflicting value ethertype IPv4 for CIDR ::/0"
+            # (neutron API reference, security-group-rules; neutron/db/securitygroups_db.py
+            # _validate_ip_prefix)
+            prefix = req.get("remote_ip_prefix")
+            if prefix is not None:
+                try:
+                    net = ipaddress.ip_network(prefix, strict=False)
+                except ValueError:
+                    return 400, {"NeutronError": {"type": "HTTPBadRequest", "message":
+                                                  "Invalid input for remote_ip_prefix. Reason: '%s' is not a valid "
+                                                  "IP subnet." % prefix, "detail": ""}}, {}
+                if "IPv%d" % net.version != req.get("ethertype", "IPv4"):
+                    return 400, {"NeutronError": {"type": "SecurityGroupConflictingValue", "message":
+                                                  "Conflicting value ethertype %s for CIDR %s"
+                                                  % (req.get("ethertype", "IPv4"), prefix), "detail": ""}}, {}
             for r in self.rules.values():
                 if all(r.get(k) == req.get(k) for k in ("security_group_id", "direction", "protocol",
                                                         "port_range_min", "port_range_max",

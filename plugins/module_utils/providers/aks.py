@@ -44,7 +44,8 @@ import shutil
 
 from urllib.parse import urlparse
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
+    MeshfleetError, WaitTimeout, recorded_wait)
 from ansible_collections.meshfleet.mesh.plugins.module_utils import kubeconfig as kc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology import (
@@ -294,7 +295,8 @@ class AksProvider(ClusterProvider):
             return None
         timeout = module_timeout(self.module)
         try:
-            result = poller.result(timeout=timeout)
+            with recorded_wait("AKS %s of cluster %s" % (what, self.cluster_name), timeout):
+                result = poller.result(timeout=timeout)
         except Exception as e:
             initial = None
             from azure.core.polling.base_polling import OperationFailed

@@ -31,7 +31,8 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
+    MeshfleetError, WaitTimeout, recorded_wait)
 from ansible_collections.meshfleet.mesh.plugins.module_utils import exec_credential as xc
 from ansible_collections.meshfleet.mesh.plugins.module_utils import kubeconfig as kc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
@@ -108,8 +109,9 @@ class EksProvider(ClusterProvider):
         delay = max(0.1, min(self.waiter_delay, timeout))
         waiter = self.eks.get_waiter(waiter_name)
         try:
-            waiter.wait(WaiterConfig={"Delay": delay, "MaxAttempts": max(1, int(timeout // delay))},
-                        **kwargs)
+            with recorded_wait(what, timeout):
+                waiter.wait(WaiterConfig={"Delay": delay, "MaxAttempts": max(1, int(timeout // delay))},
+                            **kwargs)
         except botocore.exceptions.WaiterError as e:
             if "Max attempts exceeded" in str(e):
                 raise WaitTimeout("timed out after %ss waiting for %s" % (timeout, what))

@@ -35,6 +35,46 @@ def mesh_ports(app_ports):
     return sorted(ports)
 
 
+#: the settings naming who may connect: SSH (22) from ``ssh_cidrs``, the other mesh ports and
+#: the group's ports from ``mesh_cidrs``. Unset: the VMs' own network (the EC2 VPC's CIDR
+#: blocks, the OpenStack network's subnets); 0.0.0.0/0 only when a user writes it.
+CIDR_SETTINGS = ("ssh_cidrs", "mesh_cidrs")
+SSH_PORT = 22
+
+
+def cidr_problem(value):
+    """Why ``value`` is not an IPv4/IPv6 network in CIDR notation (e.g. 203.0.113.7/32), or None."""
+    import ipaddress
+    if not isinstance(value, str) or "/" not in value:
+        return "must be a network in CIDR notation such as 203.0.113.7/32, got %r" % (value,)
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return "%r is not a network in CIDR notation such as 203.0.113.7/32" % (value,)
+    if str(net) != value:
+        return "%r has host bits set; the network is %s" % (value, net)
+    return None
+
+
+def ingress_rules(ports, ssh_cidrs, mesh_cidrs):
+    """The set of (tcp port, source CIDR) a VM group's security group admits."""
+    rules = set()
+    for port in ports:
+        for cidr in (ssh_cidrs if port == SSH_PORT else mesh_cidrs):
+            rules.add((port, cidr))
+    return rules
+
+
+def describe_rules(verb, rules, group):
+    """``open tcp ports 22, 8080 from 10.0.0.0/16 in <group>`` lines, one per source CIDR."""
+    by_cidr = {}
+    for port, cidr in rules:
+        by_cidr.setdefault(cidr, []).append(port)
+    return ["%s tcp port%s %s %s %s in %s" % (
+        verb, "s" if len(ports) > 1 else "", ", ".join(str(p) for p in sorted(ports)),
+        "from" if verb == "open" else "to", cidr, group) for cidr, ports in sorted(by_cidr.items())]
+
+
 class VmProvider:
     """Base class of the VM providers. Subclasses implement the cloud calls."""
 
@@ -58,6 +98,26 @@ class VmProvider:
         count = self.settings.get("count", 1)
         if not isinstance(count, int) or count < 0:
             raise MeshfleetError("VM group %s: settings.count must be a number >= 0" % self.group)
+        for key in CIDR_SETTINGS:
+            value = self.settings.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, list):
+                raise MeshfleetError("VM group %s: settings.%s must be a list of CIDRs, got %r"
+                                     % (self.group, key, value))
+            for i, cidr in enumerate(value):
+                problem = cidr_problem(cidr)
+                if problem:
+                    raise MeshfleetError("VM group %s: settings.%s[%d] %s" % (self.group, key, i, problem))
+
+    def source_cidrs(self, default):
+        """(ssh_cidrs, mesh_cidrs): the settings, else ``default()`` (the VMs' own network)."""
+        ssh, mesh = (self.settings.get(k) for k in CIDR_SETTINGS)
+        if ssh is None or mesh is None:
+            own = sorted(set(default()))
+            ssh = own if ssh is None else ssh
+            mesh = own if mesh is None else mesh
+        return list(ssh), list(mesh)
 
     @property
     def count(self):

@@ -19,6 +19,7 @@ __metaclass__ = type
 
 import fnmatch
 import os
+import time
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
 
@@ -122,6 +123,12 @@ def module_params(module):
 
 
 def module_timeout(module):
+    """Seconds a provider may wait now: what is left of the running operation's budget when
+    the module set one (``module.wait_deadline``, a ``time.monotonic()`` value: one bound for
+    all the waits of an operation, e.g. EKS cluster then node group), else ``wait_timeout``."""
+    deadline = getattr(module, "wait_deadline", None)
+    if deadline is not None:
+        return max(1, int(round(deadline - time.monotonic())))
     return module_params(module).get("wait_timeout") or DEFAULT_TIMEOUT
 
 

@@ -5,7 +5,9 @@
 
 Instances are found by their tags (``meshfleet:mesh``, ``meshfleet:group``, ``Name``).
 Without ``settings.security_group_ids`` a security group ``meshfleet-<mesh>-<group>``
-is created in the subnet's VPC, open on the mesh ports and the group's app ports.
+is created in the subnet's VPC; it admits SSH from ``settings.ssh_cidrs`` and the mesh
+ports and the group's app ports from ``settings.mesh_cidrs`` (default for both: the VPC's
+CIDR blocks), and nothing else: other rules in it are revoked.
 Credentials: boto3's chain (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
 instance roles); ``settings.endpoint_url`` for a custom endpoint (moto in the tests).
 """
@@ -14,9 +16,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout, recorded_wait
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.base import (
-    TAG_GROUP, TAG_MESH, VmProvider)
+    TAG_GROUP, TAG_MESH, VmProvider, describe_rules, ingress_rules)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.cloud import (
     aws_client, aws_session)
 
@@ -92,7 +94,7 @@ class Ec2VmProvider(VmProvider):
         return subnet["VpcId"], (groups[0] if groups else None)
 
     def prepare(self, apply=True):
-        """Ensure the security group (unless given) opens the mesh and app ports.
+        """Ensure the security group (unless given) admits exactly the configured sources.
 
         Returns what was (or, with ``apply=False``, would be) done; read-only without apply.
         """
@@ -102,6 +104,7 @@ class Ec2VmProvider(VmProvider):
         actions = []
         try:
             vpc_id, sg = self._find_sg()
+            want = ingress_rules(self.ports, *self.source_cidrs(lambda: self._vpc_cidrs(vpc_id)))
             if sg is None:
                 actions.append("create security group %s" % self.sg_name)
                 have = set()
@@ -115,18 +118,41 @@ class Ec2VmProvider(VmProvider):
                     )["GroupId"]
             else:
                 sg_id = sg["GroupId"]
-                have = {(p.get("FromPort"), p.get("ToPort")) for p in sg.get("IpPermissions", [])}
-            missing = [p for p in self.ports if (p, p) not in have]
+                have = self._rules_of(sg)
+            missing, extra = want - have, have - want
             if missing:
-                actions.append("open tcp ports %s in %s" % (", ".join(str(p) for p in missing), self.sg_name))
+                actions.extend(describe_rules("open", missing, self.sg_name))
                 if apply:
-                    self.ec2.authorize_security_group_ingress(GroupId=sg_id, IpPermissions=[
-                        dict(IpProtocol="tcp", FromPort=p, ToPort=p, IpRanges=[dict(CidrIp="0.0.0.0/0")])
-                        for p in missing])
+                    self.ec2.authorize_security_group_ingress(GroupId=sg_id, IpPermissions=_permissions(missing))
+            if extra:
+                # the group is ours (by name): a source nobody configured (e.g. 0.0.0.0/0 of an
+                # older version) goes
+                actions.extend(describe_rules("close", extra, self.sg_name))
+                if apply:
+                    self.ec2.revoke_security_group_ingress(GroupId=sg_id, IpPermissions=_permissions(extra))
         except Exception as e:
             raise self._err(e, "security group setup")
         self._sg_ids = [sg_id] if sg_id else []
         return actions
+
+    def _vpc_cidrs(self, vpc_id):
+        vpc = self.ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
+        cidrs = [a["CidrBlock"] for a in vpc.get("CidrBlockAssociationSet") or []
+                 if (a.get("CidrBlockState") or {}).get("State", "associated") == "associated"]
+        return cidrs or [vpc["CidrBlock"]]
+
+    @staticmethod
+    def _rules_of(sg):
+        """{(port, cidr)} of the group's single-port TCP ingress rules."""
+        have = set()
+        for perm in sg.get("IpPermissions", []):
+            if perm.get("IpProtocol") != "tcp" or perm.get("FromPort") != perm.get("ToPort"):
+                continue
+            for r in perm.get("IpRanges") or []:
+                have.add((perm["FromPort"], r["CidrIp"]))
+            for r in perm.get("Ipv6Ranges") or []:
+                have.add((perm["FromPort"], r["CidrIpv6"]))
+        return have
 
     def cleanup(self):
         if self.settings.get("security_group_ids"):
@@ -164,9 +190,10 @@ class Ec2VmProvider(VmProvider):
         import botocore.exceptions
         delay = max(0.1, min(self.waiter_delay, timeout))
         try:
-            self.ec2.get_waiter(waiter).wait(
-                InstanceIds=list(ids),
-                WaiterConfig=dict(Delay=delay, MaxAttempts=max(1, int(timeout // delay))))
+            with recorded_wait(what, timeout):
+                self.ec2.get_waiter(waiter).wait(
+                    InstanceIds=list(ids),
+                    WaiterConfig=dict(Delay=delay, MaxAttempts=max(1, int(timeout // delay))))
         except botocore.exceptions.WaiterError as e:
             if "Max attempts exceeded" in str(e):
                 raise WaitTimeout("timed out after %ss waiting for %s" % (timeout, what))
@@ -177,3 +204,21 @@ class Ec2VmProvider(VmProvider):
 
     def wait_deleted(self, ids, timeout):
         self._wait("instance_terminated", ids, timeout, "instances %s to terminate" % ", ".join(ids))
+
+
+def _permissions(rules):
+    """EC2 IpPermissions for {(port, cidr)}: one per port, IPv4 and IPv6 sources apart."""
+    by_port = {}
+    for port, cidr in sorted(rules):
+        by_port.setdefault(port, []).append(cidr)
+    out = []
+    for port, cidrs in sorted(by_port.items()):
+        perm = dict(IpProtocol="tcp", FromPort=port, ToPort=port)
+        v4 = [dict(CidrIp=c) for c in cidrs if ":" not in c]
+        v6 = [dict(CidrIpv6=c) for c in cidrs if ":" in c]
+        if v4:
+            perm["IpRanges"] = v4
+        if v6:
+            perm["Ipv6Ranges"] = v6
+        out.append(perm)
+    return out

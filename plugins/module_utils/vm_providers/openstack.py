@@ -6,8 +6,10 @@
 Servers are named ``<group>-<n>`` and carry the metadata ``meshfleet:mesh`` and
 ``meshfleet:group``, which is how they are found again. The provider resolves the
 image (glance), flavor (nova) and network (neutron) by name or id, attaches a key
-pair, a security group (``settings.security_group``, created when missing with
-ingress on the mesh ports and the group's app ports) and, with
+pair, a security group (``settings.security_group``, created when missing; it admits SSH
+from ``settings.ssh_cidrs`` and the mesh ports and the group's app ports from
+``settings.mesh_cidrs``, default for both the CIDRs of the network's subnets; in a group
+Meshfleet created, other TCP ingress rules are removed) and, with
 ``settings.floating_ip``, a floating IP from the first external network.
 
 Credentials: openstacksdk's clouds.yaml (``OS_CLIENT_CONFIG_FILE``, ./clouds.yaml,
@@ -21,9 +23,9 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout, recorded_wait
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.base import (
-    TAG_GROUP, TAG_MESH, VmProvider)
+    TAG_GROUP, TAG_MESH, VmProvider, describe_rules, ingress_rules)
 
 CLOUDS_HELP = ("define it in clouds.yaml (OS_CLIENT_CONFIG_FILE, ./clouds.yaml, "
                "~/.config/openstack/clouds.yaml or /etc/openstack/clouds.yaml), or set OS_AUTH_URL, "
@@ -148,7 +150,7 @@ class OpenStackVmProvider(VmProvider):
 
     # --- security group ------------------------------------------------------------------
     def prepare(self, apply=True):
-        """Resolve image/flavor/network; ensure the security group opens the mesh and app ports.
+        """Resolve image/flavor/network; ensure the security group admits the configured sources.
 
         Returns what was (or, with ``apply=False``, would be) done; read-only without apply.
         """
@@ -161,27 +163,47 @@ class OpenStackVmProvider(VmProvider):
         net = self.conn.network
         actions = []
         try:
+            want = ingress_rules(self.ports, *self.source_cidrs(self._network_cidrs))
             sg = net.find_security_group(name)
-            have = set()
+            have = {}
             if sg is None:
                 actions.append("create security group %s" % name)
                 if apply:
-                    sg = net.create_security_group(
-                        name=name, description="Meshfleet mesh %s VM group %s" % (self.mesh, self.group))
+                    sg = net.create_security_group(name=name, description=self._sg_description)
             else:
                 for rule in net.security_group_rules(security_group_id=sg.id):
-                    if rule.direction == "ingress" and rule.protocol == "tcp":
-                        have.add((rule.port_range_min, rule.port_range_max))
-            missing = [p for p in self.ports if (p, p) not in have]
+                    if (rule.direction == "ingress" and rule.protocol == "tcp" and rule.remote_ip_prefix
+                            and rule.port_range_min == rule.port_range_max and rule.port_range_min):
+                        have[(rule.port_range_min, rule.remote_ip_prefix)] = rule
+            missing = want - set(have)
             if missing:
-                actions.append("open tcp ports %s in %s" % (", ".join(str(p) for p in missing), name))
-                for port in missing if apply else ():
+                actions.extend(describe_rules("open", missing, name))
+                for port, cidr in sorted(missing) if apply else ():
                     net.create_security_group_rule(
-                        security_group_id=sg.id, direction="ingress", ethertype="IPv4", protocol="tcp",
-                        port_range_min=port, port_range_max=port, remote_ip_prefix="0.0.0.0/0")
+                        security_group_id=sg.id, direction="ingress",
+                        ethertype="IPv6" if ":" in cidr else "IPv4", protocol="tcp",
+                        port_range_min=port, port_range_max=port, remote_ip_prefix=cidr)
+            extra = set(have) - want
+            if extra and sg is not None and self._ours(sg):
+                # only in a group Meshfleet made: a user's own group keeps its other rules
+                actions.extend(describe_rules("close", extra, name))
+                for key in sorted(extra) if apply else ():
+                    net.delete_security_group_rule(have[key], ignore_missing=True)
         except Exception as e:
             raise self._err(e, "security group %s setup" % name)
         return actions
+
+    @property
+    def _sg_description(self):
+        return "Meshfleet mesh %s VM group %s" % (self.mesh, self.group)
+
+    def _ours(self, sg):
+        return (sg.description or "").startswith(self._sg_description)
+
+    def _network_cidrs(self):
+        """The CIDRs of the VM network's subnets (the default sources of the rules)."""
+        return [sub.cidr for sub in self.conn.network.subnets(network_id=self._resolve("network").id)
+                if sub.cidr]
 
     def reconcile(self, instance, apply=True):
         """A floating IP for an existing server that has none (when settings.floating_ip)."""
@@ -211,8 +233,9 @@ class OpenStackVmProvider(VmProvider):
         for server_id in ids:
             try:
                 server = self.conn.compute.get_server(server_id)
-                server = self.conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"],
-                                                           interval=self.poll_interval, wait=timeout)
+                with recorded_wait("server %s to be ACTIVE" % server_id, timeout):
+                    server = self.conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"],
+                                                               interval=self.poll_interval, wait=timeout)
             except openstack.exceptions.ResourceTimeout:
                 raise WaitTimeout("timed out after %ss waiting for server %s to be ACTIVE"
                                   % (timeout, server_id))
@@ -260,7 +283,8 @@ class OpenStackVmProvider(VmProvider):
             except openstack.exceptions.NotFoundException:
                 continue
             try:
-                self.conn.compute.wait_for_delete(server, interval=self.poll_interval, wait=timeout)
+                with recorded_wait("server %s to be deleted" % server_id, timeout):
+                    self.conn.compute.wait_for_delete(server, interval=self.poll_interval, wait=timeout)
             except openstack.exceptions.ResourceTimeout:
                 raise WaitTimeout("timed out after %ss waiting for server %s to be deleted"
                                   % (timeout, server_id))
@@ -271,8 +295,7 @@ class OpenStackVmProvider(VmProvider):
             return
         try:
             sg = self.conn.network.find_security_group(name)
-            ours = "Meshfleet mesh %s VM group %s" % (self.mesh, self.group)
-            if sg is not None and (sg.description or "").startswith(ours):
+            if sg is not None and self._ours(sg):
                 self.conn.network.delete_security_group(sg)
         except Exception as e:
             raise self._err(e, "security group %s removal" % name)

@@ -133,6 +133,7 @@ def test_local_cluster_vars():
         meshfleet_role="primary",
         meshfleet_primary="cluster1",
         meshfleet_eastwest_address="10.77.0.1",
+        meshfleet_wait_timeouts={},
     )
     assert host_vars(inv, "cluster3")["meshfleet_network"] == "network2"
 

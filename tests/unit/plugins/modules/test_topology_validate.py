@@ -57,7 +57,7 @@ def test_bad_topology_fails_with_every_problem(run_module, check_mode):
     assert r["changed"] is False
     assert r["errors"] == [
         'clusters.cluster-2.netwrok: unknown cluster key (did you mean "network"?); expected '
-        'one of eastwest_address, network, primary, provider, role, settings',
+        'one of eastwest_address, network, primary, provider, role, settings, wait_timeouts',
         'clusters.cluster-2.provider: unknown provider "kwak"; choose one of aks, eks, gke, '
         'kwok, minikube',
     ]

@@ -90,7 +90,8 @@ def test_ec2_lifecycle(ec2_settings, aws_env, monkeypatch):
     assert tags == {"Name": "web-1", "meshfleet:mesh": "mesh1", "meshfleet:group": "web", "team": "mesh"}
     sg = ec2.describe_security_groups(GroupIds=[desc["SecurityGroups"][0]["GroupId"]])["SecurityGroups"][0]
     assert sg["GroupName"] == "meshfleet-mesh1-web"
-    assert sorted(p["FromPort"] for p in sg["IpPermissions"]) == [22, 8080, 15012, 15017, 15021, 15443]
+    # no ssh_cidrs / mesh_cidrs: the VPC's own range only, never 0.0.0.0/0
+    assert ec2_ingress(ec2, sg["GroupId"]) == {(p, "10.10.0.0/16") for p in (22, 8080, 15012, 15017, 15021, 15443)}
 
     # idempotent
     del calls.calls[:]
@@ -104,7 +105,7 @@ def test_ec2_lifecycle(ec2_settings, aws_env, monkeypatch):
 
     # a new app port is opened in the module's security group (check mode first)
     r = ec2_run(ec2_settings, args=dict(ports=[8080, 9090]), check_mode=True)
-    assert r["changed"] is True and r["actions"] == ["open tcp ports 9090 in meshfleet-mesh1-web"], r
+    assert r["changed"] is True and r["actions"] == ["open tcp port 9090 from 10.10.0.0/16 in meshfleet-mesh1-web"], r
     assert calls.writes == []
     r = ec2_run(ec2_settings, args=dict(ports=[8080, 9090]))
     assert r["changed"] is True and calls.writes == ["AuthorizeSecurityGroupIngress"], calls.writes
@@ -129,6 +130,76 @@ def test_ec2_lifecycle(ec2_settings, aws_env, monkeypatch):
     assert "TerminateInstances" in calls.writes and "DeleteSecurityGroup" in calls.writes
     r = ec2_run(ec2_settings, args=dict(state="absent"))
     assert r["rc"] == 0 and r["changed"] is False
+
+
+def ec2_ingress(ec2, sg_id):
+    """{(port, source CIDR)} of every ingress rule of a security group (as EC2 reports it)."""
+    sg = ec2.describe_security_groups(GroupIds=[sg_id])["SecurityGroups"][0]
+    out = set()
+    for perm in sg["IpPermissions"]:
+        assert perm["IpProtocol"] == "tcp" and perm["FromPort"] == perm["ToPort"], perm
+        assert not perm.get("UserIdGroupPairs"), perm
+        out.update((perm["FromPort"], r["CidrIp"]) for r in perm.get("IpRanges") or [])
+        out.update((perm["FromPort"], r["CidrIpv6"]) for r in perm.get("Ipv6Ranges") or [])
+    return out
+
+
+def ec2_group(ec2, name="meshfleet-mesh1-web"):
+    return ec2.describe_security_groups(Filters=[dict(Name="group-name", Values=[name])])["SecurityGroups"][0]["GroupId"]
+
+
+def test_ec2_security_group_admits_the_configured_cidrs_only(ec2_settings, aws_env, monkeypatch):
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=aws_env)
+    s = dict(ec2_settings, count=1, ssh_cidrs=["203.0.113.7/32"], mesh_cidrs=["10.10.0.0/16", "2001:db8::/32"])
+    r = ec2_run(s)
+    assert r["rc"] == 0, r
+    mesh = {8080, 15012, 15017, 15021, 15443}
+    assert ec2_ingress(ec2, ec2_group(ec2)) == (
+        {(22, "203.0.113.7/32")} | {(p, "10.10.0.0/16") for p in mesh} | {(p, "2001:db8::/32") for p in mesh})
+    assert ec2_run(s)["changed"] is False
+
+    # a changed source: the old one is revoked, the new one authorized (check mode first)
+    calls = Ec2Calls(monkeypatch)
+    s2 = dict(s, ssh_cidrs=["198.51.100.0/24"])
+    r = ec2_run(s2, check_mode=True)
+    assert r["changed"] is True and r["actions"] == [
+        "open tcp port 22 from 198.51.100.0/24 in meshfleet-mesh1-web",
+        "close tcp port 22 to 203.0.113.7/32 in meshfleet-mesh1-web"], r
+    assert calls.writes == []
+    r = ec2_run(s2)
+    assert r["rc"] == 0 and sorted(calls.writes) == ["AuthorizeSecurityGroupIngress", "RevokeSecurityGroupIngress"]
+    assert (22, "198.51.100.0/24") in ec2_ingress(ec2, ec2_group(ec2))
+    assert (22, "203.0.113.7/32") not in ec2_ingress(ec2, ec2_group(ec2))
+
+    # 0.0.0.0/0 only when written; an empty list opens nothing for those ports
+    r = ec2_run(dict(s2, ssh_cidrs=["0.0.0.0/0"], mesh_cidrs=[]))
+    assert r["rc"] == 0, r
+    assert ec2_ingress(ec2, ec2_group(ec2)) == {(22, "0.0.0.0/0")}
+
+
+def test_ec2_world_open_rules_of_an_older_version_are_closed(ec2_settings, aws_env):
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=aws_env)
+    r = ec2_run(dict(ec2_settings, count=1))
+    assert r["rc"] == 0, r
+    sg = ec2_group(ec2)
+    # what the module used to make: every port open to the internet
+    ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
+        dict(IpProtocol="tcp", FromPort=p, ToPort=p, IpRanges=[dict(CidrIp="0.0.0.0/0")]) for p in (22, 15443)])
+    r = ec2_run(dict(ec2_settings, count=1))
+    assert r["changed"] is True and r["actions"] == ["close tcp ports 22, 15443 to 0.0.0.0/0 in meshfleet-mesh1-web"], r
+    assert all(cidr == "10.10.0.0/16" for _p, cidr in ec2_ingress(ec2, sg))
+
+
+@pytest.mark.parametrize("cidrs,problem", [
+    ("10.0.0.0/8", "settings.ssh_cidrs must be a list of CIDRs"),
+    (["10.0.0.1/8"], "settings.ssh_cidrs[0] '10.0.0.1/8' has host bits set; the network is 10.0.0.0/8"),
+    (["10.0.0.1"], "settings.ssh_cidrs[0] must be a network in CIDR notation"),
+    (["anywhere/0"], "settings.ssh_cidrs[0] 'anywhere/0' is not a network in CIDR notation")])
+def test_ec2_bad_cidrs_are_refused_before_any_call(ec2_settings, aws_env, monkeypatch, cidrs, problem):
+    calls = Ec2Calls(monkeypatch)
+    r = ec2_run(dict(ec2_settings, ssh_cidrs=cidrs))
+    assert r["rc"] == 1 and problem in r["msg"], r
+    assert calls.calls == []
 
 
 def test_ec2_given_security_groups(ec2_settings, aws_env):
@@ -206,9 +277,8 @@ def test_openstack_lifecycle(cloud):
     assert {s["metadata"]["meshfleet:group"] for s in servers} == {"web"}
     assert {s["metadata"]["meshfleet:mesh"] for s in servers} == {"mesh1"}
     assert {s["key_name"] for s in servers} == {"deploy"}
-    sg = [g for g in cloud.security_groups.values() if g["name"] == "mesh-web"][0]
-    ports = sorted(r["port_range_min"] for r in cloud.rules.values() if r["security_group_id"] == sg["id"])
-    assert ports == [22, 8080, 15012, 15017, 15021, 15443]
+    # no ssh_cidrs / mesh_cidrs: the network's subnet only, never 0.0.0.0/0
+    assert os_ingress(cloud) == {(p, "10.0.0.0/24", "IPv4") for p in (22, 8080, 15012, 15017, 15021, 15443)}
     assert len(cloud.fips) == 2
 
     # idempotent: reads only
@@ -242,6 +312,53 @@ def test_openstack_lifecycle(cloud):
     assert not cloud.security_groups  # the group the module created is gone too
     r = os_run(os_settings(), args=dict(state="absent"))
     assert r["rc"] == 0 and r["changed"] is False
+
+
+def os_ingress(cloud, name="mesh-web"):
+    """{(port, remote_ip_prefix, ethertype)} of the group's rules, as neutron holds them."""
+    sg = [g for g in cloud.security_groups.values() if g["name"] == name][0]
+    rules = [r for r in cloud.rules.values() if r["security_group_id"] == sg["id"]]
+    assert all(r["direction"] == "ingress" and r["protocol"] == "tcp" and
+               r["port_range_min"] == r["port_range_max"] for r in rules), rules
+    return {(r["port_range_min"], r["remote_ip_prefix"], r["ethertype"]) for r in rules}
+
+
+def test_openstack_security_group_admits_the_configured_cidrs_only(cloud):
+    s = os_settings(count=1, floating_ip=False, ssh_cidrs=["203.0.113.7/32"],
+                    mesh_cidrs=["10.0.0.0/24", "2001:db8::/32"])
+    r = os_run(s)
+    assert r["rc"] == 0, r
+    mesh = {8080, 15012, 15017, 15021, 15443}
+    assert os_ingress(cloud) == ({(22, "203.0.113.7/32", "IPv4")} | {(p, "10.0.0.0/24", "IPv4") for p in mesh}
+                                 | {(p, "2001:db8::/32", "IPv6") for p in mesh})
+    assert os_run(s)["changed"] is False
+    # a changed source in the group Meshfleet made: old rule removed, new one added
+    r = os_run(dict(s, ssh_cidrs=["0.0.0.0/0"]), check_mode=True)
+    assert r["actions"] == ["open tcp port 22 from 0.0.0.0/0 in mesh-web",
+                            "close tcp port 22 to 203.0.113.7/32 in mesh-web"], r
+    r = os_run(dict(s, ssh_cidrs=["0.0.0.0/0"]))
+    assert r["rc"] == 0, r
+    assert {x for x in os_ingress(cloud) if x[0] == 22} == {(22, "0.0.0.0/0", "IPv4")}
+
+
+def test_openstack_users_own_group_keeps_its_other_rules(cloud):
+    # a group the user made (not Meshfleet's description): missing rules added, others left alone
+    sg = cloud._neutron_create("security-groups", "security_group", dict(name="mesh-web", description="ops"))[1]
+    cloud._neutron_create("security-group-rules", "security_group_rule", dict(
+        security_group_id=sg["security_group"]["id"], direction="ingress", ethertype="IPv4", protocol="tcp",
+        port_range_min=22, port_range_max=22, remote_ip_prefix="192.0.2.0/24"))
+    r = os_run(os_settings(count=1, floating_ip=False, ssh_cidrs=["203.0.113.7/32"]))
+    assert r["rc"] == 0, r
+    assert {x for x in os_ingress(cloud) if x[0] == 22} == {(22, "192.0.2.0/24", "IPv4"), (22, "203.0.113.7/32", "IPv4")}
+    assert not any(a.startswith("close") for a in r["actions"]), r
+
+
+def test_openstack_fake_refuses_a_rule_whose_ethertype_does_not_match(cloud):
+    sg = cloud._neutron_create("security-groups", "security_group", dict(name="x", description="x"))[1]
+    status, body, _h = cloud._neutron_create("security-group-rules", "security_group_rule", dict(
+        security_group_id=sg["security_group"]["id"], direction="ingress", ethertype="IPv4", protocol="tcp",
+        port_range_min=22, port_range_max=22, remote_ip_prefix="::/0"))
+    assert status == 400 and "Conflicting value ethertype IPv4 for CIDR ::/0" in body["NeutronError"]["message"]
 
 
 def test_openstack_floating_ip_on_existing_server(cloud):
@@ -340,3 +457,63 @@ def test_role_vms_provision_ec2(ec2_settings, aws_env, tmp_path):
         assert s["group"] == "web" and s["namespace"] == "vm-web" and s["id"].startswith("i-")
         assert set(s["groups"]) == {"vms", "vmgroup_web", "vm_provider_ec2"}
     # (idempotence of the module itself: test_ec2_lifecycle)
+
+
+TEARDOWN_PLAY = """
+- name: Find the cloud VMs (as teardown.yml does before offboarding)
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Look up
+      ansible.builtin.include_role:
+        name: meshfleet.mesh.vms_provision
+        tasks_from: known
+- name: What the offboarding play sees
+  hosts: vms
+  gather_facts: false
+  tasks:
+    - name: Record it
+      ansible.builtin.copy:
+        content: "{{ {'host': inventory_hostname, 'ansible_host': ansible_host} | to_json }}"
+        dest: "{{ out_dir }}/{{ inventory_hostname }}.json"
+        mode: "0600"
+      delegate_to: localhost
+- name: Remove the cloud VMs
+  hosts: localhost
+  gather_facts: false
+  roles:
+    - role: meshfleet.mesh.vms_provision
+      vars:
+        vms_provision_state: absent
+"""
+
+
+def test_role_vms_provision_teardown_finds_then_removes_ec2(ec2_settings, aws_env, tmp_path):
+    import subprocess
+    import yaml
+    s = dict(ec2_settings, count=2)
+    r = ec2_run(s)
+    assert r["rc"] == 0, r
+    addresses = dict((i["name"], i["address"]) for i in r["instances"])
+    root = os.path.dirname(_COLLECTIONS)
+    (tmp_path / "play.yml").write_text(TEARDOWN_PLAY)
+    out = tmp_path / "out"
+    out.mkdir()
+    variables = dict(out_dir=str(out), ansible_python_interpreter=sys.executable, meshfleet_mesh=dict(id="mesh1"),
+                     vms_provision_wait_timeout=30,
+                     meshfleet_topology=dict(vm_groups=dict(web=dict(provider="ec2", cluster="cluster1",
+                                                                     ports=dict(http=8080), settings=s))))
+    (tmp_path / "vars.yml").write_text(yaml.safe_dump(variables))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(root, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
+           "-c", "local", str(tmp_path / "play.yml"), "-e", "@%s" % (tmp_path / "vars.yml")]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    import json
+    seen = dict((json.loads(p.read_text())["host"], json.loads(p.read_text())["ansible_host"]) for p in out.iterdir())
+    assert seen == addresses
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=aws_env)
+    r = ec2_run(s, main=vm_instance_info.main)
+    assert r["instances"] == []
+    names = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]]
+    assert "meshfleet-mesh1-web" not in names
