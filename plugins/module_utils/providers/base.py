@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import os
 
+from ansible_collections.meshfleet.mesh.plugins.module_utils import exec_credential as xc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, ensure_private_dir)
 
@@ -89,6 +90,15 @@ class ClusterProvider:
     def write_kubeconfig(self):
         """Write the kubeconfig to ``kubeconfig_path`` (0600). Return (path, context, changed)."""
         raise NotImplementedError
+
+    def _install_plugin(self):
+        """Copy Meshfleet's exec credential plugin next to the kubeconfig (cloud providers whose
+        kubeconfigs mint tokens with it); return what ``install_script`` returns."""
+        try:
+            return xc.install_script(self.cluster_dir)
+        except (xc.CredentialError, IOError, OSError) as e:
+            raise MeshfleetError("cluster %s (provider %s): cannot write the kubeconfig credential plugin: %s"
+                                 % (self.cluster_name, self.name, e))
 
     # --- comparison -------------------------------------------------------------
     def diff(self, observed):

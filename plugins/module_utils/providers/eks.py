@@ -328,13 +328,6 @@ class EksProvider(ClusterProvider):
                        name=self.cluster_name)
 
     # --- kubeconfig ---------------------------------------------------------------------
-    def _install_plugin(self):
-        try:
-            return xc.install_script(self.cluster_dir)
-        except (xc.CredentialError, IOError, OSError) as e:
-            raise MeshfleetError("cluster %s (provider %s): cannot write the kubeconfig credential plugin: %s"
-                                 % (self.cluster_name, self.name, e))
-
     def kubeconfig_user(self):
         """(kubeconfig user, whether the meshfleet plugin file changed) for settings.credential_plugin."""
         s = self.settings

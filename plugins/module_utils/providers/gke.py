@@ -402,13 +402,6 @@ class GkeProvider(ClusterProvider):
                                      % (self.cluster_name, e))
         return creds.token
 
-    def _install_plugin(self):
-        try:
-            return xc.install_script(self.cluster_dir)
-        except (xc.CredentialError, IOError, OSError) as e:
-            raise MeshfleetError("cluster %s (provider %s): cannot write the kubeconfig credential plugin: %s"
-                                 % (self.cluster_name, self.name, e))
-
     def kubeconfig_user(self):
         """(kubeconfig user, whether the meshfleet plugin file changed) for settings.credential_plugin."""
         plugin = self.settings.get("credential_plugin") or "meshfleet"
