@@ -99,9 +99,8 @@ def test_gke_lifecycle_with_the_sa_key_and_token_endpoint(ca_env):
     client = ClusterManagerClient(credentials=creds, transport="rest",
                                   client_options={"api_endpoint": sim.url})
     parent = "projects/acme-mesh-prod/locations/europe-west1"
-    op = client.create_cluster(parent=parent, cluster={
-        "name": "gke1", "node_pools": [{"name": "default", "initial_node_count": 3,
-                                         "config": {"machine_type": "e2-standard-4"}}]})
+    pool = {"name": "default", "initial_node_count": 3, "config": {"machine_type": "e2-standard-4"}}
+    op = client.create_cluster(parent=parent, cluster={"name": "gke1", "node_pools": [pool]})
     for _i in range(20):
         if client.get_operation(name="%s/operations/%s" % (parent, op.name)).status.name == "DONE":
             break

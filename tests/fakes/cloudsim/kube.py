@@ -54,8 +54,8 @@ class KubeClusters:
                            "server": "%s/%s" % (self.webhook_url, cid),
                            "certificate-authority": self.ca_file}}],
                        "users": [{"name": "apiserver", "user": {}}],
-                       "contexts": [{"name": "webhook", "context": {"cluster": "cloudsim",
-                                                                     "user": "apiserver"}}],
+                       "contexts": [{"name": "webhook",
+                                     "context": {"cluster": "cloudsim", "user": "apiserver"}}],
                        "current-context": "webhook"}, f, indent=1)
         return path
 

@@ -570,8 +570,8 @@ class CloudSim:
             # botocore signs the (empty) payload of a presigned STS GET: its SHA-256
             hashlib.sha256(b"").hexdigest()])
         scope = "/".join([date, region, service, term])
-        to_sign = "\n".join(["AWS4-HMAC-SHA256", q.get("x-amz-date", ""), scope,
-                              hashlib.sha256(canonical.encode()).hexdigest()])
+        to_sign = "\n".join([
+            "AWS4-HMAC-SHA256", q.get("x-amz-date", ""), scope, hashlib.sha256(canonical.encode()).hexdigest()])
         key = ("AWS4" + secret).encode()
         for part in (date, region, service, term):
             key = hmac.new(key, part.encode(), hashlib.sha256).digest()
@@ -784,4 +784,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(content)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
-
