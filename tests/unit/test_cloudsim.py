@@ -212,3 +212,14 @@ def test_load_balancer_records(ca_env):
     assert [lb["provider"] for lb in lbs] == ["eks"]            # an ELBv2 load balancer in moto
     sim.delete_lb("eks/eks9", svc)
     assert requests.get(sim.url + "/sim/inventory", timeout=5).json()["load_balancers"] == []
+
+
+def test_ec2_instances_count_as_leftovers(ca_env):
+    sim = ca_env
+    ec2 = sim.boto("ec2")
+    iid = ec2.run_instances(ImageId=sim.aws["ami"], MinCount=1, MaxCount=1, InstanceType="t3.large",
+                            SubnetId=sim.aws["subnet_ids"][0])["Instances"][0]["InstanceId"]
+    vms = requests.get(sim.url + "/sim/inventory", timeout=5).json()["vms"]
+    assert [(v["provider"], v["id"]) for v in vms] == [("ec2", iid)]
+    ec2.terminate_instances(InstanceIds=[iid])
+    assert requests.get(sim.url + "/sim/inventory", timeout=5).json()["vms"] == []
