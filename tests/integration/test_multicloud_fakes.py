@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 SITE_TIMEOUT = 420
 VERIFY_TIMEOUT = 180
 TEARDOWN_TIMEOUT = 300
-GONE_TIMEOUT = 90
+GONE_TIMEOUT = 45
 
 
 def _run(step, playbook, inventory, tools_bin, env, timeout):
