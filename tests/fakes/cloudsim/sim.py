@@ -676,6 +676,8 @@ class CloudSim:
             + [dict(r, orphaned=True) for r in self.orphaned_lbs]
         return {"clusters": {"aks": aks, "gke": gke, "eks": eks}, "kwok": self.kube.describe(),
                 "load_balancers": lbs, "vms": instances + servers, "stats": dict(self.stats),
+                # when the last access token issued so far expires (epoch seconds)
+                "tokens_expire": max(list(self.google_tokens.values()) + list(self.aad_tokens.values()) or [0]),
                 "denials": list(self.denials[-10:])}
 
 
