@@ -69,7 +69,7 @@ REQUIRED_SETTINGS = {
 #: size (int or str), cidr (an IPv4 network such as 10.77.0.0/24, /30 or larger),
 #: cidr_list (a list of IPv4/IPv6 networks: security group sources).
 SETTING_TYPES = {
-    "kwok": dict(bind_address="ip", nodes="int", tools_bin="str"),
+    "kwok": dict(bind_address="ip", nodes="int", tools_bin="str", apiserver_extra_args="dict"),
     "minikube": dict(profile="str", driver="str", kubernetes_version="str", cpus="int",
                      memory="size", minikube_path="str"),
     "aks": dict(resource_group="str", location="str", subscription_id="str",

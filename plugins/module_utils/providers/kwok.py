@@ -9,6 +9,11 @@
 lives in ``<state_dir>/kwok`` (``KWOK_WORKDIR``), never in ``~/.kwok`` or
 ``~/.kube/config``. Ports are reserved by Meshfleet (see ports.py) so clusters can
 be created in parallel.
+
+``settings.apiserver_extra_args`` ({flag: value}, flag names without ``--``) adds
+kube-apiserver flags through the kwokctl configuration's ``componentsPatches`` (e.g. a
+token webhook: ``authentication-token-webhook-config-file``); it applies when the
+cluster is created.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -88,6 +93,10 @@ class KwokProvider(ClusterProvider):
     # --- helpers --------------------------------------------------------------------
     def validate(self):
         super(KwokProvider, self).validate()
+        extra = self.settings.get("apiserver_extra_args")
+        if extra is not None and not isinstance(extra, dict):
+            raise MeshfleetError("kwok cluster %s: settings.apiserver_extra_args must be a mapping of "
+                                 "kube-apiserver flag names (without --) to values" % self.cluster_name)
         if not HAS_YAML:
             raise MeshfleetError("the kwok provider needs PyYAML on the controller")
         missing = []
@@ -267,6 +276,11 @@ class KwokProvider(ClusterProvider):
         options.update(ports)
         config = dict(apiVersion="config.kwok.x-k8s.io/v1alpha1", kind="KwokctlConfiguration",
                       options=options)
+        extra = self.settings.get("apiserver_extra_args") or {}
+        if extra:
+            # kwokctl (v0.8.0) appends componentsPatches extraArgs to the component's flags
+            config["componentsPatches"] = [dict(name="kube-apiserver", extraArgs=[
+                dict(key=str(k), value=str(v)) for k, v in sorted(extra.items())])]
         cfg_path = os.path.join(cdir, "kwokctl-config.yaml")
         write_file_atomic(cfg_path, yaml.safe_dump(config, default_flow_style=False), mode=0o600)
         args = ["--config", cfg_path, "create", "cluster", "--name", self.cluster_name,
