@@ -39,9 +39,18 @@ TEARDOWN_TIMEOUT = 300
 GONE_TIMEOUT = 45
 
 
+#: The fake clouds' VMs are records with made-up private addresses (moto, the OpenStack fake):
+#: no machine answers there, and nothing may be sent to an address outside this machine's
+#: loopback and the project's own namespaces. So every run leaves the VM hosts out: the VMs are
+#: provisioned and removed (plays on localhost) and their WorkloadGroups made, but nothing
+#: connects to them over SSH (the VM side of onboarding is proven on the netns VMs instead).
+NO_VM_HOSTS = ("--limit", "all:!vms:localhost")
+
+
 def _run(step, playbook, inventory, tools_bin, env, timeout):
     started = time.monotonic()
-    run = helpers.run_playbook(playbook, inventory, tools_bin, timeout=timeout, env=env)
+    run = helpers.run_playbook(playbook, inventory, tools_bin, timeout=timeout, env=env,
+                               args=NO_VM_HOSTS)
     print("%s: %r in %.0fs" % (step, run, time.monotonic() - started))
     return run
 

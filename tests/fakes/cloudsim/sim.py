@@ -60,15 +60,6 @@ def _json(status, payload, headers=None):
     return status, h, json.dumps(payload).encode()
 
 
-class _Req:
-    """The ``request`` the requests-mock based models read (.headers, .text, .url, .method)."""
-
-    def __init__(self, method, url, headers, body):
-        self.method, self.url = method, url
-        self.headers = CaseInsensitiveDict(headers)
-        self.text = body.decode("utf-8") if body else ""
-
-
 # --- Azure -------------------------------------------------------------------------------------
 
 class SimArm(azure_transport.FakeArm):
@@ -89,15 +80,19 @@ class SimArm(azure_transport.FakeArm):
                 'Bearer authorization_uri="%s/%s", error="invalid_token"' % (
                     self.sim.url, self.sim.azure["tenant_id"]))}, {"error": {"code": code, "message": why}}
         h = CaseInsensitiveDict(headers)
-        h["Authorization"] = "Bearer fake-arm-token"  # the model's own check
-        status, rh, payload = super(SimArm, self).handle(method, url, h, body)
+        h["Authorization"] = "Bearer %s" % self.token  # the model's own check
+        parsed = urlparse(url)
+        query = dict((k, v[0]) for k, v in parse_qs(parsed.query).items())
+        status, rh, payload = super(SimArm, self).handle(method, parsed.path, query, headers=h, body=body,
+                                                         base_url=self.sim.url)
         rh = dict((k, v.replace(azure_transport.ARM, self.sim.url) if isinstance(v, str) else v)
                   for k, v in rh.items())
         return status, rh, payload
 
-    def _start_op(self, key, kind, location, done):
+    def _start_op(self, ctx, kind, location, done, failed):
+        key = ctx["key"]
         mc = self.clusters.get(key) or {}
-        if kind == "put" and (mc.get("properties") or {}).get("provisioningState") == "Creating":
+        if kind in ("create", "update") and (mc.get("properties") or {}).get("provisioningState") == "Creating":
             self.sim.kube.ensure(self.cid(key))
         if kind == "delete":
             self.sim.kube.delete_async(self.cid(key))
@@ -107,7 +102,7 @@ class SimArm(azure_transport.FakeArm):
                 mc = self.clusters.get(key) or {}
                 orig()
                 self.sim.aks_deleted(key, mc)
-        return super(SimArm, self)._start_op(key, kind, location, done)
+        return super(SimArm, self)._start_op(ctx, kind, location, done, failed)
 
     def _operation(self, op_id, kind):
         op = self.operations.get(op_id)
@@ -118,7 +113,7 @@ class SimArm(azure_transport.FakeArm):
                 return 202, {"Retry-After": "1", "Location": ""}, None
             return 200, dict(JSON, **{"Retry-After": "1"}), {
                 "name": op_id, "status": "InProgress", "startTime": "2026-01-01T00:00:00Z"}
-        if op and op["status"] == "InProgress" and op["kind"] == "put" \
+        if op and op["status"] == "InProgress" and op["kind"] in ("create", "update") \
                 and not self.sim.kube.ready(self.cid(op["key"])):
             failed = self.sim.kube.failed(self.cid(op["key"]))
             if failed:
@@ -173,7 +168,7 @@ class SimGke(gcp_http.FakeGke):
             return False
         return claims.get("iss") == self.sim.sa_key.client_email and claims.get("exp", 0) > time.time()
 
-    def _op(self, key, kind, done):
+    def _op(self, key, kind, done, failed=None):
         if kind == "CREATE_CLUSTER":
             self.sim.kube.ensure(self.cid(key))
             orig = done
@@ -192,7 +187,7 @@ class SimGke(gcp_http.FakeGke):
                 cluster = self.clusters.get(key) or {}
                 orig()
                 self.sim.gke_deleted(key, cluster)
-        return super(SimGke, self)._op(key, kind, done)
+        return super(SimGke, self)._op(key, kind, done, failed)
 
     def _operation(self, p, loc, name):
         op = self.operations.get(name)
@@ -341,7 +336,8 @@ class CloudSim:
                 status, h, payload = self.arm.handle(method, self.url + target, headers, body)
                 return status, h, json.dumps(payload).encode() if payload is not None else b""
             if path.startswith("/v1/projects/"):
-                status, payload, h = self.gke.handle(method, path, _Req(method, target, headers, body))
+                query = dict((k, v[0]) for k, v in parse_qs(url.query).items())
+                status, payload, h = self.gke.handle(method, path, query, body, headers)
                 return _json(status, payload, h)
             if path == "/google/token" and method == "POST":
                 return self.google_token(body)
