@@ -181,7 +181,8 @@ def check_host_key(vm, host, port=22, known_hosts=None, strict=None, ssh_common_
     ``StrictHostKeyChecking`` of ``ssh_common_args``. Returns a result dict with
     ``status``: ``match`` (a pinned key is offered), ``pinned`` (first contact, keys
     recorded), ``unreachable`` (nothing answered: the play's connection reports it),
-    ``unchecked`` (no known_hosts file in the VM's ssh arguments). Raises MeshfleetError on
+    ``unchecked`` (no known_hosts file in the VM's ssh arguments, or a ProxyJump /
+    ProxyCommand: ssh itself enforces the pin then). Raises MeshfleetError on
     a changed key, or an unpinned VM under ``StrictHostKeyChecking=yes``.
     """
     opts = ssh_options(ssh_common_args)
@@ -196,6 +197,14 @@ def check_host_key(vm, host, port=22, known_hosts=None, strict=None, ssh_common_
         return result
     known_hosts = os.path.expanduser(known_hosts.split()[0])
     result["known_hosts"] = known_hosts
+    if not check_mode:
+        # ssh records an accept-new key only into a folder that exists
+        ensure_private_dir(os.path.dirname(os.path.abspath(known_hosts)))
+    if opts.get("proxyjump", "none").lower() != "none" or opts.get("proxycommand", "none").lower() != "none":
+        # the VM is reached through a jump host: a scan from here could reach another
+        # machine; ssh itself enforces the pinned key (and pins it on first contact)
+        result["status"] = "unchecked"
+        return result
     pinned = pinned_keys(known_hosts, name)
     result["pinned"] = ["%s %s" % (t, fingerprint(k)) for t, k, _n in pinned]
     offered = (scanner or scan)(host, port, timeout)

@@ -23,6 +23,8 @@ description:
     pinned key is pinned now, on first contact (changed); from then on its key is enforced.
   - A VM that does not answer is reported as C(unreachable), not failed (the play's connection
     reports it). Hashed known_hosts names and C([host]:port) entries are understood.
+  - A VM reached through C(ProxyJump) or C(ProxyCommand) is not scanned (a scan from the
+    controller could reach another machine): C(unchecked), ssh itself enforces the pin.
 version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
 attributes:
@@ -75,7 +77,8 @@ EXAMPLES = r'''
 
 RETURN = r'''
 status:
-  description: C(match), C(pinned) (first contact, keys recorded), C(unreachable) or C(unchecked).
+  description: C(match), C(pinned) (first contact, keys recorded), C(unreachable) or C(unchecked)
+    (no known_hosts file in the ssh arguments, or a jump host).
   returned: always
   type: str
 known_hosts:

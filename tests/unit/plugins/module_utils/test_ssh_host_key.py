@@ -152,6 +152,14 @@ def test_unreachable_and_unchecked(tmp_path):
     res = shk.check_host_key("vm1", "10.0.0.1", 22, ssh_common_args="-o ProxyJump=x",
                              scanner=scanner_of([("ssh-ed25519", "AAAA")], calls))
     assert res["status"] == "unchecked" and calls == []
+    # behind a jump host a scan from the controller could reach another machine: not scanned,
+    # but the folder for ssh's own accept-new pin is made
+    other = tmp_path / "other"
+    res = shk.check_host_key("vm1", "10.0.0.1", 22, scanner=scanner_of([("ssh-ed25519", "AAAA")], calls),
+                             ssh_common_args=netns.ssh_common_args(str(other), strict=False)
+                             + " -o ProxyJump=bastion")
+    assert res["status"] == "unchecked" and calls == []
+    assert (other / "vms").is_dir() and not (other / "vms" / "known_hosts").exists()
 
 
 def test_module_fails_with_the_message(tmp_path, run_module, monkeypatch):
