@@ -112,7 +112,7 @@ options:
       - V(none) keeps the roots as they are; during a rotation window both roots stay trusted.
       - V(introduce) creates a new root (or introduces O(root_cert_file)) as
         C(root/next-root-cert.pem) with its key and adds it to every C(root-cert.pem) (current
-        root first). The intermediates stay as they are (still signed by the current root): every
+        root first). The intermediates stay as they are (still signed by the current root), so every
         workload learns to trust the new root before any certificate chains to it. Running it
         again while the window is open changes nothing.
       - V(switch), once every workload holds the two-root bundle, makes the introduced root the

@@ -24,7 +24,7 @@ description:
   - A VM that does not answer is reported as C(unreachable), not failed (the play's connection
     reports it). Hashed known_hosts names and C([host]:port) entries are understood.
   - A VM reached through C(ProxyJump) or C(ProxyCommand) is not scanned (a scan from the
-    controller could reach another machine): C(unchecked), ssh itself enforces the pin.
+    controller could reach another machine); it is C(unchecked), ssh itself enforces the pin.
 version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
 attributes:
