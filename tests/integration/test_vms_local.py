@@ -310,11 +310,10 @@ def test_stopped_vm_is_booted_again_by_present(netns_vms):
 
 # --- pinned host keys -------------------------------------------------------------------------
 
-HOST_KEY_PLAY = [dict(
-    name="pre-check, then a real connection", hosts="all", gather_facts=False,
-    tasks=[dict(name="host key", **{"ansible.builtin.include_role": dict(
-                    name="meshfleet.mesh.vm_sidecar", tasks_from="host_key")}),
-           dict(name="ping", **{"ansible.builtin.ping": {}})])]
+PRE_CHECK = {"name": "host key",
+             "ansible.builtin.include_role": {"name": "meshfleet.mesh.vm_sidecar", "tasks_from": "host_key"}}
+HOST_KEY_PLAY = [dict(name="pre-check, then a real connection", hosts="all", gather_facts=False,
+                      tasks=[PRE_CHECK, {"name": "ping", "ansible.builtin.ping": {}}])]
 
 
 def play_on(netns_vms, inventory, play, tag):
