@@ -188,7 +188,8 @@ def rotation(onboarded):
     if not all(os.path.exists(onboarded.rootfs(vm, "etc", "certs", "cert-chain.pem")) for vm in VMS):
         assert_ok(onboarded.play("vms.yml", timeout=600))  # the VMs were offboarded by another test
     st = State(onboarded)
-    assert st.previous is None, "a rotation window is already open in this mesh"
+    assert st.previous is None and not os.path.exists(os.path.join(
+        onboarded.state_dir, "pki", "root", "next-root-cert.pem")), "a rotation window is already open"
     before = wait_state(onboarded, expect([st.root], st.root), "the mesh on its first root")
     assert not cross_trust(before)
     return dict(mesh=onboarded, old_root=before.root, old_chain=before.vm_chains["mfi-web1"],
