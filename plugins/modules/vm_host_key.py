@@ -33,6 +33,7 @@ attributes:
     description: Compares, and reports a first-contact pin as changed without writing it.
   diff_mode:
     support: none
+    description: Nothing to show; a first-contact pin is reported in the result.
 options:
   name:
     description: The VM's inventory name (for messages).
