@@ -511,9 +511,15 @@ def run_playbook(playbook, inventory, tools_bin=None, args=(), timeout=900, env=
            playbook if os.path.isabs(playbook) else os.path.join(REPO, "playbooks", playbook)]
     cmd += list(args)
     started = time.monotonic()
-    p = subprocess.run(cmd, cwd=REPO, env=ansible_env(tools_bin, env), stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout,
-                       check=False)
+    try:
+        p = subprocess.run(cmd, cwd=REPO, env=ansible_env(tools_bin, env), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout,
+                           check=False)
+    except subprocess.TimeoutExpired as e:
+        # keep what it printed: the tail says where it was (assert_ok shows it; rc -9)
+        out = e.output if isinstance(e.output, str) else (e.output or b"").decode("utf-8", "replace")
+        return PlaybookRun(cmd, -9, out + "\n[run_playbook: killed after %ss]\n" % timeout,
+                           time.monotonic() - started)
     return PlaybookRun(cmd, p.returncode, p.stdout, time.monotonic() - started)
 
 
