@@ -92,3 +92,17 @@ def test_unparsable_block_is_shown_raw():
     output = "TASK [x] ***\nfatal: [h1]: FAILED! => {broken\n  stuff\n}\nafter\n"
     text = helpers.format_failures(output, context=3)
     assert text == "TASK [x]\nfatal: [h1]: FAILED! => {broken\n  stuff\n}"
+
+
+def test_run_playbook_keeps_the_output_of_a_run_it_kills(tmp_path):
+    """A run over its timeout is killed; what it printed so far says where it was."""
+    play = tmp_path / "slow.yml"
+    play.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                    "    - name: Something slow\n      ansible.builtin.command: sleep 60\n")
+    run = helpers.run_playbook(str(play), "localhost,", args=["-c", "local"], timeout=8)
+    assert run.rc == -9 and run.seconds < 30
+    assert "TASK [Something slow]" in run.output
+    assert run.output.rstrip().endswith("[run_playbook: killed after 8s]")
+    with pytest.raises(AssertionError) as exc:
+        helpers.assert_ok(run)
+    assert "killed after 8s" in str(exc.value)
