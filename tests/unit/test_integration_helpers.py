@@ -99,7 +99,8 @@ def test_run_playbook_keeps_the_output_of_a_run_it_kills(tmp_path):
     play = tmp_path / "slow.yml"
     play.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
                     "    - name: Something slow\n      ansible.builtin.command: sleep 60\n")
-    run = helpers.run_playbook(str(play), "localhost,", args=["-c", "local"], timeout=8)
+    run = helpers.run_playbook(str(play), "localhost,", timeout=8, args=[
+        "-c", "local", "-e", "ansible_python_interpreter=%s" % sys.executable])
     assert run.rc == -9 and run.seconds < 30
     assert "TASK [Something slow]" in run.output
     assert run.output.rstrip().endswith("[run_playbook: killed after 8s]")
