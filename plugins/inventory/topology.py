@@ -19,8 +19,11 @@ description:
   - VMs of C(provider=netns) groups also get C(ansible_host) (their address in
     C(settings.subnet), .2 for the first listed host, .3 for the next...), C(ansible_user=root),
     C(ansible_ssh_private_key_file) and C(ansible_ssh_common_args) (the mesh's key and
-    known_hosts under C(<state_dir>/vms)) and C(ansible_python_interpreter); host vars given
-    in the file win.
+    known_hosts under C(<state_dir>/vms), C(StrictHostKeyChecking=yes) as the provider pins
+    their host keys) and C(ansible_python_interpreter); host vars given in the file win.
+  - Other VMs get C(ansible_ssh_common_args) with C(StrictHostKeyChecking=accept-new) and
+    the same known_hosts file, so their host key is pinned on first contact and enforced from
+    then on (unless their host vars give other ssh arguments).
   - Characters of network, provider and group names that are not valid in an
     identifier become C(_) in group names (C(network-1) gives C(network_network_1)).
   - Vars on C(all) - C(meshfleet_mesh) (the mesh block, defaults filled in),
@@ -106,7 +109,8 @@ except ImportError:  # pragma: no cover - ansible-core < 2.19
         return value
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils import topology as topo_utils
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns import connection_vars
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns import (
+    connection_vars, ssh_common_args)
 
 EXTENSIONS = (".meshfleet.yml", ".meshfleet.yaml")
 
@@ -329,6 +333,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             if host in netns_addresses:
                 for key, value in connection_vars(self._state_dir, netns_addresses[host]).items():
                     inv.set_variable(host, key, literal(value))
+            else:
+                # other VMs: host key pinned on first contact into the mesh's known_hosts
+                inv.set_variable(host, "ansible_ssh_common_args",
+                                 literal(ssh_common_args(self._state_dir, strict=False)))
             for key, value in self._vm_host_vars.get((name, host), {}).items():
                 inv.set_variable(host, to_text(key), value)
             hostvars = dict(

@@ -15,12 +15,14 @@ Layout written under ``<state_dir>/pki``::
 
     root/root-cert.pem            current root (0644)
     root/root-key.pem             current root key (0600, never leaves the controller)
-    root/previous-root-cert.pem   old root during a rotation window
+    root/next-root-cert.pem       new root, introduced (trusted) but not signing yet
+    root/next-root-key.pem
+    root/previous-root-cert.pem   old root after the switch, until it is retired
     root/previous-root-key.pem
     root/retired/                 certificates of retired roots (keys are deleted)
     <cluster>/ca-cert.pem         intermediate CA, signed by the current root
     <cluster>/ca-key.pem          its key (0600)
-    <cluster>/root-cert.pem       trust bundle: current root, then the previous one
+    <cluster>/root-cert.pem       trust bundle: current root, then the next or previous one
     <cluster>/cert-chain.pem      ca-cert.pem followed by the current root
 """
 
@@ -49,7 +51,7 @@ except ImportError as _e:  # pragma: no cover - reported by the module
     CRYPTOGRAPHY_IMPORT_ERROR = _e
 
 KEY_TYPES = ("ecdsa-p256", "rsa-2048", "rsa-4096")
-ROTATIONS = ("none", "introduce", "retire")
+ROTATIONS = ("none", "introduce", "switch", "retire")
 ISTIOD_SAN = "istiod.istio-system.svc"
 ROOT_CN = "Root CA"
 INTERMEDIATE_CN = "Intermediate CA"
@@ -474,7 +476,7 @@ class MeshCA:
     def _load_root(self, prefix, need_key=True):
         cert_path = self.root_path(prefix + "root-cert.pem")
         key_path = self.root_path(prefix + "root-key.pem")
-        what = "previous root" if prefix else "root"
+        what = {"previous-": "previous root", "next-": "introduced root"}.get(prefix, "root")
         if not os.path.exists(cert_path):
             if os.path.exists(key_path):
                 raise MeshfleetError("%s key %s exists without its certificate %s; restore the "
@@ -518,11 +520,27 @@ class MeshCA:
         return root.plan_only() if self.check_mode else root
 
     def plan_root(self):
-        """Decide the roots. Returns ``(current, previous, root_status, action, retired)``."""
+        """Decide the roots.
+
+        Returns ``(current, previous, nxt, root_status, action, retired)``: ``current`` signs
+        the intermediates; ``nxt`` is an introduced root that is trusted but does not sign yet
+        (after ``introduce``, until ``switch``); ``previous`` is the old root that is still
+        trusted after the switch (until ``retire``). At most one of them is set.
+        """
         current = self._load_root("", need_key=False)
         previous = self._load_root("previous-")
+        nxt = self._load_root("next-")
         if previous is not None and current is not None and previous.fingerprint == current.fingerprint:
-            previous = None  # an interrupted introduction; treat as no window
+            previous = None  # an interrupted introduction (older releases); treat as no window
+        if nxt is not None and current is not None and nxt.fingerprint == current.fingerprint:
+            nxt = None  # an interrupted switch: the new root signs already
+            if not self.check_mode:
+                for f in ("next-root-key.pem", "next-root-cert.pem"):
+                    os.unlink(self.root_path(f))
+        if nxt is not None and previous is not None:
+            raise MeshfleetError("both %s and %s exist: a rotation step was interrupted; restore "
+                                 "pki/root/ from your backup" % (self.root_path("next-root-cert.pem"),
+                                                                 self.root_path("previous-root-cert.pem")))
         imported = self._load_import() if self.root_cert_file else None
         rotation = self.root_rotation
         action = "none"
@@ -538,56 +556,82 @@ class MeshCA:
             status = "restored"
 
         if current is None:
-            if previous is not None:
+            if previous is not None or nxt is not None:
                 raise MeshfleetError("found %s but no current root; restore root/root-cert.pem and "
-                                     "root/root-key.pem" % self.root_path("previous-root-cert.pem"))
+                                     "root/root-key.pem" % self.root_path(
+                                         ("previous-" if previous is not None else "next-") + "root-cert.pem"))
             if rotation != "none":
                 self.warn("root_rotation=%s but there is no root yet: creating the first root, "
                           "nothing to rotate" % rotation)
             if imported is not None:
-                return imported, None, "imported", action, None
-            return self._new_root(), None, "created", action, None
+                return imported, None, None, "imported", action, None
+            return self._new_root(), None, None, "created", action, None
 
         if imported is not None and imported.fingerprint != current.fingerprint:
-            if previous is not None and imported.fingerprint == previous.fingerprint:
+            if nxt is not None and imported.fingerprint == nxt.fingerprint:
+                imported = None  # the introduced root, given again: nothing new
+            elif previous is not None and imported.fingerprint == previous.fingerprint:
                 raise MeshfleetError(
                     "root_cert_file %s is the previous root of the open rotation window; point "
                     "root_cert_file/root_key_file at the new root (%s) or drop them"
                     % (self.root_cert_file, self.root_path("root-cert.pem")))
-            if rotation != "introduce":
+            elif rotation != "introduce":
                 raise MeshfleetError(
                     "root_cert_file %s (sha256 %s) differs from the current root %s (sha256 %s); "
                     "set root_rotation=introduce to rotate to it, or point root_cert_file/"
                     "root_key_file at the current root" % (self.root_cert_file, imported.fingerprint,
                                                            self.root_path("root-cert.pem"),
                                                            current.fingerprint))
-            if previous is not None:
-                raise MeshfleetError("a rotation window is already open (previous root sha256 %s); "
-                                     "run root_rotation=retire before introducing another root"
-                                     % previous.fingerprint)
-            return imported, current, "introduced", "introduced", None
+            elif previous is not None or nxt is not None:
+                raise MeshfleetError("a rotation window is already open (%s root sha256 %s); "
+                                     "finish it (switch, retire) before introducing another root"
+                                     % (("previous", previous.fingerprint) if previous is not None
+                                        else ("introduced", nxt.fingerprint)))
+            else:
+                return current, None, imported, status, "introduced", None
 
         if rotation == "introduce":
-            if previous is None:
-                return self._new_root(), current, "introduced", "introduced", None
+            if previous is None and nxt is None:
+                return current, None, self._new_root(), status, "introduced", None
             # Window already open: introducing again is a no-op (idempotent re-runs).
+        elif rotation == "switch":
+            if nxt is not None:
+                return nxt, current, None, "switched", "switched", None
+            if previous is None:
+                self.warn("root_rotation=switch but no root was introduced (root_rotation=introduce "
+                          "first): nothing to switch to")
         elif rotation == "retire":
+            if nxt is not None:
+                raise MeshfleetError(
+                    "root_rotation=retire, but the introduced root (sha256 %s) does not sign yet: run "
+                    "root_rotation=switch first (and let every workload get a certificate from the "
+                    "new intermediates), then retire" % nxt.fingerprint)
             if previous is not None:
                 retired = previous
                 previous = None
                 action = "retired"
-        return current, previous, status, action, retired
+        return current, previous, nxt, status, action, retired
 
-    def _write_roots(self, current, previous, status, retired):
+    def _write_roots(self, current, previous, nxt, status, action, retired):
         self._mkdirs()
         changed = False
-        if status == "introduced":
+        if action == "introduced":
+            # key first: a crash in between leaves a mismatch that the next run reports.
+            changed |= self._write(self.root_path("next-root-key.pem"), nxt.key_data, KEY_MODE)
+            changed |= self._write(self.root_path("next-root-cert.pem"), nxt.pem, CERT_MODE)
+        if status == "switched":
+            # the old root is kept first; a crash after the new root is in place leaves next ==
+            # current, which the next run treats as switched
             changed |= self._write(self.root_path("previous-root-key.pem"), previous.key_data, KEY_MODE)
             changed |= self._write(self.root_path("previous-root-cert.pem"), previous.pem, CERT_MODE)
-        if status in ("created", "imported", "introduced", "restored"):
-            # key first: a crash in between leaves a mismatch that the next run reports.
+        if status in ("created", "imported", "switched", "restored"):
             changed |= self._write(self.root_path("root-key.pem"), current.key_data, KEY_MODE)
             changed |= self._write(self.root_path("root-cert.pem"), current.pem, CERT_MODE)
+        if status == "switched":
+            for f in ("next-root-key.pem", "next-root-cert.pem"):
+                p = self.root_path(f)
+                if os.path.exists(p):
+                    os.unlink(p)
         if retired is not None:
             archive = os.path.join(self.root_dir, "retired")
             ensure_private_dir(archive)
@@ -731,8 +775,8 @@ class MeshCA:
         self.check_state_dir()
         if self.state == "absent":
             return self._apply_absent()
-        current, previous, root_status, action, retired = self.plan_root()
-        bundle = [current] + ([previous] if previous is not None else [])
+        current, previous, nxt, root_status, action, retired = self.plan_root()
+        bundle = [current] + [r for r in (previous, nxt) if r is not None]
         bundle_pem = b"".join(r.pem for r in bundle)
         root_changed = root_status != "unchanged" or action != "none"
 
@@ -741,7 +785,7 @@ class MeshCA:
                       "(root_rotation=introduce)" % isotime(current.cert.not_valid_after_utc))
 
         if root_changed and not self.check_mode:
-            self._write_roots(current, previous, root_status, retired)
+            self._write_roots(current, previous, nxt, root_status, action, retired)
 
         clusters = {}
         before_c, after_c = {}, {}
@@ -784,25 +828,30 @@ class MeshCA:
                       "trust bundle: %s" % (action, ", ".join(unmanaged)))
 
         root_path = self.root_path("root-cert.pem")
-        root_desc = current.describe(root_path, root_status if action != "retired" else "unchanged")
+        root_desc = current.describe(root_path, root_status)
         prev_desc = (previous.describe(self.root_path("previous-root-cert.pem"), "trusted")
                      if previous is not None else None)
+        next_desc = (nxt.describe(self.root_path("next-root-cert.pem"),
+                                  "introduced" if action == "introduced" else "trusted")
+                     if nxt is not None else None)
+        phase = "introduced" if nxt is not None else ("switched" if previous is not None else "none")
         changed = root_changed or bool(before_c or after_c)
         result = dict(
             changed=changed,
             pki_dir=self.pki_dir,
             root=root_desc,
             previous_root=prev_desc,
+            next_root=next_desc,
             trust_bundle=[r.fingerprint for r in bundle],
-            rotation=dict(action=action, window_open=previous is not None,
+            rotation=dict(action=action, window_open=phase != "none", phase=phase,
                           retired_fingerprint=retired.fingerprint if retired else None),
             clusters=clusters,
             summary=self._summary(clusters),
             unmanaged_clusters=unmanaged,
         )
         diff_before = dict(root=None if root_status in ("created", "imported") else dict(
-            fingerprint_sha256=(previous.fingerprint if root_status == "introduced" else current.fingerprint),
-            trust_bundle=self._old_bundle(current, previous, root_status, retired)),
+            fingerprint_sha256=(previous.fingerprint if root_status == "switched" else current.fingerprint),
+            trust_bundle=self._old_bundle(current, previous, nxt, root_status, action, retired)),
             clusters=before_c)
         diff_after = dict(root=dict(fingerprint_sha256=current.fingerprint,
                                     subject=root_desc["subject"], not_after=root_desc["not_after"],
@@ -835,6 +884,13 @@ class MeshCA:
             prev_desc = dict(describe_cert(load_cert_file(prev_path, "previous root certificate")),
                              status="trusted", cert=prev_path)
             bundle.append(prev_desc["fingerprint_sha256"])
+        next_path = self.root_path("next-root-cert.pem")
+        next_desc = None
+        if os.path.exists(next_path):
+            next_desc = dict(describe_cert(load_cert_file(next_path, "introduced root certificate")),
+                             status="trusted", cert=next_path)
+            bundle.append(next_desc["fingerprint_sha256"])
+        phase = "introduced" if next_desc else ("switched" if prev_desc else "none")
         clusters, before_c, after_c = {}, {}, {}
         for c in self.clusters:
             desc = None
@@ -851,20 +907,23 @@ class MeshCA:
                 clusters[c] = self._cluster_result(c, "absent", [], None)
                 clusters[c]["files"] = {}
         result = dict(changed=bool(before_c), pki_dir=self.pki_dir, root=root_desc,
-                      previous_root=prev_desc, trust_bundle=bundle,
-                      rotation=dict(action="none", window_open=prev_desc is not None,
+                      previous_root=prev_desc, next_root=next_desc, trust_bundle=bundle,
+                      rotation=dict(action="none", window_open=phase != "none", phase=phase,
                                     retired_fingerprint=None),
                       clusters=clusters, summary=self._summary(clusters),
                       unmanaged_clusters=self._unmanaged())
         return result, dict(before=dict(clusters=before_c), after=dict(clusters=after_c))
 
     @staticmethod
-    def _old_bundle(current, previous, root_status, retired):
-        if root_status == "introduced":
-            return [previous.fingerprint]
+    def _old_bundle(current, previous, nxt, root_status, action, retired):
+        """The trust bundle before this run (for the diff)."""
+        if action == "introduced":
+            return [current.fingerprint]
+        if root_status == "switched":
+            return [previous.fingerprint, current.fingerprint]
         if retired is not None:
             return [current.fingerprint, retired.fingerprint]
-        return [current.fingerprint] + ([previous.fingerprint] if previous is not None else [])
+        return [current.fingerprint] + [r.fingerprint for r in (previous, nxt) if r is not None]
 
     def _check_extra_files(self, cluster):
         d = self.cluster_dir(cluster)

@@ -21,7 +21,7 @@ description:
     root, its key type or subject no longer match the options, or it is named in O(force_reissue).
     A cluster whose intermediate is fine but whose C(root-cert.pem) or C(cert-chain.pem) is stale
     (for example during a root rotation) only gets those two files rewritten (status C(updated)).
-  - Root rotation in two steps, see O(root_rotation) and docs/trust.md.
+  - Root rotation in three steps, see O(root_rotation) and docs/trust.md.
   - "Runs on the controller. Use it with C(delegate_to: localhost) and C(run_once: true), as the
     role meshfleet.mesh.trust does."
   - Uses the Python C(cryptography) library only; no openssl binary.
@@ -107,16 +107,24 @@ options:
     type: str
   root_rotation:
     description:
-      - V(none) keeps the roots as they are; during an open rotation window both roots stay trusted.
-      - V(introduce) creates a new root (or introduces O(root_cert_file)), keeps the old one as
-        C(root/previous-root-cert.pem) and its key, re-issues every listed intermediate with the new
-        root and writes both roots (new first) into every C(root-cert.pem). Running it again while
-        the window is open changes nothing.
-      - V(retire) ends the window; it drops the old root from every C(root-cert.pem), deletes the
-        old root key and archives its certificate in C(root/retired/). Without an open window it
-        changes nothing.
+      - Root rotation in three runs, so that no step has a moment where two parts of the mesh
+        distrust each other (docs/trust.md).
+      - V(none) keeps the roots as they are; during a rotation window both roots stay trusted.
+      - V(introduce) creates a new root (or introduces O(root_cert_file)) as
+        C(root/next-root-cert.pem) with its key and adds it to every C(root-cert.pem) (current
+        root first). The intermediates stay as they are (still signed by the current root), so every
+        workload learns to trust the new root before any certificate chains to it. Running it
+        again while the window is open changes nothing.
+      - V(switch), once every workload holds the two-root bundle, makes the introduced root the
+        current one (the old one moves to C(root/previous-root-cert.pem)) and re-issues every
+        listed intermediate from it; every C(root-cert.pem) still holds both roots (new first).
+        Without an introduced root it changes nothing.
+      - V(retire), once every workload holds a certificate from a new intermediate, ends the
+        window; it drops the old root from every C(root-cert.pem), deletes the old root key and
+        archives its certificate in C(root/retired/). Without a switched window it changes
+        nothing; right after V(introduce) it is refused (switch first).
     type: str
-    choices: [none, introduce, retire]
+    choices: [none, introduce, switch, retire]
     default: none
   force_reissue:
     description:
@@ -162,11 +170,19 @@ EXAMPLES = r'''
   delegate_to: localhost
   run_once: true
 
-- name: Root rotation, step 1 - trust old and new roots, intermediates from the new one
+- name: Root rotation, step 1 - trust a new root beside the old one (intermediates unchanged)
   meshfleet.mesh.mesh_ca:
     state_dir: /srv/mesh/.meshfleet
     clusters: [cluster1, cluster2]
     root_rotation: introduce
+  delegate_to: localhost
+  run_once: true
+
+- name: Root rotation, step 2 - intermediates from the new root, both roots still trusted
+  meshfleet.mesh.mesh_ca:
+    state_dir: /srv/mesh/.meshfleet
+    clusters: [cluster1, cluster2]
+    root_rotation: switch
   delegate_to: localhost
   run_once: true
 
@@ -203,8 +219,8 @@ root:
   type: dict
   contains:
     status:
-      description: "C(created), C(imported), C(introduced), C(restored) (a lost C(root-key.pem) put
-        back from O(root_key_file)) or C(unchanged)."
+      description: "C(created), C(imported), C(switched) (the introduced root became the current
+        one), C(restored) (a lost C(root-key.pem) put back from O(root_key_file)) or C(unchanged)."
       type: str
     cert: {description: Path of the root certificate., type: str}
     subject: {description: Subject (RFC 4514)., type: str}
@@ -215,7 +231,12 @@ root:
     not_after: {description: "NotAfter (UTC, ISO 8601).", type: str}
     key_type: {description: Key type., type: str}
 previous_root:
-  description: The old root while a rotation window is open (same fields as RV(root)), else null.
+  description: The old root between C(switch) and C(retire) (same fields as RV(root)), else null.
+  returned: always
+  type: dict
+next_root:
+  description: The introduced root between C(introduce) and C(switch), trusted but not signing
+    (same fields as RV(root); C(status) is C(introduced) in the run that made it), else null.
   returned: always
   type: dict
 trust_bundle:
@@ -228,8 +249,10 @@ rotation:
   returned: always
   type: dict
   contains:
-    action: {description: "C(none), C(introduced) or C(retired).", type: str}
+    action: {description: "C(none), C(introduced), C(switched) or C(retired).", type: str}
     window_open: {description: Whether two roots are trusted after this run., type: bool}
+    phase: {description: "C(none), C(introduced) (new root trusted, old one signs) or C(switched)
+        (new root signs, old one still trusted), after this run.", type: str}
     retired_fingerprint: {description: Fingerprint of the root retired in this run., type: str}
 clusters:
   description: Per cluster, what happened and where its files are.

@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -356,6 +357,113 @@ def parse_recap(text):
     return recap
 
 
+FAILURE_RE = re.compile(r"^(fatal|failed): \[([^\]]+)\](.*?)(?: =>(.*))?$")
+#: result keys shown for a failure, in this order (msg first: it says what went wrong)
+FAILURE_KEYS = ("msg", "cmd", "rc", "stderr", "stdout", "module_stderr", "module_stdout",
+                "exception")
+
+
+def _failure_block(lines, i):
+    """The result printed after the ``fatal:``/``failed:`` line ``i``: (text, next index).
+
+    The yaml result format indents the result below the line; the json one opens ``{`` on
+    it and closes with ``}`` at the start of a line.
+    """
+    m = FAILURE_RE.match(lines[i])
+    inline = (m.group(4) or "").strip() if m else ""
+    block = []
+    j = i + 1
+    if inline.startswith("{"):
+        depth_closed = inline.rstrip().endswith("}") and _parse_result(inline) is not None
+        block.append(inline)
+        while not depth_closed and j < len(lines):
+            block.append(lines[j])
+            j += 1
+            if lines[j - 1].startswith("}"):
+                break
+        return "\n".join(block), j
+    while j < len(lines) and (lines[j].startswith(" ") or lines[j].startswith("\t")):
+        block.append(lines[j])
+        j += 1
+    return "\n".join(block), j
+
+
+def _parse_result(text):
+    try:
+        import yaml
+        value = yaml.safe_load(textwrap.dedent(text)) if text.strip() else None
+    except Exception:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
+def _show(key, value, indent="  ", tail=15):
+    text = value if isinstance(value, str) else json.dumps(value)
+    lines = text.rstrip().splitlines() or [""]
+    if len(lines) > tail:
+        lines = ["... (%d lines before)" % (len(lines) - tail)] + lines[-tail:]
+    if len(lines) == 1:
+        return "%s%s: %s" % (indent, key, lines[0])
+    return "%s%s:\n%s" % (indent, key, "\n".join(indent + "  " + line for line in lines))
+
+
+def _describe_result(result, indent="  "):
+    out = []
+    for key in FAILURE_KEYS:
+        value = result.get(key)
+        if value in (None, "", []):
+            continue
+        if key == "cmd" and isinstance(value, list):
+            value = " ".join(str(v) for v in value)
+        out.append(_show(key, value, indent))
+    # a loop's summary result: the error of every failed item
+    for item in result.get("results") or []:
+        if isinstance(item, dict) and (item.get("failed") or item.get("unreachable")):
+            label = item.get("_ansible_item_label", item.get("item"))
+            if not isinstance(label, str):
+                label = json.dumps(label)[:200]
+            out.append("%sitem %s:" % (indent, label))
+            out.extend(_describe_result(item, indent + "  "))
+    return out
+
+
+def format_failures(output, context=25):
+    """What failed in an ``ansible-playbook`` output (see :meth:`PlaybookRun.failures`)."""
+    lines = output.splitlines()
+    out, task = [], None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("TASK [") or line.startswith("RUNNING HANDLER ["):
+            task = line.rstrip(" *")
+            i += 1
+            continue
+        m = FAILURE_RE.match(line)
+        if not m:
+            i += 1
+            continue
+        text, nxt = _failure_block(lines, i)
+        result = _parse_result(text)
+        head = "%s: [%s]%s" % (m.group(1), m.group(2), m.group(3))
+        for later in lines[nxt:]:
+            if later.startswith(("TASK [", "RUNNING HANDLER [", "PLAY ", "fatal: [", "failed: [")):
+                break
+            if later.startswith("...ignoring"):
+                head += " (ignored)"
+                break
+        described = _describe_result(result) if result is not None else []
+        if described:
+            shown = "\n".join([head] + described)
+        else:  # not a result we can read: the raw lines
+            shown = "\n".join(lines[i:i + context])
+        out.append("%s\n%s" % (task, shown))
+        i = max(nxt, i + 1)
+    return "\n".join(out)
+
+
 class PlaybookRun:
     def __init__(self, cmd, rc, output, seconds):
         self.cmd, self.rc, self.output, self.seconds = cmd, rc, output, seconds
@@ -365,15 +473,12 @@ class PlaybookRun:
         return "\n".join(self.output.splitlines()[-lines:])
 
     def failures(self, context=25):
-        """The ``fatal:`` / ``failed:`` blocks of the output, with their task headers."""
-        lines = self.output.splitlines()
-        out, task = [], None
-        for i, line in enumerate(lines):
-            if line.startswith("TASK [") or line.startswith("RUNNING HANDLER ["):
-                task = line
-            elif line.startswith("fatal: [") or line.startswith("failed: ["):
-                out.append("%s\n%s" % (task, "\n".join(lines[i:i + context])))
-        return "\n".join(out)
+        """The failed tasks of the output: for each ``fatal:`` / ``failed:`` line its task
+        header, the line itself (without the echoed loop item) and the error: ``msg`` (of the
+        task, or of each failed loop item), then ``stderr``/``stdout``/``rc``/
+        ``module_stderr``/``exception`` when the result has them. A block that cannot be
+        parsed is shown raw (its first ``context`` lines)."""
+        return format_failures(self.output, context)
 
     def changed_tasks(self):
         """["<task or handler>: <host>"] for every ``changed:`` line of the output."""
@@ -406,9 +511,15 @@ def run_playbook(playbook, inventory, tools_bin=None, args=(), timeout=900, env=
            playbook if os.path.isabs(playbook) else os.path.join(REPO, "playbooks", playbook)]
     cmd += list(args)
     started = time.monotonic()
-    p = subprocess.run(cmd, cwd=REPO, env=ansible_env(tools_bin, env), stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout,
-                       check=False)
+    try:
+        p = subprocess.run(cmd, cwd=REPO, env=ansible_env(tools_bin, env), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout,
+                           check=False)
+    except subprocess.TimeoutExpired as e:
+        # keep what it printed: the tail says where it was (assert_ok shows it; rc -9)
+        out = e.output if isinstance(e.output, str) else (e.output or b"").decode("utf-8", "replace")
+        return PlaybookRun(cmd, -9, out + "\n[run_playbook: killed after %ss]\n" % timeout,
+                           time.monotonic() - started)
     return PlaybookRun(cmd, p.returncode, p.stdout, time.monotonic() - started)
 
 

@@ -169,6 +169,9 @@ def make_overlay(dest, endpoints, setting_types=None, keep_vm_groups=True, clust
         yaml.safe_dump(doc, f, default_flow_style=False, sort_keys=False)
     with open(os.path.join(dest, "group_vars", "clusters.yml"), "w") as f:
         f.write(LOCAL_CONTROL_PLANE_VARS)
+    with open(os.path.join(dest, "group_vars", "all.yml"), "w") as f:
+        # the same guard for the hosts vms_provision adds (its ssh arguments win over the file's)
+        f.write("---\nvms_provision_ssh_common_args: -o ProxyCommand=/bin/false\n")
     return path, notes
 
 

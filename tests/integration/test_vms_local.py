@@ -247,7 +247,7 @@ def test_module_check_mode_idempotence_and_delete(netns_vms):
         assert got["mft-c1"]["ansible_host"] == "10.78.2.2" and got["mft-c2"]["ansible_host"] == "10.78.2.3"
         assert got["mft-c1"]["ansible_user"] == "root"
         assert got["mft-c1"]["ansible_ssh_common_args"] == (
-            "-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=%s/known_hosts" % vmdir)
+            "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s/known_hosts" % vmdir)
         assert all(i["status"] == "running" for i in made["instances"])
 
         again = run_module(netns_vms, "present", names)
@@ -306,6 +306,99 @@ def test_stopped_vm_is_booted_again_by_present(netns_vms):
     finally:
         run_module(netns_vms, "absent", names, group="vmt-d", subnet=subnet)
     assert leftovers(names, subnet=subnet) == []
+
+
+# --- pinned host keys -------------------------------------------------------------------------
+
+PRE_CHECK = {"name": "host key",
+             "ansible.builtin.include_role": {"name": "meshfleet.mesh.vm_sidecar", "tasks_from": "host_key"}}
+HOST_KEY_PLAY = [dict(name="pre-check, then a real connection", hosts="all", gather_facts=False,
+                      tasks=[PRE_CHECK, {"name": "ping", "ansible.builtin.ping": {}}])]
+
+
+def play_on(netns_vms, inventory, play, tag):
+    """ansible-playbook over ``inventory`` with a fresh ssh control dir (no master
+    connection from an earlier run can hide a key change); a helpers.PlaybookRun."""
+    import helpers
+    path = os.path.join(netns_vms.state_dir, "play-%s.json" % tag)
+    with open(path, "w") as f:
+        json.dump(play, f)
+    env = dict(netns_vms.env(), ANSIBLE_SSH_CONTROL_PATH_DIR=os.path.join(netns_vms.state_dir, "cp-" + tag))
+    env.pop("ANSIBLE_HOST_KEY_CHECKING", None)
+    t0 = time.monotonic()
+    proc = subprocess.run([tool("ansible-playbook"), "-i", inventory, path], env=env, cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          timeout=300, check=False)
+    return helpers.PlaybookRun([path], proc.returncode, proc.stdout, time.monotonic() - t0)
+
+
+def test_changed_host_key_is_refused(netns_vms, tmp_path):
+    """A VM whose host key changed is refused: by the VM plays' pre-check
+    (meshfleet.mesh.vm_host_key) with a message naming the VM, its address and the file, and
+    by ssh itself (ansible.cfg no longer turns host key checking off). The same for a VM
+    reached the way `existing`/cloud VMs are (accept-new: pinned on first contact)."""
+    names, subnet = ["mft-e1"], "10.78.5.0/24"
+    vm_kh = os.path.join(netns_vms.state_dir, "vms", "known_hosts")
+    other_state = str(tmp_path / "existing-state")
+    other_kh = os.path.join(other_state, "vms", "known_hosts")
+    try:
+        made = run_module(netns_vms, "present", names, group="vmt-e", subnet=subnet)
+        hv = dict((k, v) for k, v in made["instances"][0].items() if k.startswith("ansible_"))
+        assert hv["ansible_ssh_common_args"] == netns.ssh_common_args(netns_vms.state_dir, strict=True)
+        # the same VM, addressed as an `existing` VM of another mesh: accept-new, own known_hosts
+        existing = dict(hv, ansible_ssh_common_args=netns.ssh_common_args(other_state, strict=False))
+        inv = os.path.join(netns_vms.state_dir, "inv-e.json")
+        with open(inv, "w") as f:
+            json.dump({"all": {"hosts": {"mft-e1": hv, "mft-e1-existing": existing}}}, f)
+
+        first = play_on(netns_vms, inv, HOST_KEY_PLAY, "e1")
+        assert first.rc == 0, first.failures() or first.tail(40)
+        assert first.recap["mft-e1"]["failed"] == 0 and first.recap["mft-e1-existing"]["failed"] == 0
+        # first contact pinned the `existing` VM's key (changed), the netns one was pinned already
+        changed = first.changed_tasks()
+        assert len(changed) == 1 and changed[0].endswith(
+            "VM sidecar | The VM's SSH host key is the pinned one: mft-e1-existing -> localhost"), changed
+        with open(vm_kh) as f:
+            pinned = [line for line in f.read().splitlines() if line.startswith("10.78.5.2 ")]
+        with open(other_kh) as f:
+            assert f.read().splitlines() == pinned
+        assert oct(os.stat(other_kh).st_mode & 0o777) == "0o600"
+        again = play_on(netns_vms, inv, HOST_KEY_PLAY, "e2")
+        assert again.rc == 0 and again.changed_tasks() == [], again.failures() or again.tail(40)
+
+        # the VM is rebuilt: a new host key in its rootfs, sshd restarted (a reboot)
+        key = os.path.join(netns_vms.state_dir, "vms", "mft-e1", "rootfs", "etc", "ssh", "ssh_host_ed25519_key")
+        for path in (key, key + ".pub"):
+            os.unlink(path)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
+        netns.reboot(netns_vms.state_dir, "mft-e1")
+        with open(vm_kh) as f:
+            before = f.read()
+
+        refused = play_on(netns_vms, inv, HOST_KEY_PLAY, "e3")
+        assert refused.rc != 0
+        text = refused.failures()
+        for host, kh, name in (("mft-e1", vm_kh, "10.78.5.2"), ("mft-e1-existing", other_kh, "10.78.5.2")):
+            assert refused.recap[host]["failed"] == 1, refused.recap  # (ok=1: the include)
+            assert ("VM %s (%s): host key does not match the pinned key in %s" % (host, name, kh)) in text, text
+            assert "if the VM was rebuilt, remove its line (ssh-keygen -R '%s' -f %s) and re-run" % (name, kh) in text
+        assert "TASK [ping]" not in refused.output  # no host got past the pre-check
+
+        # without the pre-check ssh itself refuses (no StrictHostKeyChecking=no from ansible.cfg)
+        bare = play_on(netns_vms, inv, [dict(HOST_KEY_PLAY[0], tasks=HOST_KEY_PLAY[0]["tasks"][1:])], "e4")
+        assert bare.rc != 0 and bare.recap["mft-e1"]["unreachable"] == 1 \
+            and bare.recap["mft-e1-existing"]["unreachable"] == 1, bare.tail(40)
+        assert "Host key verification failed" in bare.output or \
+            "REMOTE HOST IDENTIFICATION HAS CHANGED" in bare.output, bare.tail(40)
+        # and nothing was trusted or written over
+        with open(vm_kh) as f:
+            assert f.read() == before
+        with open(other_kh) as f:
+            assert f.read().splitlines() == pinned
+    finally:
+        run_module(netns_vms, "absent", names, group="vmt-e", subnet=subnet)
+    with open(vm_kh) as f:
+        assert "10.78.5." not in f.read()
 
 
 def test_support_problem_is_none_here():

@@ -133,6 +133,18 @@ def ssh_paths(state_dir):
                 known_hosts=os.path.join(base, "known_hosts"))
 
 
+def ssh_common_args(state_dir, strict=True):
+    """``ansible_ssh_common_args`` of a mesh VM: host keys pinned in ``<state_dir>/vms/known_hosts``.
+
+    ``strict`` (netns VMs, whose keys the provider writes): only the pinned key is accepted.
+    Otherwise (``existing``, openstack, ec2 VMs) ``accept-new``: the key is recorded on first
+    contact (meshfleet.mesh.vm_host_key does it before the first connection) and enforced
+    from then on. Either way a changed key is refused.
+    """
+    return "-o StrictHostKeyChecking=%s -o UserKnownHostsFile=%s" % (
+        "yes" if strict else "accept-new", ssh_paths(state_dir)["known_hosts"])
+
+
 def connection_vars(state_dir, address):
     """The host vars Ansible needs to reach a netns VM at ``address`` (for add_host/inventory)."""
     paths = ssh_paths(state_dir)
@@ -140,8 +152,7 @@ def connection_vars(state_dir, address):
         ansible_host=address,
         ansible_user=VM_USER,
         ansible_ssh_private_key_file=paths["key"],
-        ansible_ssh_common_args="-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=%s"
-                                % paths["known_hosts"],
+        ansible_ssh_common_args=ssh_common_args(state_dir, strict=True),
         ansible_python_interpreter=VM_PYTHON,
         # the VM's own address (ISTIO_SVC_IP): the same whether the host comes from the
         # inventory plugin (vms.yml alone) or from add_host (site.yml)

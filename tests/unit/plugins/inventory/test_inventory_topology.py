@@ -146,7 +146,7 @@ def test_local_vm_vars():
         ansible_host="10.77.0.2",
         ansible_user="root",
         ansible_ssh_private_key_file=os.path.join(vms, "ssh", "id_ed25519"),
-        ansible_ssh_common_args="-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile="
+        ansible_ssh_common_args="-o StrictHostKeyChecking=yes -o UserKnownHostsFile="
                                 + os.path.join(vms, "known_hosts"),
         ansible_python_interpreter="/usr/bin/python3",
         meshfleet_vm_private_ip="10.77.0.2",
@@ -540,3 +540,35 @@ def test_site_validates_an_unparsable_file_before_anything_else():
     assert r.returncode == 2, out[-3000:]
     assert "plugin: missing; a topology file starts with the line" in out
     assert "is undefined" not in out and "Check the last converge's receipt" not in out
+
+
+def test_other_vms_pin_their_host_key_on_first_contact(tmp_path):
+    """existing VMs (and any non-netns VM listed): accept-new into the mesh's known_hosts,
+    never StrictHostKeyChecking=no; ssh arguments given in the file win."""
+    path = write(tmp_path, """\
+plugin: meshfleet.mesh.topology
+mesh: {id: m, state_dir: /srv/mesh}
+clusters: {c: {provider: kwok, network: n}}
+vm_groups:
+  api:
+    cluster: c
+    provider: existing
+    hosts:
+      api-1: {ansible_host: 192.0.2.10}
+      api-2: {ansible_host: 192.0.2.11, ansible_ssh_common_args: "-o UserKnownHostsFile=/etc/mine"}
+""")
+    inv = load(path)
+    assert host_vars(inv, "api-1")["ansible_ssh_common_args"] == (
+        "-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/srv/mesh/vms/known_hosts")
+    assert host_vars(inv, "api-2")["ansible_ssh_common_args"] == "-o UserKnownHostsFile=/etc/mine"
+
+
+def test_ansible_cfg_keeps_host_key_checking_on():
+    """The project's ansible.cfg must not turn host key checking off (it would put
+    -o StrictHostKeyChecking=no before the VMs' pinned-key arguments)."""
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(REPO, "ansible.cfg"))
+    for section in cfg.sections():
+        value = cfg[section].get("host_key_checking")
+        assert value is None or value.strip().lower() in ("true", "yes", "1"), (section, value)

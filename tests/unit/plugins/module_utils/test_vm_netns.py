@@ -116,7 +116,7 @@ def test_connection_vars_match_the_inventory_plugin(tmp_path):
     assert cv == dict(
         ansible_host="10.77.0.2", ansible_user="root",
         ansible_ssh_private_key_file=str(tmp_path / "vms" / "ssh" / "id_ed25519"),
-        ansible_ssh_common_args="-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=%s"
+        ansible_ssh_common_args="-o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s"
                                 % (tmp_path / "vms" / "known_hosts"),
         ansible_python_interpreter="/usr/bin/python3", meshfleet_vm_private_ip="10.77.0.2")
     # public_view passes them on at the top level, for add_host

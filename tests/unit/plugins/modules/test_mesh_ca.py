@@ -386,8 +386,8 @@ def test_check_mode_on_existing_state_writes_nothing(ca, state):
         assert snapshot(state) == snap, args
         assert "PRIVATE KEY" not in r["_stdout"]
         if args.get("root_rotation") == "introduce":
-            assert r["root"]["status"] == "introduced"
-            assert r["trust_bundle"][0] is None and r["trust_bundle"][1] is not None
+            assert r["root"]["status"] == "unchanged" and r["next_root"]["status"] == "introduced"
+            assert r["trust_bundle"][0] is not None and r["trust_bundle"][1] is None
     r = ok(ca(clusters=["c1", "c2", "c3"], check_mode=True))
     assert r["clusters"]["c1"]["status"] == "reissued"
     assert r["clusters"]["c2"]["status"] == "unchanged"
@@ -635,9 +635,12 @@ def test_import_encrypted_key(ca, state, tmp_path):
     # a new root made during a rotation is stored encrypted with the same passphrase
     r = ok(ca(clusters=["c1"], root_key_passphrase="s3cret-Passphrase", root_rotation="introduce"))
     assert r["rotation"]["window_open"] and "s3cret-Passphrase" not in r["_stdout"]
-    new_key = read(os.path.join(rdir(state), "root-key.pem"))
+    new_key = read(os.path.join(rdir(state), "next-root-key.pem"))
     assert b"ENCRYPTED" in new_key
     serialization.load_pem_private_key(new_key, password=b"s3cret-Passphrase")
+    assert ok(ca(clusters=["c1"], root_key_passphrase="s3cret-Passphrase",
+                 root_rotation="switch"))["rotation"]["action"] == "switched"
+    assert read(os.path.join(rdir(state), "root-key.pem")) == new_key
     assert read(os.path.join(rdir(state), "previous-root-key.pem")) == enc.read_bytes()
     assert ok(ca(clusters=["c1"], root_key_passphrase="s3cret-Passphrase"))["changed"] is False
 
@@ -646,6 +649,9 @@ def test_passphrase_with_unencrypted_root_encrypts_new_roots_only(ca, state):
     ok(ca(clusters=["c1"]))
     assert ok(ca(clusters=["c1"], root_key_passphrase="pw-1234"))["changed"] is False
     ok(ca(clusters=["c1"], root_key_passphrase="pw-1234", root_rotation="introduce"))
+    assert b"ENCRYPTED" in read(os.path.join(rdir(state), "next-root-key.pem"))
+    assert b"ENCRYPTED" not in read(os.path.join(rdir(state), "root-key.pem"))
+    ok(ca(clusters=["c1"], root_key_passphrase="pw-1234", root_rotation="switch"))
     assert b"ENCRYPTED" in read(os.path.join(rdir(state), "root-key.pem"))
     assert b"ENCRYPTED" not in read(os.path.join(rdir(state), "previous-root-key.pem"))
 
@@ -696,7 +702,7 @@ def test_import_of_a_different_root_needs_rotation(ca, state, tmp_path):
 
 
 # --- root rotation ----------------------------------------------------------------------
-def test_root_rotation_introduce_then_retire(ca, state, tmp_path):
+def test_root_rotation_introduce_switch_retire(ca, state, tmp_path):
     clusters = ["c1", "c2"]
     first = ok(ca(clusters=clusters))
     old_fp = first["root"]["fingerprint_sha256"]
@@ -704,23 +710,66 @@ def test_root_rotation_introduce_then_retire(ca, state, tmp_path):
     old_inter = {c: cert(os.path.join(cdir(state, c), "ca-cert.pem")) for c in clusters}
     old_leaf = {c: leaf_for(state, c) for c in clusters}  # workloads still on old certs
     old_root_key = read(os.path.join(rdir(state), "root-key.pem"))
+    old_bundle_files = {}
+    for c in clusters:  # what a workload that has not received the new bundle yet trusts
+        old_bundle_files[c] = str(tmp_path / ("old-bundle-%s.pem" % c))
+        with open(old_bundle_files[c], "wb") as f:
+            f.write(read(os.path.join(cdir(state, c), "root-cert.pem")))
 
-    # step 1: introduce
+    # step 1: introduce - the new root is trusted everywhere, nothing chains to it yet
     r = ok(ca(clusters=clusters, root_rotation="introduce", diff=True))
     assert r["changed"] is True
-    assert r["rotation"] == dict(action="introduced", window_open=True, retired_fingerprint=None)
-    assert r["root"]["status"] == "introduced"
-    new_fp = r["root"]["fingerprint_sha256"]
+    assert r["rotation"] == dict(action="introduced", window_open=True, phase="introduced",
+                                 retired_fingerprint=None)
+    assert r["root"]["status"] == "unchanged" and r["root"]["fingerprint_sha256"] == old_fp
+    assert r["next_root"]["status"] == "introduced" and r["previous_root"] is None
+    new_fp = r["next_root"]["fingerprint_sha256"]
     assert new_fp != old_fp
-    assert r["previous_root"]["fingerprint_sha256"] == old_fp
-    assert r["trust_bundle"] == [new_fp, old_fp]
+    assert r["trust_bundle"] == [old_fp, new_fp]
     assert r["diff"]["before"]["root"]["trust_bundle"] == [old_fp]
+    assert r["diff"]["after"]["root"]["trust_bundle"] == [old_fp, new_fp]
+    assert read(os.path.join(rdir(state), "root-cert.pem")) == old_root.public_bytes(serialization.Encoding.PEM)
+    assert read(os.path.join(rdir(state), "root-key.pem")) == old_root_key
+    assert stat.S_IMODE(os.stat(os.path.join(rdir(state), "next-root-key.pem")).st_mode) == 0o600
+    new_root = cert(os.path.join(rdir(state), "next-root-cert.pem"))
+    for c in clusters:
+        info = r["clusters"][c]
+        assert (info["status"], info["reason"]) == ("updated", "root bundle changed")
+        d = cdir(state, c)
+        assert [pki.fingerprint(x) for x in certs(os.path.join(d, "root-cert.pem"))] == [old_fp, new_fp]
+        # the intermediate and its chain are untouched: every workload certificate still
+        # verifies for a workload that has not received the new bundle yet
+        assert cert(os.path.join(d, "ca-cert.pem")) == old_inter[c]
+        crypto_verify(leaf_for(state, c), old_bundle_files[c], [old_inter[c]])
+        crypto_verify(old_leaf[c], os.path.join(d, "root-cert.pem"), [old_inter[c]])
+    # re-runs and repeated "introduce" change nothing; "retire" is refused (switch first)
+    snap = snapshot(state)
+    for rotation in ("none", "introduce"):
+        again = ok(ca(clusters=clusters, root_rotation=rotation))
+        assert again["changed"] is False, rotation
+        assert again["trust_bundle"] == [old_fp, new_fp]
+        assert again["rotation"]["phase"] == "introduced"
+    msg = failed(ca(clusters=clusters, root_rotation="retire"))
+    assert "root_rotation=switch first" in msg
+    assert snapshot(state) == snap
+
+    # step 2: switch - intermediates from the new root, both roots still trusted
+    r = ok(ca(clusters=clusters, root_rotation="switch", diff=True))
+    assert r["changed"] is True
+    assert r["rotation"] == dict(action="switched", window_open=True, phase="switched",
+                                 retired_fingerprint=None)
+    assert r["root"]["status"] == "switched" and r["root"]["fingerprint_sha256"] == new_fp
+    assert r["previous_root"]["fingerprint_sha256"] == old_fp and r["next_root"] is None
+    assert r["trust_bundle"] == [new_fp, old_fp]
+    assert r["diff"]["before"]["root"] == dict(fingerprint_sha256=old_fp, trust_bundle=[old_fp, new_fp])
     assert r["diff"]["after"]["root"]["trust_bundle"] == [new_fp, old_fp]
     assert read(os.path.join(rdir(state), "previous-root-cert.pem")) == \
         old_root.public_bytes(serialization.Encoding.PEM)
     assert read(os.path.join(rdir(state), "previous-root-key.pem")) == old_root_key
     assert stat.S_IMODE(os.stat(os.path.join(rdir(state), "previous-root-key.pem")).st_mode) == 0o600
-    new_root = cert(os.path.join(rdir(state), "root-cert.pem"))
+    assert cert(os.path.join(rdir(state), "root-cert.pem")) == new_root
+    assert not os.path.exists(os.path.join(rdir(state), "next-root-cert.pem"))
+    assert not os.path.exists(os.path.join(rdir(state), "next-root-key.pem"))
     for c in clusters:
         info = r["clusters"][c]
         assert (info["status"], info["reason"]) == ("reissued", "not signed by current root")
@@ -746,9 +795,9 @@ def test_root_rotation_introduce_then_retire(ca, state, tmp_path):
             assert res.returncode == 0, res.stdout + res.stderr
         assert sorted(os.listdir(d)) == FOUR
 
-    # during the window: plain re-runs and repeated "introduce" change nothing
+    # during the window: plain re-runs and repeated "introduce"/"switch" change nothing
     snap = snapshot(state)
-    for rotation in ("none", "introduce"):
+    for rotation in ("none", "introduce", "switch"):
         again = ok(ca(clusters=clusters, root_rotation=rotation))
         assert again["changed"] is False, rotation
         assert again["trust_bundle"] == [new_fp, old_fp]
@@ -760,10 +809,11 @@ def test_root_rotation_introduce_then_retire(ca, state, tmp_path):
         [new_fp, old_fp]
     clusters.append("c3")
 
-    # step 2: retire
+    # step 3: retire
     r = ok(ca(clusters=clusters, root_rotation="retire"))
     assert r["changed"] is True
-    assert r["rotation"] == dict(action="retired", window_open=False, retired_fingerprint=old_fp)
+    assert r["rotation"] == dict(action="retired", window_open=False, phase="none",
+                                 retired_fingerprint=old_fp)
     assert r["previous_root"] is None
     assert r["trust_bundle"] == [new_fp]
     assert not os.path.exists(os.path.join(rdir(state), "previous-root-key.pem"))
@@ -798,19 +848,24 @@ def test_rotation_introduce_an_imported_root(ca, state, tmp_path):
     first = ok(ca(clusters=["c1"]))
     cert_a, key_a, rc, _k = external_root(tmp_path, "new")
     r = ok(ca(clusters=["c1"], root_cert_file=cert_a, root_key_file=key_a, root_rotation="introduce"))
-    assert r["root"]["status"] == "introduced"
-    assert r["trust_bundle"] == [pki.fingerprint(rc), first["root"]["fingerprint_sha256"]]
-    cert(os.path.join(cdir(state, "c1"), "ca-cert.pem")).verify_directly_issued_by(rc)
+    assert r["next_root"]["status"] == "introduced"
+    assert r["trust_bundle"] == [first["root"]["fingerprint_sha256"], pki.fingerprint(rc)]
+    assert read(os.path.join(rdir(state), "next-root-key.pem")) == read(key_a)
     # same import again during the window: nothing to do
     assert ok(ca(clusters=["c1"], root_cert_file=cert_a, root_key_file=key_a,
                  root_rotation="introduce"))["changed"] is False
     # a third root while the window is open is refused
     cert_b, key_b, _c, _k = external_root(tmp_path, "third")
-    assert "retire" in failed(ca(clusters=["c1"], root_cert_file=cert_b, root_key_file=key_b,
-                                 root_rotation="introduce"))
+    assert "switch, retire" in failed(ca(clusters=["c1"], root_cert_file=cert_b, root_key_file=key_b,
+                                         root_rotation="introduce"))
+    # the switch (the import may be given again, or not) makes it the signer
+    r = ok(ca(clusters=["c1"], root_cert_file=cert_a, root_key_file=key_a, root_rotation="switch"))
+    assert r["root"]["status"] == "switched"
+    cert(os.path.join(cdir(state, "c1"), "ca-cert.pem")).verify_directly_issued_by(rc)
+    assert ok(ca(clusters=["c1"], root_cert_file=cert_a, root_key_file=key_a))["changed"] is False
 
 
-@pytest.mark.parametrize("rotation", ["introduce", "retire"])
+@pytest.mark.parametrize("rotation", ["introduce", "switch", "retire"])
 def test_rotation_without_root_just_creates_it(ca, state, rotation):
     r = ok(ca(clusters=["c1"], root_rotation=rotation))
     assert r["root"]["status"] == "created"
@@ -823,6 +878,30 @@ def test_retire_without_window_is_a_noop(ca, state):
     ok(ca(clusters=["c1"]))
     r = ok(ca(clusters=["c1"], root_rotation="retire"))
     assert r["changed"] is False and r["rotation"]["action"] == "none"
+
+
+def test_switch_without_introduced_root_is_a_noop(ca, state):
+    ok(ca(clusters=["c1"]))
+    r = ok(ca(clusters=["c1"], root_rotation="switch"))
+    assert r["changed"] is False and r["rotation"]["action"] == "none"
+    assert any("nothing to switch to" in w for w in warnings(r))
+
+
+def test_interrupted_switch_is_finished_by_the_next_run(ca, state):
+    """A crash after the new root became root-cert.pem but before next-root-* went away:
+    the next run treats the switch as done and removes the leftovers."""
+    ok(ca(clusters=["c1"]))
+    ok(ca(clusters=["c1"], root_rotation="introduce"))
+    nxt_cert = read(os.path.join(rdir(state), "next-root-cert.pem"))
+    nxt_key = read(os.path.join(rdir(state), "next-root-key.pem"))
+    ok(ca(clusters=["c1"], root_rotation="switch"))
+    for name, data in (("next-root-cert.pem", nxt_cert), ("next-root-key.pem", nxt_key)):
+        with open(os.path.join(rdir(state), name), "wb") as f:
+            f.write(data)
+    r = ok(ca(clusters=["c1"]))
+    assert r["rotation"]["phase"] == "switched" and r["next_root"] is None
+    assert not os.path.exists(os.path.join(rdir(state), "next-root-cert.pem"))
+    assert r["clusters"]["c1"]["status"] == "unchanged"
 
 
 def test_rotation_warns_about_unlisted_cluster_folders(ca, state):
@@ -838,7 +917,8 @@ def test_root_key_never_leaves_root_folder(ca, state):
     results = [ok(ca(clusters=["c1", "c2"], diff=True))]
     root_keys = [read(os.path.join(rdir(state), "root-key.pem"))]
     results.append(ok(ca(clusters=["c1", "c2"], root_rotation="introduce", diff=True)))
-    root_keys.append(read(os.path.join(rdir(state), "root-key.pem")))
+    root_keys.append(read(os.path.join(rdir(state), "next-root-key.pem")))
+    results.append(ok(ca(clusters=["c1", "c2"], root_rotation="switch", diff=True)))
     results.append(ok(ca(clusters=["c1", "c2"], force_reissue=["c1"], diff=True)))
     for c in ("c1", "c2"):
         d = cdir(state, c)
