@@ -87,7 +87,7 @@ def cloudsim(tmp_path, tools_bin):
         assert not left, "the cloudsim left processes behind: %s" % left
 
 
-def test_multicloud_example_against_fake_clouds(tmp_path, tools_bin, cloudsim):
+def test_multicloud_example_against_fake_clouds(tmp_path, tools_bin, cloudsim, monkeypatch):
     missing = multicloud.missing_endpoint_settings()
     if missing:
         pytest.fail("the providers cannot be pointed at the fake clouds yet: no setting %s "
@@ -105,6 +105,10 @@ def test_multicloud_example_against_fake_clouds(tmp_path, tools_bin, cloudsim):
     state_dir = os.path.join(inv_dir, ".meshfleet")
     helpers.safety_net(state_dir)
     env = multicloud.overlay_env(cloudsim.endpoints, str(tmp_path))
+    # the test's own Kubernetes clients run the kubeconfigs' exec credential plugins in this
+    # process's environment: the same credentials, endpoints and CA as the playbooks'
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     with open(inventory) as f:
         import yaml
         topo = yaml.safe_load(f)

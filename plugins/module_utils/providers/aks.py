@@ -345,9 +345,14 @@ class AksProvider(ClusterProvider):
         )
         state = props.get("provisioningState")
         fqdn = props.get("fqdn") or props.get("privateFQDN")
+        api_server = "https://%s:443" % fqdn if fqdn else None
+        # the server the user credential names is the one to report (and to put in remote
+        # secrets): AKS's kubeconfig names the FQDN, a private cluster's or an emulator's another
+        written = kc.load_file(self.kubeconfig_path) if os.path.exists(self.kubeconfig_path) else None
+        api_server = (kc.server_of(written) if written else None) or api_server
         return dict(settings=observed, provisioning_state=state, pool_states=pool_states,
                     ready=state == "Succeeded" and (props.get("powerState") or {}).get("code", "Running") == "Running",
-                    api_server="https://%s:443" % fqdn if fqdn else None, context=self.cluster_name)
+                    api_server=api_server, context=self.cluster_name)
 
     # --- compare ------------------------------------------------------------------------
     def _desired(self):
