@@ -1358,6 +1358,21 @@ def _vm_names_text(group, count):
     return "%s-1 .. %s-%d" % (group, group, count)
 
 
+def check_topology(topology, extra_errors=(), unparsed=False):
+    """What meshfleet.mesh.topology_validate reports: ``(errors, summary, failure message or
+    None)``; ``extra_errors`` (the plugin's, e.g. duplicate keys) come first, once each. With
+    ``unparsed`` (the file is not a topology at all) they are the only errors."""
+    found = [] if unparsed else validate(topology)
+    errors = [e for e in extra_errors if e not in found] + found
+    msg = None
+    if unparsed and errors:
+        msg = "\n".join(errors)
+    elif errors:
+        msg = "topology has %d problem%s:\n%s" % (
+            len(errors), "" if len(errors) == 1 else "s", "\n".join("- " + e for e in errors))
+    return errors, summarise(topology), msg
+
+
 # --- summary -------------------------------------------------------------------------
 
 def _plural(n, word, words=None):

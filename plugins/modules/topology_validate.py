@@ -32,6 +32,13 @@ options:
     type: list
     elements: str
     default: []
+  unparsed:
+    description:
+      - The topology file could not be read as a topology at all (not UTF-8, not YAML, over the
+        size, nesting or alias limits, no C(plugin) line); O(extra_errors) say why, with the
+        line and column, and O(topology) is not checked. Normally C(meshfleet_topology_unparsed).
+    type: bool
+    default: false
 attributes:
   check_mode:
     description: Read-only; runs the same in check mode.
@@ -106,8 +113,7 @@ summary:
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, MeshfleetModule)
-from ansible_collections.meshfleet.mesh.plugins.module_utils.topology import (
-    summarise, validate)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.topology import check_topology
 
 
 class TopologyValidateModule(MeshfleetModule):
@@ -115,17 +121,15 @@ class TopologyValidateModule(MeshfleetModule):
     argument_spec = dict(
         topology=dict(type="dict", required=True),
         extra_errors=dict(type="list", elements="str", default=[]),
+        unparsed=dict(type="bool", default=False),
     )
 
     def run(self):
-        topology = self.params["topology"]
-        found = validate(topology)
-        errors = [e for e in self.params["extra_errors"] if e not in found] + found
-        self.result.update(errors=errors, summary=summarise(topology))
-        if errors:
-            raise MeshfleetError("topology has %d problem%s:\n%s" % (
-                len(errors), "" if len(errors) == 1 else "s",
-                "\n".join("- " + e for e in errors)))
+        errors, summary, msg = check_topology(self.params["topology"], self.params["extra_errors"],
+                                              self.params["unparsed"])
+        self.result.update(errors=errors, summary=summary)
+        if msg:
+            raise MeshfleetError(msg)
         return self.result
 
 
