@@ -867,6 +867,16 @@ class MeshCA:
             summary[r["status"]] += 1
         return summary
 
+    def _trusted_root(self, name, what, bundle):
+        """The description of the extra trusted root ``name`` (previous or introduced), its
+        fingerprint appended to ``bundle``; None when there is none."""
+        path = self.root_path(name)
+        if not os.path.exists(path):
+            return None
+        desc = dict(describe_cert(load_cert_file(path, what)), status="trusted", cert=path)
+        bundle.append(desc["fingerprint_sha256"])
+        return desc
+
     def _apply_absent(self):
         """state=absent: delete the listed clusters' folders; the roots are never touched."""
         if self.root_rotation != "none" or self.force_reissue:
@@ -878,18 +888,8 @@ class MeshCA:
             root_cert = load_cert_file(root_path, "root certificate")
             root_desc = dict(describe_cert(root_cert), status="unchanged", cert=root_path)
             bundle.append(root_desc["fingerprint_sha256"])
-        prev_path = self.root_path("previous-root-cert.pem")
-        prev_desc = None
-        if os.path.exists(prev_path):
-            prev_desc = dict(describe_cert(load_cert_file(prev_path, "previous root certificate")),
-                             status="trusted", cert=prev_path)
-            bundle.append(prev_desc["fingerprint_sha256"])
-        next_path = self.root_path("next-root-cert.pem")
-        next_desc = None
-        if os.path.exists(next_path):
-            next_desc = dict(describe_cert(load_cert_file(next_path, "introduced root certificate")),
-                             status="trusted", cert=next_path)
-            bundle.append(next_desc["fingerprint_sha256"])
+        prev_desc = self._trusted_root("previous-root-cert.pem", "previous root certificate", bundle)
+        next_desc = self._trusted_root("next-root-cert.pem", "introduced root certificate", bundle)
         phase = "introduced" if next_desc else ("switched" if prev_desc else "none")
         clusters, before_c, after_c = {}, {}, {}
         for c in self.clusters:
