@@ -228,10 +228,15 @@ def test_api_server_killed_mid_run_fails_naming_it_and_rerun_converges(site):
     assert fast_path(run), run.tail(40)
 
 
+def cluster_pids(site):
+    """{(cluster, component): pid} of every local cluster's processes."""
+    return {(name, component): pid for name in CLUSTERS
+            for component, pid in helpers.read_pids(
+                os.path.join(site.state_dir, "kwok", "clusters", name)).items()}
+
+
 def test_teardown_leaves_nothing(site):
-    pids = {}
-    for name in CLUSTERS:
-        pids.update(helpers.read_pids(os.path.join(site.state_dir, "kwok", "clusters", name)))
+    pids = cluster_pids(site)
     run = site.play("teardown.yml")
     assert_ok(run)
     site.torn_down = True
@@ -253,8 +258,15 @@ def test_interrupted_teardown_is_finished_by_a_rerun(site):
     assert_ok(run)
     site.torn_down = False
 
+    pids = cluster_pids(site)
+    assert pids, "site.yml left no cluster processes to remove"
+
     def interrupt(process):
-        time.sleep(1.5)  # the cluster deletions are under way
+        # Ctrl-C as soon as the first cluster process is gone: the deletions are under way, and
+        # not over (a fixed sleep raced a fast machine, where the whole teardown took 3.4 s)
+        deadline = time.monotonic() + 120
+        while all(helpers.alive(p) for p in pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.005)
         os.killpg(process.pid, signal.SIGINT)
 
     run, fired = helpers.run_playbook_interrupted(

@@ -233,6 +233,12 @@ class KwokProvider(ClusterProvider):
 
     def _observe(self):
         if not os.path.isdir(self.kwok_dir):
+            if self._removing() and (os.path.isdir(self.cluster_dir)
+                                     or self.ports().get(self.port_owner)):
+                # what a removal interrupted after kwokctl's part leaves (our folder, the port
+                # reservation): still there to remove, so the cluster is not absent yet
+                return dict(settings={}, ready=False, running=False, stopped=True,
+                            api_server=None, context=self.cluster_name, ports={})
             return None
         conf = self._config()
         if conf is None:
@@ -334,8 +340,10 @@ class KwokProvider(ClusterProvider):
     def delete(self):
         cdir = self.cluster_dir
         pids = self._pids()
-        p = self._kwokctl("delete", "cluster", "--name", self.cluster_name, "--kubeconfig",
-                          os.path.join(cdir, "kwokctl.kubeconfig"), check=False)
+        ok = True
+        if os.path.isdir(self.kwok_dir):  # else kwokctl's part is done (an interrupted removal)
+            ok = self._kwokctl("delete", "cluster", "--name", self.cluster_name, "--kubeconfig",
+                               os.path.join(cdir, "kwokctl.kubeconfig"), check=False).returncode == 0
         # Whatever kwokctl could not do (a corrupt folder), do by hand.
         for pid in pids + self._pids():
             stop_pid(pid)  # waits until the process is gone (SIGKILL after 10 s)
@@ -344,7 +352,7 @@ class KwokProvider(ClusterProvider):
         if os.path.isdir(cdir):
             shutil.rmtree(cdir)
         self.ports().release(self.port_owner)
-        return p.returncode == 0
+        return ok
 
     def write_kubeconfig(self):
         kc = self._kwok_kubeconfig()
