@@ -22,13 +22,18 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils import receipt
 
+try:
+    from collections.abc import Mapping
+except ImportError:  # pragma: no cover
+    from collections import Mapping
+
 COLLECTION_ROOT = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CODE_DIRS = ("roles", "plugins", "playbooks")
 
 ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["checked", "recorded", "absent"], default="checked"),
     state_dir=dict(type="path", required=True),
-    results=dict(type="list", elements="dict", default=[]),
+    results=dict(type="list", elements="dict"),
     inputs=dict(type="list", elements="path", default=[]),
 )
 
@@ -68,6 +73,29 @@ def _relevant_tags(tags, default):
     return [t for t in tags if t in special or t in text]
 
 
+def registered_steps(task_vars):
+    """``[{host, var, result}]``: every registered result of a converge-receipt step (it carries
+    ``receipt_step``) on every host of the run, and every result hidden by ``no_log`` (it
+    may be one: recording then refuses)."""
+    hostvars = task_vars.get("hostvars")
+    if hostvars is None:
+        return []
+    hosts = ["localhost"] + [h for h in (task_vars.get("groups") or {}).get("all") or [] if h != "localhost"]
+    out = []
+    for host in hosts:
+        try:
+            variables = hostvars.raw_get(host)
+        except Exception:  # pylint: disable=broad-except  (a host the inventory does not know)
+            continue
+        if not isinstance(variables, Mapping):
+            continue
+        for var in sorted(variables):
+            value = variables[var]
+            if isinstance(value, Mapping) and ("receipt_step" in value or "censored" in value):
+                out.append(dict(host=host, var=var, result=dict(value)))
+    return out
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
@@ -93,27 +121,18 @@ class ActionModule(ActionBase):
         ok, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         del ok
         state_dir = args["state_dir"]
-        check_mode = self._task.check_mode
         result.update(changed=False, path=receipt.receipt_path(state_dir))
 
-        if args["state"] == "absent":
-            result["dropped"] = os.path.exists(result["path"])
-            if result["dropped"] and not check_mode:
-                receipt.drop(state_dir)
-            return result
-
-        if args["state"] == "recorded":
-            steps, problem = receipt.steps_from_results(args["results"])
-            if problem:
-                if not check_mode:
-                    receipt.drop(state_dir)
-                result.update(recorded=False, reason=problem)
-                return result
-            if not check_mode:
-                fp, parts = self._fingerprint(task_vars, state_dir, steps)
-                receipt.save(state_dir, fp, steps, parts)
-            result.update(recorded=not check_mode, steps=len(steps),
-                          reason="%d steps recorded" % len(steps) if not check_mode else "check mode")
+        if args["state"] in ("absent", "recorded"):
+            if args["state"] == "recorded" and args["results"] is None:
+                args["results"] = registered_steps(task_vars)
+            module = receipt.ReceiptModule.for_task(
+                self._task, args, fingerprint=lambda steps: self._fingerprint(task_vars, state_dir, steps))
+            out = module.run()
+            # the receipt is bookkeeping, like a cache: writing it is no change to the mesh
+            out.update(changed=False)
+            out.pop("diff", None)
+            result.update(out)
             return result
 
         # checked

@@ -18,7 +18,7 @@ __metaclass__ = type
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology import check_topology
-from ansible_collections.meshfleet.mesh.plugins.modules.topology_validate import TopologyValidateModule
+from ansible_collections.meshfleet.mesh.plugins.module_utils.topology_validate import TopologyValidateModule
 
 
 class ActionModule(ActionBase):
@@ -36,6 +36,6 @@ class ActionModule(ActionBase):
         if msg:
             result.update(failed=True, msg=msg)
         else:
-            # what the module returns for the converge receipt (modules/topology_validate.py)
-            result["module_args"] = args
+            # what the module returns for the converge receipt (MeshfleetModule.receipt_step)
+            result.update(module_args=args, receipt_step=TopologyValidateModule.step_name())
         return result

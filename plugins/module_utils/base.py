@@ -169,20 +169,87 @@ def write_file_atomic(path, data, mode=0o600):
     return True
 
 
+class Plan:
+    """What a module would change, in order, and the diff that shows it.
+
+    ``add(what, action)`` appends one step: ``what`` says what would change (it becomes the
+    result's ``reasons``), ``action`` (a callable, may be None) is what :meth:`apply` runs.
+    ``before``/``after`` are the diff of ``--diff``: views with no secrets in them, set by the
+    plan hook and refined by the actions when only doing tells (a new fingerprint). An empty
+    plan means nothing would change. A step may be added while applying, for what only doing
+    can tell (a cloud's kubeconfig whose token was re-minted).
+    """
+
+    def __init__(self, before=None, after=None):
+        self.steps = []
+        self.before = before
+        self.after = after
+
+    def add(self, what, action=None):
+        self.steps.append((what, action))
+        return self
+
+    def extend(self, other):
+        """Append ``other``'s steps (a sub-plan's)."""
+        self.steps.extend(other.steps)
+        return self
+
+    @property
+    def reasons(self):
+        return [what for what, dummy in self.steps]
+
+    def run(self):
+        """Run every step's action in order (steps added meanwhile run too)."""
+        done = 0
+        while done < len(self.steps):
+            action = self.steps[done][1]
+            done += 1
+            if action is not None:
+                action()
+
+    def __bool__(self):
+        return bool(self.steps)
+
+    __nonzero__ = __bool__
+
+    def __len__(self):
+        return len(self.steps)
+
+
 class MeshfleetModule:
-    """Base class: subclasses set ``argument_spec`` / ``module_kwargs`` and implement ``run``."""
+    """Base class: observe -> plan -> apply, check mode and diff decided here only.
+
+    A subclass declares ``argument_spec`` (``module_kwargs``, ``with_wait``) and overrides the
+    hooks:
+
+    - :meth:`observe` reads the current state (no change);
+    - :meth:`plan` compares it with the parameters and returns a :class:`Plan` (no change;
+      refuses what cannot be done, e.g. :class:`ImmutableChange`);
+    - :meth:`apply` does the plan (default: run its actions) and whatever a converge does
+      beyond it (waiting for readiness); never called in check mode;
+    - :meth:`result` returns the result fields, from the observation, the plan and what
+      :meth:`apply` left on ``self``;
+    - :meth:`healthy` (receipt steps) says why the observed state is not serviceable though
+      nothing would change (a cluster not ready), else None.
+
+    The base sets ``changed`` (the plan is not empty) and ``diff`` (the plan's before/after,
+    with ``--diff`` and a non-empty plan). A module never looks at check mode.
+
+    ``receipt_step = True`` makes a module a step of the converge receipt
+    (module_utils/receipt.py): its result carries ``module_args`` (the arguments a re-run
+    passes, :meth:`rerun_params`) and ``receipt_step`` (where its class is), so site.yml's
+    record play can find it, and the next run asks it :meth:`check` in one process.
+    """
 
     argument_spec = {}
     module_kwargs = {}
     # Add the wait/wait_timeout options for modules that wait on something.
     with_wait = False
-    # Return the arguments as ``module_args`` (Ansible drops ``invocation`` from registered
-    # results): site.yml records them in the converge receipt (module_utils/receipt.py).
-    # no_log values are masked in it like anywhere else in the result.
-    return_args = False
+    #: a converge-receipt step (see the class docstring)
+    receipt_step = False
 
-    def __init__(self, module=None):
-        if module is None:
+    def __init__(self, module=None, params=None):
+        if module is None and params is None:
             spec = copy.deepcopy(self.argument_spec)
             if self.with_wait:
                 for k, v in WAIT_ARGS.items():
@@ -190,39 +257,105 @@ class MeshfleetModule:
             kwargs = dict(supports_check_mode=True)
             kwargs.update(self.module_kwargs)
             module = AnsibleModule(argument_spec=spec, **kwargs)
+        # params without a module: the receipt's check (read-only, no AnsibleModule)
+        self.params = params if params is not None else module.params
+        self.check_mode = module.check_mode if module is not None else True
+        self.diff_mode = module._diff if module is not None else False
         self.module = module
-        self.params = module.params
-        self.check_mode = module.check_mode
-        self.diff_mode = module._diff
-        self.result = dict(changed=False)
+        self.warnings = []
+        self.out = dict(changed=False)
+
+    # --- hooks (override) -----------------------------------------------------
+    def observe(self):
+        return None
+
+    def plan(self, observed):
+        return Plan()
+
+    def apply(self, plan, observed):
+        plan.run()
+
+    def result(self, observed, plan):
+        return {}
+
+    def healthy(self, observed, plan):
+        return None
+
+    def rerun_params(self):
+        """The arguments a re-run passes (recorded in the receipt): one-shot requests that
+        this run fulfilled are dropped by the module that has them."""
+        return self.params
 
     # --- helpers ------------------------------------------------------------
     def warn(self, msg):
-        self.module.warn(msg)
+        if self.module is not None:
+            self.module.warn(msg)
+        else:
+            self.warnings.append(msg)
 
-    def set_diff(self, before, after):
-        """Record a diff for ``--diff`` (secrets must already be redacted by the caller)."""
-        if self.diff_mode:
-            self.result["diff"] = dict(before=before, after=after)
+    def no_log(self, value):
+        """Hide ``value`` wherever it would appear in the output."""
+        if value and self.module is not None:
+            self.module.no_log_values.add(value)
 
     def fail(self, msg, **kwargs):
-        self.module.fail_json(msg=msg, **kwargs)
+        raise MeshfleetError(msg, **kwargs)
 
-    def run(self):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @classmethod
+    def for_task(cls, task, params, **kwargs):
+        """The module run by an action plugin in the controller's process, in ``task``'s check
+        and diff modes (``params`` validated by the action)."""
+        obj = cls(params=params, **kwargs)
+        obj.check_mode = bool(task.check_mode)
+        obj.diff_mode = bool(task.diff)
+        return obj
+
+    @classmethod
+    def step_name(cls):
+        """``<module_utils file>.<class>``: where the receipt finds this step's class."""
+        return "%s.%s" % (cls.__module__.rsplit(".", 1)[-1], cls.__name__)
+
+    # --- the contract -------------------------------------------------------
+    def run(self):
+        """observe -> plan -> apply (not in check mode) -> result; ``changed`` and ``diff``
+        from the plan."""
+        observed = self.observe()
+        plan = self.plan(observed)
+        if not self.check_mode:
+            self.apply(plan, observed)
+        out = dict(self.result(observed, plan) or {})
+        out["changed"] = bool(plan)
+        if plan and self.diff_mode and (plan.before is not None or plan.after is not None):
+            out["diff"] = dict(before=plan.before, after=plan.after)
+        return out
+
+    def check(self):
+        """The converge receipt's one question: ``(why, result)``; ``why`` is None when the
+        plan is empty and the step is healthy, else what would change or what is wrong."""
+        observed = self.observe()
+        plan = self.plan(observed)
+        if plan:
+            return "would change: %s" % "; ".join(str(r) for r in plan.reasons[:3]), None
+        why = self.healthy(observed, plan)
+        if why:
+            return why, None
+        out = dict(self.result(observed, plan) or {})
+        out["changed"] = False
+        return None, out
 
     def __call__(self):
+        marker = dict(receipt_step=self.step_name()) if self.receipt_step else {}
         try:
             result = self.run() or {}
         except MeshfleetError as e:
-            out = dict(self.result)
+            out = dict(self.out, **marker)
             out.update(e.details)
             out.pop("msg", None)
             self.module.fail_json(msg=e.msg, **out)
         except Exception as e:  # unexpected: keep the traceback for -vvv
             self.module.fail_json(msg="%s: %s" % (type(e).__name__, e),
-                                  exception=traceback.format_exc(), **self.result)
-        self.result.update(result)
-        if self.return_args:
-            self.result["module_args"] = self.params
-        self.module.exit_json(**self.result)
+                                  exception=traceback.format_exc(), **dict(self.out, **marker))
+        self.out.update(result)
+        if self.receipt_step:
+            self.out.update(marker, module_args=self.rerun_params())
+        self.module.exit_json(**self.out)

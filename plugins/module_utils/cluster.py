@@ -10,7 +10,8 @@ __metaclass__ = type
 import time
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    ImmutableChange, MeshfleetError, MeshfleetModule, WaitTimeout, wait_for)
+    ImmutableChange, MeshfleetError, MeshfleetModule, Plan, WaitTimeout, wait_for)
+from ansible_collections.meshfleet.mesh.plugins.module_utils import kubeconfig as kc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import KubeRest
 from ansible_collections.meshfleet.mesh.plugins.module_utils.lb_drain import (
     FINALIZER, Unreachable, drain_load_balancers)
@@ -78,7 +79,7 @@ def wait_timeout_problems(timeouts, path="wait_timeouts"):
 
 
 class ClusterModule(MeshfleetModule):
-    return_args = True  # recorded in the converge receipt
+    receipt_step = True
     argument_spec = dict(
         CLUSTER_ARGS,
         state=dict(type="str", default="present", choices=["present", "absent"]),
@@ -91,19 +92,80 @@ class ClusterModule(MeshfleetModule):
     #: time.monotonic() by which the running operation must end (module_timeout reads it)
     wait_deadline = None
 
-    def run(self):
+    def observe(self):
         p = self.params
         problems = wait_timeout_problems(p.get("wait_timeouts"))
         if p.get("wait_timeout") is not None and p["wait_timeout"] <= 0:
             problems.append("wait_timeout must be a positive number of seconds, got %r" % p["wait_timeout"])
         if problems:
             raise MeshfleetError("; ".join(problems))
-        provider = make_provider(self, p)
-        observed = provider.get()
+        self.provider = make_provider(self, p)
+        return self.provider.get()
+
+    def plan(self, observed):
+        provider = self.provider
         before = describe(provider, observed)
-        if p["state"] == "absent":
-            return self.absent(provider, observed, before)
-        return self.present(provider, observed, before)
+        self.cluster, self.changes, self.load_balancers = before, None, None
+        if self.params["state"] == "absent":
+            if observed is None:
+                return Plan()
+            self.cluster = dict(before, exists=False, ready=False, api_server=None, kubeconfig=None)
+            return Plan(before, self.cluster).add("delete cluster %s" % provider.cluster_name,
+                                                  lambda: self._delete(observed))
+        if observed is None:
+            self.cluster = dict(before, exists=True, settings=provider.settings)
+            return Plan(before, self.cluster).add("create cluster %s" % provider.cluster_name, self._create)
+        plan = Plan(before, before)
+        if observed.get("stopped"):
+            # The cluster exists but its processes are gone (e.g. after a reboot).
+            plan.add("start cluster %s (stopped)" % provider.cluster_name, self._start)
+        changes = provider.diff(observed)
+        immutable = [k for k in changes if k in provider.immutable_settings]
+        if immutable:
+            raise ImmutableChange(immutable, resource="cluster %s" % provider.cluster_name)
+        if changes:
+            self.changes = sorted(changes)
+            self.cluster = plan.after = dict(before, settings=dict(before["settings"],
+                                                                   **{k: v[1] for k, v in changes.items()}))
+            plan.add("update %s" % ", ".join(self.changes), lambda: provider.update(changes))
+        return plan
+
+    def apply(self, plan, observed):
+        provider = self.provider
+        if self.params["state"] == "absent":
+            plan.run()
+            return
+        self.begin("update")
+        plan.run()
+        self._wait(provider.is_ready, "cluster %s to become ready" % provider.cluster_name)
+        dummy, dummy, kc_changed = provider.write_kubeconfig()
+        if kc_changed:
+            plan.add("kubeconfig %s written" % provider.kubeconfig_path)
+        self.cluster = plan.after = describe(provider, provider.get())
+
+    def result(self, observed, plan):
+        out = dict(cluster=self.cluster)
+        if self.changes:
+            out["changes"] = self.changes
+        if self.load_balancers is not None:
+            out["load_balancers"] = self.load_balancers
+        return out
+
+    def healthy(self, observed, plan):
+        if not (observed or {}).get("ready"):
+            return "cluster not ready"
+        written = kc.server_of(kc.load_file(self.provider.kubeconfig_path))
+        if written != observed.get("api_server"):
+            return "the kubeconfig names %s, the cluster serves at %s" % (written, observed.get("api_server"))
+        return None
+
+    def _create(self):
+        self.begin("create")
+        self.provider.create()
+
+    def _start(self):
+        self.begin("create")
+        self.provider.start()
 
     # --- waits ---------------------------------------------------------------------------
     def timeout(self, operation):
@@ -171,66 +233,20 @@ class ClusterModule(MeshfleetModule):
         self.warn(msg)
         return dict(deleted=[], skipped=msg)
 
-    def absent(self, provider, observed, before):
-        if observed is None:
-            return dict(changed=False, cluster=before)
-        after = dict(before, exists=False, ready=False, api_server=None, kubeconfig=None)
-        self.set_diff(before, after)
-        result = dict(changed=True, cluster=after)
-        if not self.check_mode:
-            drained = self.drain(provider, observed)
-            if drained is not None:
-                result["load_balancers"] = drained
-            self.begin("delete")
-            provider.delete()
-            self._wait(lambda: provider.get() is None,
-                       "cluster %s to be deleted" % provider.cluster_name)
-        return result
-
-    def present(self, provider, observed, before):
-        changed = False
-        self.begin("update")
-        if observed is None:
-            changed = True
-            if self.check_mode:
-                after = dict(before, exists=True, settings=provider.settings)
-                self.set_diff(before, after)
-                return dict(changed=True, cluster=after)
-            self.begin("create")
-            provider.create()
-        else:
-            if observed.get("stopped"):
-                # The cluster exists but its processes are gone (e.g. after a reboot).
-                changed = True
-                if not self.check_mode:
-                    self.begin("create")
-                    provider.start()
-            changes = provider.diff(observed)
-            immutable = [k for k in changes if k in provider.immutable_settings]
-            if immutable:
-                raise ImmutableChange(immutable, resource="cluster %s" % provider.cluster_name)
-            if changes:
-                changed = True
-                if self.check_mode:
-                    after = dict(before, settings=dict(before["settings"],
-                                                       **{k: v[1] for k, v in changes.items()}))
-                    self.set_diff(before, after)
-                    return dict(changed=True, cluster=after, changes=sorted(changes))
-                provider.update(changes)
-        if self.check_mode:
-            return dict(changed=False, cluster=before)
-        self._wait(provider.is_ready, "cluster %s to become ready" % provider.cluster_name)
-        _path, _context, kc_changed = provider.write_kubeconfig()
-        observed = provider.get()
-        after = describe(provider, observed)
-        if changed:
-            self.set_diff(before, after)
-        return dict(changed=changed or kc_changed, cluster=after)
+    def _delete(self, observed):
+        provider = self.provider
+        self.load_balancers = self.drain(provider, observed)
+        self.begin("delete")
+        provider.delete()
+        self._wait(lambda: provider.get() is None, "cluster %s to be deleted" % provider.cluster_name)
 
 
 class ClusterInfoModule(MeshfleetModule):
     argument_spec = dict(CLUSTER_ARGS)
 
-    def run(self):
-        provider = make_provider(self, self.params)
-        return dict(changed=False, cluster=describe(provider, provider.get()))
+    def observe(self):
+        self.provider = make_provider(self, self.params)
+        return self.provider.get()
+
+    def result(self, observed, plan):
+        return dict(cluster=describe(self.provider, observed))

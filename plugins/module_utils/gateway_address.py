@@ -10,7 +10,7 @@ __metaclass__ = type
 import socket
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    MeshfleetError, MeshfleetModule, WaitTimeout, wait_for)
+    MeshfleetError, MeshfleetModule, Plan, WaitTimeout, wait_for)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import KubeRest
 
 
@@ -29,55 +29,75 @@ def resolve(hostname):
     return sorted(set(i[4][0] for i in infos))[0]
 
 
-def gateway_address(kube, namespace="istio-system", service="istio-eastwestgateway", address=None,
-                    publish=False, wait=True, wait_timeout=300, check_mode=False):
+class GatewayAddress:
     """The address of an east-west gateway, in the order the inventory override (written into
     the Service's load balancer status when ``publish``, as a controller would), the load
-    balancer IP, the load balancer hostname (resolved). Waits for a load balancer address
-    unless ``wait`` is false or in check mode. Returns ``(result, diff)``: ``result`` has
-    ``address``, ``source``, ``changed`` (and ``hostname``); ``diff`` is the before/after of
-    the published ingress when it changes, else None. Shared by the gateway_address and
-    istio_install modules."""
-    what = "service %s/%s" % (namespace, service)
-    path = "/api/v1/namespaces/%s/services/%s" % (namespace, service)
-    svc = kube.get("read " + what, path, not_found=None)
-    if svc is None and not check_mode:
-        raise MeshfleetError("%s does not exist in %s; install the east-west gateway first"
-                             % (what, kube.kubeconfig))
-    current = lb_ingress(svc)
-    if address:
-        result = dict(address=address, source="inventory override", changed=False)
-        want = [(address, None)]
-        if publish and current != want:
-            # No load balancer controller (local clusters): record the override in the
-            # Service status, as a controller would, so istiod sees the gateway address.
-            if not check_mode:
-                kube.request("publish the address of " + what, "PATCH", path + "/status",
-                             {"status": {"loadBalancer": {"ingress": [{"ip": address}]}}},
-                             content_type="application/merge-patch+json")
-            result["changed"] = True
-            return result, dict(before=dict(ingress=[i for i, _h in current]), after=dict(ingress=[address]))
-        return result, None
-    if check_mode and svc is None:
-        return dict(address=None, source="unknown until the gateway exists", changed=False), None
+    balancer IP, the load balancer hostname (resolved). Shared by the gateway_address and
+    istio_install modules, in the modules' steps: :meth:`observe` reads the Service,
+    :meth:`plan` says what is known and what publishing would change (``diff``: the before/after
+    of the published ingress, else None), :meth:`apply` publishes, and waits for a load balancer
+    address unless ``wait`` is false. ``result`` has ``address``, ``source``, ``changed`` (and
+    ``hostname``)."""
 
-    def found():
-        return lb_ingress(kube.get("read " + what, path)) or None
+    def __init__(self, kube, namespace="istio-system", service="istio-eastwestgateway", address=None,
+                 publish=False, wait=True, wait_timeout=300):
+        self.kube, self.namespace, self.service = kube, namespace, service
+        self.address, self.publish, self.wait, self.wait_timeout = address, publish, wait, wait_timeout
+        self.what = "service %s/%s" % (namespace, service)
+        self.path = "/api/v1/namespaces/%s/services/%s" % (namespace, service)
+        self.svc = self.result = self.diff = None
 
-    try:
-        ingress = current or (wait_for(found, wait_timeout, "a load balancer address on " + what, sleep=2)
-                              if wait and not check_mode else None)
-    except WaitTimeout:
-        raise MeshfleetError(
-            "no load balancer address appeared on %s within %ss: the cluster may have no "
-            "load balancer controller; set clusters.<name>.eastwest_address in the topology "
-            "to give the address explicitly" % (what, wait_timeout))
-    if not ingress:
-        return dict(address=None, source="none yet", changed=False), None
-    ip, hostname = ingress[0]
-    if ip:
-        return dict(address=ip, source="load balancer ip", changed=False), None
-    return dict(address=resolve(hostname), hostname=hostname, source="load balancer hostname", changed=False), None
+    def observe(self):
+        self.svc = self.kube.get("read " + self.what, self.path, not_found=None)
+        return self.svc
+
+    def plan(self):
+        """``(result, diff)`` as far as the observed Service tells."""
+        current = lb_ingress(self.svc)
+        self.diff = None
+        if self.address:
+            self.result = dict(address=self.address, source="inventory override", changed=False)
+            if self.publish and current != [(self.address, None)]:
+                # No load balancer controller (local clusters): record the override in the
+                # Service status, as a controller would, so istiod sees the gateway address.
+                self.result["changed"] = True
+                self.diff = dict(before=dict(ingress=[i for i, _h in current]), after=dict(ingress=[self.address]))
+        elif self.svc is None:
+            self.result = dict(address=None, source="unknown until the gateway exists", changed=False)
+        else:
+            self.result = self._from_ingress(current)
+        return self.result, self.diff
+
+    def apply(self):
+        """Publish what the plan says, or wait for a load balancer address; the result."""
+        if self.svc is None:
+            raise MeshfleetError("%s does not exist in %s; install the east-west gateway first"
+                                 % (self.what, self.kube.kubeconfig))
+        if self.diff:
+            self.kube.request("publish the address of " + self.what, "PATCH", self.path + "/status",
+                              {"status": {"loadBalancer": {"ingress": [{"ip": self.address}]}}},
+                              content_type="application/merge-patch+json")
+        elif not self.address and not lb_ingress(self.svc) and self.wait:
+            def found():
+                return lb_ingress(self.kube.get("read " + self.what, self.path)) or None
+            try:
+                ingress = wait_for(found, self.wait_timeout, "a load balancer address on " + self.what, sleep=2)
+            except WaitTimeout:
+                raise MeshfleetError(
+                    "no load balancer address appeared on %s within %ss: the cluster may have no "
+                    "load balancer controller; set clusters.<name>.eastwest_address in the topology "
+                    "to give the address explicitly" % (self.what, self.wait_timeout))
+            self.result = self._from_ingress(ingress)
+        return self.result
+
+    @staticmethod
+    def _from_ingress(ingress):
+        if not ingress:
+            return dict(address=None, source="none yet", changed=False)
+        ip, hostname = ingress[0]
+        if ip:
+            return dict(address=ip, source="load balancer ip", changed=False)
+        return dict(address=resolve(hostname), hostname=hostname, source="load balancer hostname", changed=False)
 
 
 class GatewayAddressModule(MeshfleetModule):
@@ -91,11 +111,21 @@ class GatewayAddressModule(MeshfleetModule):
     )
     with_wait = True
 
-    def run(self):
+    def observe(self):
         p = self.params
-        kube = KubeRest(p["kubeconfig"], p["context"], label="cluster")
-        result, diff = gateway_address(kube, p["namespace"], p["service"], p["address"], p["publish"],
-                                       p["wait"], p["wait_timeout"], self.check_mode)
+        self.gw = GatewayAddress(KubeRest(p["kubeconfig"], p["context"], label="cluster"), p["namespace"],
+                                 p["service"], p["address"], p["publish"], p["wait"], p["wait_timeout"])
+        return self.gw.observe()
+
+    def plan(self, observed):
+        dummy, diff = self.gw.plan()
+        plan = Plan(*((diff["before"], diff["after"]) if diff else ()))
         if diff:
-            self.set_diff(diff["before"], diff["after"])
-        return result
+            plan.add("publish %s on %s" % (self.gw.address, self.gw.what))
+        return plan
+
+    def apply(self, plan, observed):
+        self.gw.apply()
+
+    def result(self, observed, plan):
+        return dict(self.gw.result)

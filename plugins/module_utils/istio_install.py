@@ -19,10 +19,11 @@ do, idempotently:
   ``kubectl apply --server-side`` do), in order: the namespace, ``cacerts``, the rendered
   manifests, what needs Istio's CRDs (waiting until the API server serves them), the
   record; then publishes or waits for the gateway address
-  (:func:`~.gateway_address.gateway_address`).
+  (:class:`~.gateway_address.GatewayAddress`).
 
-Check mode changes nothing and writes nothing; objects that exist are applied with
-``dryRun=All`` so ``--diff`` shows what the API server would really change. Key material
+The plan (what would change) asks the API server: objects that exist are applied with
+``dryRun=All`` so ``changed`` and ``--diff`` say what the API server would really change;
+check mode stops there and writes nothing. Key material
 never enters the result or the diff.
 
 Why not kubernetes.core.k8s here: it was ~11 s of a 27 s cold converge of three clusters
@@ -51,8 +52,8 @@ except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
     HAS_YAML = False
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    MeshfleetError, MeshfleetModule, WaitTimeout, ensure_private_dir, wait_for, write_file_atomic, yaml_load)
-from ansible_collections.meshfleet.mesh.plugins.module_utils.gateway_address import gateway_address
+    MeshfleetError, MeshfleetModule, Plan, WaitTimeout, ensure_private_dir, wait_for, write_file_atomic, yaml_load)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.gateway_address import GatewayAddress
 from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import KubeRest
 
 CACERTS_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
@@ -145,22 +146,24 @@ def diff_view(obj):
 
 
 class Applier:
-    """Server-side apply of objects, one at a time and in order, on one cluster."""
+    """Server-side apply of objects, one at a time and in order, on one cluster: :meth:`plan`
+    reads each object (and, when it exists, asks the API server what a server-side apply would
+    make of it with ``dryRun=All``), :meth:`send` applies every planned object for real."""
 
-    def __init__(self, kube, check_mode, served_timeout=None):
+    def __init__(self, kube, served_timeout=None):
         self.kube = kube
-        self.check_mode = check_mode
         self.served_timeout = SERVED_TIMEOUT if served_timeout is None else served_timeout
-        self.done = set()       # "Kind ns/name" applied in this run (the namespace goes first, once)
-        self.changed = []       # "Kind ns/name" applied with a change
+        self.queue = []         # objects to send, in order (the namespace goes first, once)
+        self.changed = []       # "Kind ns/name" that would change
         self.before = {}        # diff: key -> object before (absent when created)
         self.after = {}
+        self.shown = set()
 
     def path(self, obj):
         """The object's API path; waits for its kind to be served (a CRD just applied is
-        served a moment later). In check mode a kind not served yet returns None."""
+        served a moment later)."""
         path = self.kube.object_path(obj)
-        if path is not None or self.check_mode:
+        if path is not None:
             return path
         api_version = obj.get("apiVersion") or ""
 
@@ -175,40 +178,43 @@ class Applier:
                                  "CustomResourceDefinition part of the rendered manifests?)"
                                  % (describe(obj), obj.get("kind"), api_version, self.served_timeout))
 
-    def apply(self, obj, show=True):
-        """Apply ``obj``; returns True when the cluster's copy changed (or would)."""
+    def plan(self, obj, show=True):
+        """Queue ``obj``; returns True when applying it would change the cluster's copy. A kind
+        not served yet (its CRD is applied in this run) is new."""
         key = describe(obj)
-        if key in self.done:
+        if any(describe(o) == key for o in self.queue):
             return False
-        self.done.add(key)
-        path = self.path(obj)
+        self.queue.append(obj)
+        path = self.kube.object_path(obj)
         live = self.kube.get("read " + key, path, not_found=None) if path else None
-        if live is None and self.check_mode:
-            self.changed.append(key)
-            if show:
-                self.after[key] = diff_view(obj)
-            return True
-        query = {"fieldManager": FIELD_MANAGER, "force": "true"}
-        if self.check_mode:
-            query["dryRun"] = "All"
-        new = self.kube.request("apply " + key, "PATCH", path, body=obj, query=query, content_type=APPLY_PATCH)
         if live is None:
-            changed = True
-        elif self.check_mode:
-            changed = comparable(live) != comparable(new)
+            new, changed = obj, True
         else:
-            changed = (live.get("metadata") or {}).get("resourceVersion") != (new.get("metadata") or {}).get("resourceVersion")
+            query = {"fieldManager": FIELD_MANAGER, "force": "true", "dryRun": "All"}
+            new = self.kube.request("apply " + key, "PATCH", path, body=obj, query=query, content_type=APPLY_PATCH)
+            changed = comparable(live) != comparable(new)
         if changed:
             self.changed.append(key)
             if show:
+                self.shown.add(key)
                 if live is not None:
                     self.before[key] = diff_view(live)
                 self.after[key] = diff_view(new)
         return changed
 
+    def send(self):
+        """Apply every queued object (those that match too: the server keeps them)."""
+        for obj in self.queue:
+            key = describe(obj)
+            query = {"fieldManager": FIELD_MANAGER, "force": "true"}
+            new = self.kube.request("apply " + key, "PATCH", self.path(obj), body=obj, query=query,
+                                    content_type=APPLY_PATCH)
+            if key in self.shown:
+                self.after[key] = diff_view(new)
+
 
 class IstioInstallModule(MeshfleetModule):
-    return_args = True  # recorded in the converge receipt
+    receipt_step = True
     argument_spec = dict(
         kubeconfig=dict(type="path", required=True),
         context=dict(type="str"),
@@ -237,7 +243,8 @@ class IstioInstallModule(MeshfleetModule):
         return path
 
     def render(self, name, text):
-        """(objects, cached) for one IstioOperator file; istioctl runs only on a cache miss."""
+        """(objects, cached) for one IstioOperator file; istioctl runs only on a cache miss (in
+        a temporary folder: :meth:`keep_renders` writes the file and the cache when applying)."""
         istioctl = self.istioctl()
         st = os.stat(istioctl)
         key = hashlib.sha256(("%s\0%s\0%s\0%s" % (istioctl, st.st_size, int(st.st_mtime), text)).encode("utf-8")).hexdigest()
@@ -251,34 +258,34 @@ class IstioInstallModule(MeshfleetModule):
                 return cached["objects"], True
         except (IOError, OSError, ValueError, AttributeError):
             pass
-        tmp = None
-        if self.check_mode:
-            tmp = tempfile.mkdtemp(prefix="meshfleet-iop-")
-            iop_file = os.path.join(tmp, "%s.yaml" % name)
-            write_file_atomic(iop_file, text)
-        else:
-            ensure_private_dir(work)
-            write_file_atomic(iop_file, text)
+        tmp = tempfile.mkdtemp(prefix="meshfleet-iop-")
+        tmp_file = os.path.join(tmp, "%s.yaml" % name)
+        write_file_atomic(tmp_file, text)
         try:
-            proc = subprocess.run([istioctl, "manifest", "generate", "--filename", iop_file],
+            proc = subprocess.run([istioctl, "manifest", "generate", "--filename", tmp_file],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
                                   check=False, timeout=300)
         finally:
-            if tmp:
-                os.unlink(iop_file)
-                os.rmdir(tmp)
+            os.unlink(tmp_file)
+            os.rmdir(tmp)
         if proc.returncode != 0:
             raise MeshfleetError("istioctl manifest generate failed for %s (rc=%s): %s"
                                  % (name, proc.returncode, (proc.stderr or proc.stdout).strip()[-1500:]))
         objects = parse_manifests(proc.stdout, iop_file)
-        if not self.check_mode:
-            write_file_atomic(cache_file, json.dumps({"key": key, "objects": objects}, default=str))
+        self.renders.append((iop_file, text, cache_file, json.dumps({"key": key, "objects": objects}, default=str)))
         return objects, False
+
+    def keep_renders(self):
+        """Write the IstioOperator files rendered in this run and their cache into work_dir."""
+        for iop_file, text, cache_file, cache in self.renders:
+            ensure_private_dir(self.params["work_dir"])
+            write_file_atomic(iop_file, text)
+            write_file_atomic(cache_file, cache)
 
     # --- cluster ------------------------------------------------------------------------
     def cacerts_secret(self, namespace):
         """The ``cacerts`` secret as it must be (key material: never returned), None when no
-        pki_dir is given, or, in check mode, the reason text when the files are not issued yet."""
+        pki_dir is given, or the reason text when the files are not issued yet."""
         pki = self.params["pki_dir"]
         if not pki:
             return None
@@ -289,10 +296,7 @@ class IstioInstallModule(MeshfleetModule):
                 with open(path, "rb") as f:
                     data[name] = base64.b64encode(f.read()).decode("ascii")
             except (IOError, OSError):
-                if self.check_mode:
-                    return "%s not issued yet" % path
-                raise MeshfleetError("the plug-in CA file %s is missing: run the trust role "
-                                     "(meshfleet.mesh.mesh_ca) first" % path)
+                return "%s not issued yet" % path
         return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                 "metadata": {"name": "cacerts", "namespace": namespace,
                              "labels": {"app.kubernetes.io/managed-by": "meshfleet"}},
@@ -315,7 +319,8 @@ class IstioInstallModule(MeshfleetModule):
             return dict(current=False, reason="secret %s/cacerts differs in %s" % (namespace, ", ".join(stale)))
         return dict(current=True, reason="matches %s" % self.params["pki_dir"])
 
-    def run(self):
+    # --- observe -> plan -> apply -------------------------------------------------------
+    def observe(self):
         p = self.params
         ns_obj = p["namespace_object"]
         namespace = (ns_obj.get("metadata") or {}).get("name")
@@ -324,6 +329,7 @@ class IstioInstallModule(MeshfleetModule):
         if not isinstance(p["operators"], dict) or not p["operators"]:
             raise MeshfleetError("operators must map a name to IstioOperator YAML text")
 
+        self.renders = []
         rendered, cached = [], {}
         for name in sorted(p["operators"]):
             objects, hit = self.render(name, p["operators"][name])
@@ -336,13 +342,7 @@ class IstioInstallModule(MeshfleetModule):
                   "metadata": {"name": p["record_name"], "namespace": namespace,
                                "labels": {"app.kubernetes.io/managed-by": "meshfleet"}},
                   "data": {RECORD_KEY: sha}}
-
-        kube = None
-        if os.path.isfile(p["kubeconfig"]):
-            kube = KubeRest(p["kubeconfig"], p["context"], label="cluster")
-        elif not self.check_mode:
-            raise MeshfleetError("no kubeconfig at %s: create the cluster first (role meshfleet.mesh.clusters)"
-                                 % p["kubeconfig"])
+        kube = KubeRest(p["kubeconfig"], p["context"], label="cluster") if os.path.isfile(p["kubeconfig"]) else None
 
         reasons = []
         if kube is None:
@@ -358,44 +358,79 @@ class IstioInstallModule(MeshfleetModule):
                 # the last apply matches: check that nothing was deleted or relabelled since
                 reasons = drift(kube, first + then)
         secret = self.cacerts_secret(namespace)
-        cacerts = self.cacerts_state(kube, namespace, secret)
-        result = dict(pending=bool(reasons), reasons=reasons, cluster_exists=kube is not None,
-                      manifests_sha256=sha, objects=len(first) + len(then), cached=cached,
-                      cacerts=dict(cacerts, changed=False), applied=[])
-        if kube is None:
-            # check mode before the cluster exists: everything would be created
-            applied = [describe(o) for o in first + then]
-            if secret is not None:
-                applied.insert(1, "Secret %s/cacerts" % namespace)
-            result.update(changed=True, applied=applied)
-            if p["gateway"]:
-                result["gateway"] = dict(address=p["gateway"]["address"], source="cluster not created yet",
-                                         changed=False)
-            return result
+        return dict(kube=kube, namespace=namespace, ns_obj=ns_obj, objects=first + then, record=record,
+                    sha=sha, cached=cached, reasons=reasons, secret=secret,
+                    cacerts=self.cacerts_state(kube, namespace, secret))
 
-        applier = Applier(kube, self.check_mode)
-        if not cacerts["current"]:
+    def plan(self, o):
+        p, kube, ns = self.params, o["kube"], o["namespace"]
+        self.out_fields = dict(pending=bool(o["reasons"]), reasons=o["reasons"], cluster_exists=kube is not None,
+                               manifests_sha256=o["sha"], objects=len(o["objects"]), cached=o["cached"],
+                               cacerts=dict(o["cacerts"], changed=False), applied=[])
+        if kube is None:
+            # before the cluster exists: everything would be created
+            applied = [describe(obj) for obj in o["objects"]]
+            if o["secret"] is not None:
+                applied.insert(1, "Secret %s/cacerts" % ns)
+            self.out_fields.update(applied=applied, cacerts=dict(o["cacerts"], changed=o["secret"] is not None))
+            if p["gateway"]:
+                self.out_fields["gateway"] = dict(address=p["gateway"]["address"], source="cluster not created yet",
+                                                  changed=False)
+            plan = Plan()
+            for key in applied:
+                plan.add(key)
+            return plan
+
+        self.applier = applier = Applier(kube)
+        if not o["cacerts"]["current"]:
             # the namespace (with its network label) first, then the plug-in CA
-            applier.apply(ns_obj)
-            result["cacerts"]["changed"] = applier.apply(secret)
-        if reasons:
-            for obj in first + then:
-                applier.apply(obj)
-            applier.apply(record, show=False)
+            applier.plan(o["ns_obj"])
+            if isinstance(o["secret"], str):  # PKI not issued yet: it will be by then
+                applier.changed.append("Secret %s/cacerts" % ns)
+                self.out_fields["cacerts"]["changed"] = True
+            else:
+                self.out_fields["cacerts"]["changed"] = applier.plan(o["secret"])
+        if o["reasons"]:
+            for obj in o["objects"]:
+                applier.plan(obj)
+            applier.plan(o["record"], show=False)
+        self.gateway = None
         if p["gateway"]:
             g = p["gateway"]
-            gw, gw_diff = gateway_address(kube, namespace, g["service"], g["address"], g["publish"],
-                                          wait=True, wait_timeout=g["wait_timeout"], check_mode=self.check_mode)
+            self.gateway = GatewayAddress(kube, ns, g["service"], g["address"], g["publish"],
+                                          wait=True, wait_timeout=g["wait_timeout"])
+            self.gateway.observe()
+            gw, gw_diff = self.gateway.plan()
             if gw_diff:
-                key = "Service %s/%s status" % (namespace, g["service"])
+                key = "Service %s/%s status" % (ns, g["service"])
                 applier.changed.append(key)
                 applier.before[key], applier.after[key] = gw_diff["before"], gw_diff["after"]
-            result["gateway"] = gw
-        kube.close()
-        if applier.changed:
-            self.set_diff(applier.before, applier.after)
-        result.update(changed=bool(applier.changed), applied=applier.changed)
-        return result
+            self.out_fields["gateway"] = gw
+        self.out_fields["applied"] = applier.changed
+        plan = Plan(applier.before, applier.after)
+        for key in applier.changed:
+            plan.add(key)
+        return plan
+
+    def apply(self, plan, o):
+        if o["kube"] is None:
+            raise MeshfleetError("no kubeconfig at %s: create the cluster first (role meshfleet.mesh.clusters)"
+                                 % self.params["kubeconfig"])
+        if isinstance(o["secret"], str):
+            raise MeshfleetError("the plug-in CA file %s is missing: run the trust role "
+                                 "(meshfleet.mesh.mesh_ca) first" % o["secret"][:-len(" not issued yet")])
+        self.keep_renders()
+        self.applier.send()
+        if self.gateway is not None:
+            # the Service may have been created or changed just now: look again
+            self.gateway.observe()
+            self.gateway.plan()
+            self.out_fields["gateway"] = self.gateway.apply()
+
+    def result(self, observed, plan):
+        if observed["kube"] is not None:
+            observed["kube"].close()
+        return dict(self.out_fields)
 
 
 def _b64(value):

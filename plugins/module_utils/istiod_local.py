@@ -23,7 +23,7 @@ import subprocess
 import time
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    MeshfleetError, MeshfleetModule, ensure_private_dir, wait_for, write_file_atomic)
+    MeshfleetError, MeshfleetModule, Plan, ensure_private_dir, wait_for, write_file_atomic)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localproc import (
     https_get, pid_alive, read_pid, stop_pid, tool, tools_bin)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.ports import PortRegistry
@@ -218,7 +218,7 @@ def is_local_address(address):
 
 
 class IstiodLocalModule(MeshfleetModule):
-    return_args = True  # recorded in the converge receipt
+    receipt_step = True
     argument_spec = dict(
         name=dict(type="str", required=True),
         state_dir=dict(type="path", required=True),
@@ -236,53 +236,76 @@ class IstiodLocalModule(MeshfleetModule):
                                       ("state", "restarted", ("kubeconfig",))])
     with_wait = True
 
-    def run(self):
+    def rerun_params(self):
+        # a restart is asked for when this run rewrote cacerts; a re-run starts istiod
+        if self.params["state"] == "restarted":
+            return dict(self.params, state="started")
+        return self.params
+
+    def observe(self):
         p = self.params
         bind = p["bind_address"]
         if p["prefer_address"] and is_local_address(p["prefer_address"]):
             bind = p["prefer_address"]
-        ist = IstiodLocal(p["name"], p["state_dir"], p["kubeconfig"], p["cluster_id"] or p["name"],
-                          bind_address=bind, namespace=p["namespace"],
-                          revision=p["revision"], env=p["env"], bin_dir=p["tools_bin"])
-        before = ist.status()
+        self.ist = IstiodLocal(p["name"], p["state_dir"], p["kubeconfig"], p["cluster_id"] or p["name"],
+                               bind_address=bind, namespace=p["namespace"],
+                               revision=p["revision"], env=p["env"], bin_dir=p["tools_bin"])
+        return self.ist.status()
 
-        def view(st):
-            return dict(running=st["running"], ports=st["ports"], config_hash=st["config_hash"])
+    @staticmethod
+    def view(st):
+        return dict(running=st["running"], ports=st["ports"], config_hash=st["config_hash"])
+
+    def plan(self, before):
+        p, ist = self.params, self.ist
+        self.reason = None
+        self.istiod = before
         if p["state"] in ("stopped", "absent"):
-            changed = before["running"] or (p["state"] == "absent" and os.path.isdir(ist.dir))
-            if changed and not self.check_mode:
-                if p["state"] == "stopped":
-                    ist.stop()
-                else:
-                    ist.remove()
-            after = dict(view(before), running=False)
-            if changed:
-                self.set_diff(view(before), after)
-            return dict(changed=changed, istiod=ist.status() if not self.check_mode else after)
+            after = dict(self.view(before), running=False)
+            self.istiod = after
+            plan = Plan(self.view(before), after)
+            if before["running"] or (p["state"] == "absent" and os.path.isdir(ist.dir)):
+                plan.add("stop istiod" if p["state"] == "stopped" else "remove istiod",
+                         ist.stop if p["state"] == "stopped" else ist.remove)
+            return plan
         if p["kubeconfig"] and not os.path.isfile(p["kubeconfig"]):
             raise MeshfleetError("kubeconfig %s of cluster %s does not exist; create the cluster first"
                                  % (p["kubeconfig"], p["name"]))
-        if self.check_mode:
-            rec = ist.recorded()
-            ports = rec["ports"] if rec else {k: None for k in PORTS}
-        else:
-            ports = ist.reserve_ports()
-        desired = ist.desired(ports)
-        want_hash = ist.hash(desired)
-        reason = None
+        rec = ist.recorded()
+        ports = dict(ist.fixed_ports) if ist.fixed_ports else (rec["ports"] if rec else {k: None for k in PORTS})
+        want_hash = ist.hash(ist.desired(ports))
         if not before["running"]:
-            reason = "not running"
+            self.reason = "not running"
         elif before["config_hash"] != want_hash:
-            reason = "configuration changed"
+            self.reason = "configuration changed"
         elif p["state"] == "restarted":
-            reason = "restart requested"
-        if reason is None:
-            if not self.check_mode and p["wait"] and not before["ready"]:
-                ist.wait_ready(p["wait_timeout"])
-            return dict(changed=False, istiod=ist.status())
-        self.set_diff(view(before), dict(running=True, ports=ports, config_hash=want_hash))
-        if self.check_mode:
-            return dict(changed=True, reason=reason, istiod=dict(before, running=True))
+            self.reason = "restart requested"
+        plan = Plan(self.view(before), dict(running=True, ports=ports, config_hash=want_hash))
+        if self.reason:
+            self.istiod = dict(before, running=True)
+            plan.add(self.reason, self._restart)
+        return plan
+
+    def apply(self, plan, before):
+        plan.run()
+        if not plan and self.params["state"] in ("started", "restarted") and self.params["wait"] \
+                and not before["ready"]:
+            self.ist.wait_ready(self.params["wait_timeout"])
+        self.istiod = self.ist.status()
+        if plan and self.params["state"] in ("started", "restarted"):
+            plan.after = dict(plan.after, ports=self.istiod["ports"], config_hash=self.istiod["config_hash"])
+
+    def result(self, observed, plan):
+        out = dict(istiod=self.istiod)
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+    def healthy(self, observed, plan):
+        return None if observed["ready"] else "istiod not ready"
+
+    def _restart(self):
+        p, ist = self.params, self.ist
         ist.stop()
         for attempt in range(3):
             # istiod is stopped: move any reserved port something else took meanwhile
@@ -298,4 +321,3 @@ class IstiodLocalModule(MeshfleetModule):
                 if "address already in use" not in e.msg or attempt == 2:
                     raise
                 ist.stop()
-        return dict(changed=True, reason=reason, istiod=ist.status())

@@ -63,7 +63,9 @@ class MeshVerifyModule(MeshfleetModule):
     )
     with_wait = True
 
-    def run(self):
+    # verify changes nothing: observe reads and compares, apply runs the cross-network probe
+    # (it creates and deletes a probe Service; not in check mode), result reports
+    def observe(self):
         p = self.params
         self.lines = []
         self.failures = []
@@ -75,7 +77,7 @@ class MeshVerifyModule(MeshfleetModule):
         with open(p["root_bundle_file"], "rb") as f:
             roots = load_certs_pem(f.read())
         root_fps = sorted(fingerprint(r) for r in roots)
-        report = dict(clusters={}, roots=root_fps)
+        self.report = report = dict(clusters={}, roots=root_fps)
 
         for name, c in sorted(clusters.items()):
             entry = report["clusters"][name] = {}
@@ -83,14 +85,20 @@ class MeshVerifyModule(MeshfleetModule):
             self.check_cacerts(name, kubes[name], roots, entry)
             if c.get("istiod_url"):
                 self.check_clusterz(name, c, clusters, entry)
-        if p["probe"] and not self.check_mode:
-            report["probes"] = self.check_cross_network(clusters, kubes)
+        return clusters, kubes
+
+    def apply(self, plan, observed):
+        if self.params["probe"]:
+            self.report["probes"] = self.check_cross_network(*observed)
+
+    def result(self, observed, plan):
+        report = self.report
         report["checks"] = self.lines
         report["failures"] = self.failures
         if self.failures:
             raise MeshfleetError("mesh verification failed:\n- " + "\n- ".join(self.failures),
                                  report=report)
-        return dict(changed=False, report=report, summary="%d checks passed" % len(self.lines))
+        return dict(report=report, summary="%d checks passed" % len(self.lines))
 
     def ok(self, line):
         self.lines.append("ok: " + line)

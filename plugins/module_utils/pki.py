@@ -344,9 +344,15 @@ class _Root:
         self.planned = False
 
     def plan_only(self):
-        """Check mode: this root exists only in memory and will not be the one a real run makes."""
+        """Planned: this root exists only in memory until it is written (descriptions show no
+        fingerprint; :meth:`made` when it is written)."""
         self.planned = True
         self.fingerprint = None
+        return self
+
+    def made(self):
+        self.planned = False
+        self.fingerprint = fingerprint(self.cert)
         return self
 
     def describe(self, path, status):
@@ -360,15 +366,18 @@ class _Root:
 class MeshCA:
     """Plan and apply the PKI for a set of clusters under ``<state_dir>/pki``.
 
-    ``apply()`` returns ``(result, diff)``; ``diff`` is ``{"before": ..., "after": ...}``
-    describing what changes (subjects, fingerprints, expiry, reasons), never keys.
+    ``plan()`` returns ``(result, diff, todo)`` without writing anything: ``diff`` is
+    ``{"before": ..., "after": ...}`` describing what changes (subjects, fingerprints, expiry,
+    reasons), never keys; ``todo`` is None when nothing would change, else a function that
+    writes the plan and updates ``result`` and ``diff`` in place with what it made (new
+    fingerprints). ``apply()`` does both and returns ``(result, diff)``.
     """
 
     def __init__(self, state_dir, clusters=(), key_type="ecdsa-p256", root_days=3650,
                  intermediate_days=730, renew_before_days=30, organization="Istio",
                  root_cert_file=None, root_key_file=None, root_key_passphrase=None,
                  root_rotation="none", backdate_minutes=5, force_reissue=(), state="present",
-                 check_mode=False, now=None, warn=None):
+                 now=None, warn=None):
         self.state_dir = os.path.abspath(os.path.expanduser(state_dir))
         self.pki_dir = os.path.join(self.state_dir, "pki")
         self.root_dir = os.path.join(self.pki_dir, ROOT_DIR)
@@ -388,7 +397,7 @@ class MeshCA:
         self.backdate_minutes = backdate_minutes
         self.force_reissue = list(force_reissue or [])
         self.state = state
-        self.check_mode = check_mode
+        self.todo = []  # what plan() found to do besides the roots and intermediates
         self.now = now or utcnow()
         self._warn = warn
         self.warnings = []
@@ -516,8 +525,7 @@ class MeshCA:
             key_data = key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                 serialization.BestAvailableEncryption(self.root_key_passphrase.encode("utf-8")))
-        root = _Root(cert, key, key_data)
-        return root.plan_only() if self.check_mode else root
+        return _Root(cert, key, key_data).plan_only()
 
     def plan_root(self):
         """Decide the roots.
@@ -534,9 +542,8 @@ class MeshCA:
             previous = None  # an interrupted introduction (older releases); treat as no window
         if nxt is not None and current is not None and nxt.fingerprint == current.fingerprint:
             nxt = None  # an interrupted switch: the new root signs already
-            if not self.check_mode:
-                for f in ("next-root-key.pem", "next-root-cert.pem"):
-                    os.unlink(self.root_path(f))
+            for f in ("next-root-key.pem", "next-root-cert.pem"):
+                self.todo.append(lambda f=f: os.unlink(self.root_path(f)))
         if nxt is not None and previous is not None:
             raise MeshfleetError("both %s and %s exist: a rotation step was interrupted; restore "
                                  "pki/root/ from your backup" % (self.root_path("next-root-cert.pem"),
@@ -749,8 +756,7 @@ class MeshCA:
         if extra:
             raise MeshfleetError("refusing to remove %s: it holds files meshfleet did not write: %s"
                                  % (d, ", ".join(extra)))
-        if not self.check_mode:
-            shutil.rmtree(d)
+        self.todo.append(lambda: shutil.rmtree(d))
         return True
 
     def _cluster_result(self, cluster, status, reasons, desc):
@@ -771,10 +777,19 @@ class MeshCA:
         return out
 
     def apply(self):
+        """Plan and write; ``(result, diff)``."""
+        result, diff, todo = self.plan()
+        if todo is not None:
+            todo()
+        return result, diff
+
+    def plan(self):
         self.validate()
         self.check_state_dir()
+        self.todo = []
         if self.state == "absent":
-            return self._apply_absent()
+            result, diff = self._plan_absent()
+            return result, diff, (self._run_todo if self.todo else None)
         current, previous, nxt, root_status, action, retired = self.plan_root()
         bundle = [current] + [r for r in (previous, nxt) if r is not None]
         bundle_pem = b"".join(r.pem for r in bundle)
@@ -784,12 +799,9 @@ class MeshCA:
             self.warn("the root CA expires on %s (within renew_before_days); plan a root rotation "
                       "(root_rotation=introduce)" % isotime(current.cert.not_valid_after_utc))
 
-        if root_changed and not self.check_mode:
-            self._write_roots(current, previous, nxt, root_status, action, retired)
-
         clusters = {}
         before_c, after_c = {}, {}
-        to_issue = []
+        to_issue, to_update = [], []
         for c in self.clusters:
             act, reasons, before = self.inspect_cluster(c, current, bundle_pem)
             if act in ("issue", "reissue"):
@@ -799,66 +811,86 @@ class MeshCA:
                 clusters[c] = self._cluster_result(c, "updated", reasons, after)
                 before_c[c] = dict(before, reason=", ".join(reasons))
                 after_c[c] = after
-                if not self.check_mode:
-                    files = self.cluster_files(c)
-                    self._mkdirs(c)
-                    cert_data = self._read_optional(files["ca_cert"])
-                    self._write(files["root_cert"], bundle_pem, CERT_MODE)
-                    self._write(files["cert_chain"], cert_data + current.pem, CERT_MODE)
+                to_update.append(c)
             else:
                 clusters[c] = self._cluster_result(c, "unchanged", [], before)
-
-        keys = [] if self.check_mode else generate_keys(self.key_type, len(to_issue))
-        for i, (c, status, reasons, before) in enumerate(to_issue):
-            if self.check_mode:
-                desc = self._planned(c, current, bundle)
-            else:
-                cert = self._issue(c, keys[i], current, bundle_pem)
-                desc = dict(describe_cert(cert), trust_bundle=[r.fingerprint for r in bundle])
+        for c, status, reasons, before in to_issue:
+            desc = self._planned(c, current, bundle)
             clusters[c] = self._cluster_result(c, status, reasons, desc)
             before_c[c] = dict(before, reason=", ".join(reasons)) if before else None
             after_c[c] = dict(desc, reason=", ".join(reasons))
-        if not self.check_mode:
-            for c in self.clusters:
-                self._check_extra_files(c)
 
+        for c in self.clusters:
+            self._check_extra_files(c)
         unmanaged = self._unmanaged()
         if unmanaged and action != "none":
             self.warn("root %s, but these cluster folders were not in clusters and still hold the old "
                       "trust bundle: %s" % (action, ", ".join(unmanaged)))
+        result = dict(pki_dir=self.pki_dir, clusters=clusters, unmanaged_clusters=unmanaged,
+                      changed=root_changed or bool(before_c or after_c))
+        diff = dict(before=dict(clusters=before_c), after=dict(clusters=after_c))
+        roots = (current, previous, nxt, root_status, action, retired)
+        self._describe_roots(result, diff, roots)
+        if not (result["changed"] or self.todo):
+            return result, diff, None
 
-        root_path = self.root_path("root-cert.pem")
-        root_desc = current.describe(root_path, root_status)
+        def write():
+            """Write the roots, update the bundles, issue the intermediates; ``result`` and
+            ``diff`` then show what was made."""
+            self._run_todo()
+            for r in (current, previous, nxt):
+                if r is not None and r.planned:
+                    r.made()
+            if root_changed:
+                self._write_roots(current, previous, nxt, root_status, action, retired)
+            for c in to_update:
+                files = self.cluster_files(c)
+                self._mkdirs(c)
+                cert_data = self._read_optional(files["ca_cert"])
+                self._write(files["root_cert"], bundle_pem, CERT_MODE)
+                self._write(files["cert_chain"], cert_data + current.pem, CERT_MODE)
+                clusters[c]["trust_bundle"] = after_c[c]["trust_bundle"] = [r.fingerprint for r in bundle]
+            keys = generate_keys(self.key_type, len(to_issue))
+            for i, (c, status, reasons, before) in enumerate(to_issue):
+                cert = self._issue(c, keys[i], current, bundle_pem)
+                desc = dict(describe_cert(cert), trust_bundle=[r.fingerprint for r in bundle])
+                clusters[c] = self._cluster_result(c, status, reasons, desc)
+                after_c[c] = dict(desc, reason=", ".join(reasons))
+            self._describe_roots(result, diff, roots)
+        return result, diff, write
+
+    def _run_todo(self):
+        for action in self.todo:
+            action()
+        self.todo = []
+
+    def _describe_roots(self, result, diff, roots):
+        """The root part of ``result`` and ``diff`` (again after writing: new fingerprints)."""
+        current, previous, nxt, root_status, action, retired = roots
+        bundle = [current] + [r for r in (previous, nxt) if r is not None]
+        root_desc = current.describe(self.root_path("root-cert.pem"), root_status)
         prev_desc = (previous.describe(self.root_path("previous-root-cert.pem"), "trusted")
                      if previous is not None else None)
         next_desc = (nxt.describe(self.root_path("next-root-cert.pem"),
                                   "introduced" if action == "introduced" else "trusted")
                      if nxt is not None else None)
         phase = "introduced" if nxt is not None else ("switched" if previous is not None else "none")
-        changed = root_changed or bool(before_c or after_c)
-        result = dict(
-            changed=changed,
-            pki_dir=self.pki_dir,
+        result.update(
             root=root_desc,
             previous_root=prev_desc,
             next_root=next_desc,
             trust_bundle=[r.fingerprint for r in bundle],
             rotation=dict(action=action, window_open=phase != "none", phase=phase,
                           retired_fingerprint=retired.fingerprint if retired else None),
-            clusters=clusters,
-            summary=self._summary(clusters),
-            unmanaged_clusters=unmanaged,
+            summary=self._summary(result["clusters"]),
         )
-        diff_before = dict(root=None if root_status in ("created", "imported") else dict(
+        diff["before"]["root"] = None if root_status in ("created", "imported") else dict(
             fingerprint_sha256=(previous.fingerprint if root_status == "switched" else current.fingerprint),
-            trust_bundle=self._old_bundle(current, previous, nxt, root_status, action, retired)),
-            clusters=before_c)
-        diff_after = dict(root=dict(fingerprint_sha256=current.fingerprint,
-                                    subject=root_desc["subject"], not_after=root_desc["not_after"],
-                                    status=root_status, rotation=action,
-                                    trust_bundle=[r.fingerprint for r in bundle]),
-                          clusters=after_c)
-        return result, dict(before=diff_before, after=diff_after)
+            trust_bundle=self._old_bundle(current, previous, nxt, root_status, action, retired))
+        diff["after"]["root"] = dict(fingerprint_sha256=current.fingerprint,
+                                     subject=root_desc["subject"], not_after=root_desc["not_after"],
+                                     status=root_status, rotation=action,
+                                     trust_bundle=[r.fingerprint for r in bundle])
 
     @staticmethod
     def _summary(clusters):
@@ -877,7 +909,7 @@ class MeshCA:
         bundle.append(desc["fingerprint_sha256"])
         return desc
 
-    def _apply_absent(self):
+    def _plan_absent(self):
         """state=absent: delete the listed clusters' folders; the roots are never touched."""
         if self.root_rotation != "none" or self.force_reissue:
             self.warn("root_rotation and force_reissue are ignored with state=absent")

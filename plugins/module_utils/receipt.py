@@ -11,14 +11,15 @@ run. So ``site.yml`` ends its mesh part by recording a *receipt* in the state di
   sources, the collection's roles, plugins and playbooks, the Ansible config file, the
   extra vars and tag/limit options of the command line, ``MESHFLEET_*`` environment
   variables, the Ansible and Python versions, and the built tools (size and mtime);
-- each mesh step's module name and the exact arguments it ran with (``module_args`` of its
-  registered result, see ``MeshfleetModule.return_args``), and the result fields later
-  plays read.
+- each mesh step's class and the arguments a re-run passes (``receipt_step`` and
+  ``module_args`` of its registered result: every module class with ``receipt_step = True``
+  returns them, see ``MeshfleetModule``), and its result.
 
 The next run first loads the receipt (action ``meshfleet.mesh.converge_receipt``). When
-the fingerprint is the same, the same arguments would be computed again, so it runs every
-recorded step's own module code in check mode, one forked process per host: the
-same drift checks as a normal run (cluster processes and API server, every Istio object
+the fingerprint is the same, the same arguments would be computed again, so it asks every
+recorded step's own module code the one question of ``MeshfleetModule.check``: is its plan
+empty and is it healthy? One forked process per host; the same observations and plans as a
+normal run (cluster processes and API server, every Istio object
 and label, ``cacerts`` against the PKI, istiod's process, configuration and readiness,
 each remote secret's server, CA and token expiry, the PKI's expiry). Only when none of
 them would change anything is the mesh part skipped; anything else (no receipt, other
@@ -38,31 +39,21 @@ import importlib
 import json
 import os
 import platform
+import re
 import select
 import signal
-import subprocess
 import sys
 import time
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    MeshfleetError, ensure_private_dir, write_file_atomic)
+    MeshfleetError, MeshfleetModule, Plan, ensure_private_dir, write_file_atomic)
 
-VERSION = 1
+VERSION = 2
 FILE_NAME = "converge-receipt.json"
 NO_LOG_MARK = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 _PKG = "ansible_collections.meshfleet.mesh.plugins"
-# module name -> (python module, class) of the steps a receipt may hold
-STEPS = {
-    "topology_validate": (_PKG + ".modules.topology_validate", "TopologyValidateModule"),
-    "mesh_ca": (_PKG + ".modules.mesh_ca", "MeshCAModule"),
-    "cluster": (_PKG + ".module_utils.cluster", "ClusterModule"),
-    "istio_install": (_PKG + ".module_utils.istio_install", "IstioInstallModule"),
-    "istiod_local": (_PKG + ".module_utils.istiod_local", "IstiodLocalModule"),
-    "remote_secret": (_PKG + ".module_utils.remote_secret", "RemoteSecretModule"),
-}
-# One-shot arguments a run derives from what it just did, and what a re-run would pass
-# instead: istiod is restarted when this run rewrote cacerts, started otherwise.
-ONE_SHOT = {"istiod_local": {"state": {"restarted": "started"}}}
+#: ``<module_utils file>.<class>``, as MeshfleetModule.step_name() makes it
+STEP_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[A-Z][A-Za-z0-9]*$")
 # seconds the checks of all hosts may take together (a hung API server: the normal path runs)
 CHECK_TIMEOUT = 120
 # files bigger than this are fingerprinted by size and mtime (the Go tools are 100+ MB)
@@ -146,30 +137,29 @@ def _has_no_log_value(value):
 
 
 def steps_from_results(results):
-    """Receipt steps from ``[{host, var, module, result}]`` (registered results). Returns
-    ``(steps, problem)``; ``problem`` says why nothing can be recorded."""
+    """Receipt steps from ``[{host, var, result}]`` (registered results of receipt steps).
+    Returns ``(steps, problem)``; ``problem`` says why nothing can be recorded."""
     steps = []
     for item in results:
-        host, var, module, result = item.get("host"), item.get("var"), item.get("module"), item.get("result")
+        host, var, result = item.get("host"), item.get("var"), item.get("result")
         where = "%s of %s" % (var, host)
-        if module not in STEPS:
-            return None, "%s: unknown module %r (one of %s)" % (where, module, ", ".join(sorted(STEPS)))
         if not isinstance(result, dict) or result.get("skipped"):
             continue
         if result.get("failed"):
             return None, "%s failed" % where
         if "censored" in result:
             return None, "%s was hidden by no_log" % where
+        name = result.get("receipt_step")
+        if not isinstance(name, str) or not STEP_NAME.match(name):
+            return None, "%s is not the result of a converge-receipt step (receipt_step %r)" % (where, name)
         args = result.get("module_args")
         if not isinstance(args, dict):
             return None, "%s has no recorded module arguments" % where
         if _has_no_log_value(args):
             return None, "%s has a no_log argument (the receipt never stores secrets)" % where
-        args = dict(args)
-        for key, values in ONE_SHOT.get(module, {}).items():
-            args[key] = values.get(args.get(key), args.get(key))
-        keep = dict((k, v) for k, v in result.items() if k not in ("module_args", "diff", "changed"))
-        steps.append(dict(host=host, var=var, module=module, args=args, result=keep))
+        keep = dict((k, v) for k, v in result.items()
+                    if k not in ("module_args", "receipt_step", "diff", "changed"))
+        steps.append(dict(host=host, var=var, module=name, args=dict(args), result=keep))
     return steps, None
 
 
@@ -203,63 +193,26 @@ def drop(state_dir):
 
 
 # --- checking ----------------------------------------------------------------------------
-class CheckModeShim:
-    """What a MeshfleetModule needs from AnsibleModule, for an in-process check-mode run."""
-
-    def __init__(self, params):
-        self.params = params
-        self.check_mode = True
-        self._diff = False
-        self.no_log_values = set()
-        self.warnings = []
-
-    def warn(self, msg):
-        self.warnings.append(msg)
-
-    def fail_json(self, msg, **kwargs):
-        raise MeshfleetError(msg)
-
-    def exit_json(self, **kwargs):  # pragma: no cover - run() is called, never __call__
-        raise MeshfleetError("exit_json called in a check-mode step")
-
-    def run_command(self, args, environ_update=None, check_rc=False, **kwargs):
-        env = dict(os.environ)
-        env.update(environ_update or {})
-        proc = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, check=False)
-        return proc.returncode, proc.stdout, proc.stderr
+def step_class(name):
+    """The module class of a recorded step (``<module_utils file>.<class>``)."""
+    if not isinstance(name, str) or not STEP_NAME.match(name):
+        raise MeshfleetError("%r is not a converge-receipt step" % (name,))
+    mod, cls_name = name.split(".")
+    cls = getattr(importlib.import_module("%s.module_utils.%s" % (_PKG, mod)), cls_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, MeshfleetModule) and cls.receipt_step):
+        raise MeshfleetError("%s is not a converge-receipt step" % name)
+    return cls
 
 
 def run_step(step):
-    """Run one recorded step's module in check mode; its result dict."""
-    mod_name, cls_name = STEPS[step["module"]]
-    cls = getattr(importlib.import_module(mod_name), cls_name)
-    shim = CheckModeShim(copy.deepcopy(step["args"]))
-    module = cls(module=shim)
-    result = dict(module.result)
-    result.update(module.run() or {})
-    return result
+    """Ask one recorded step's module, on its own copy of the arguments: ``(why, result)``;
+    ``why`` is None when its plan is empty and it is healthy."""
+    return step_class(step["module"])(params=copy.deepcopy(step["args"])).check()
 
 
-def would_change(step, result):
-    """Why the normal path must run for this step (None when it would change nothing)."""
-    if result.get("changed"):
-        bits = result.get("reasons") or result.get("reason") or result.get("applied") or ""
-        if isinstance(bits, list):
-            bits = "; ".join(str(b) for b in bits[:3])
-        return "would change" + (": %s" % bits if bits else "")
-    if step["module"] == "remote_secret" and any(s.get("changed") for s in result.get("secrets") or []):
-        return "would change a remote secret"
-    if step["module"] == "cluster":
-        now, then = result.get("cluster") or {}, (step.get("result") or {}).get("cluster") or {}
-        if not now.get("ready"):
-            return "cluster not ready"
-        for key in ("api_server", "kubeconfig"):
-            if now.get(key) != then.get(key):
-                return "%s changed (%s -> %s)" % (key, then.get(key), now.get(key))
-    if step["module"] == "istiod_local" and not (result.get("istiod") or {}).get("ready"):
-        return "istiod not ready"
-    return None
+def step_label(step):
+    """The step's module name for messages (``remote_secret``)."""
+    return str(step.get("module")).split(".")[0]
 
 
 def _check_host(host_steps):
@@ -267,14 +220,13 @@ def _check_host(host_steps):
     results = {}
     for step in host_steps:
         try:
-            res = run_step(step)
-            why = would_change(step, res)
+            why, res = run_step(step)
         except MeshfleetError as e:
             res, why = None, "check failed: %s" % e.msg.splitlines()[0]
         except Exception as e:  # a step's own bug must not hide drift: run the normal path
             res, why = None, "check failed: %s: %s" % (type(e).__name__, e)
         if why:
-            return "%s %s" % (step["module"], why), {}
+            return "%s %s" % (step_label(step), why), {}
         results[step["var"]] = res
     return None, results
 
@@ -344,3 +296,41 @@ def check(steps, parallel=True):
         return False, "; ".join(problems), {}
     results = dict((h, o[1]) for h, o in zip(hosts, outcomes))
     return True, "%d steps on %d hosts would change nothing" % (len(steps), len(hosts)), results
+
+
+# --- recording and dropping, as a module would (the action plugin's state=recorded/absent) ---
+class ReceiptModule(MeshfleetModule):
+    """``state=recorded``/``absent`` of the converge_receipt action: planned, and applied
+    outside check mode, like any module. ``fingerprint(steps)`` returns ``(sha256, parts)``
+    (the action computes it: it sees the controller's run)."""
+
+    def __init__(self, module=None, params=None, fingerprint=None):
+        super(ReceiptModule, self).__init__(module, params)
+        self.fingerprint = fingerprint
+        self.fields = {}
+
+    def observe(self):
+        return os.path.exists(receipt_path(self.params["state_dir"]))
+
+    def plan(self, exists):
+        state_dir = self.params["state_dir"]
+        plan = Plan()
+        if self.params["state"] == "absent":
+            self.fields = dict(dropped=exists)
+            if exists:
+                plan.add("drop the receipt", lambda: drop(state_dir))
+            return plan
+        steps, problem = steps_from_results(self.params["results"])
+        if problem:
+            self.fields = dict(recorded=False, reason=problem)
+            return plan.add("drop the receipt: %s" % problem, lambda: drop(state_dir))
+        self.fields = dict(recorded=False, steps=len(steps), reason="check mode")
+        return plan.add("record %d steps" % len(steps), lambda: self._save(steps))
+
+    def _save(self, steps):
+        fp, parts = self.fingerprint(steps)
+        save(self.params["state_dir"], fp, steps, parts)
+        self.fields.update(recorded=True, reason="%d steps recorded" % len(steps))
+
+    def result(self, observed, plan):
+        return dict(self.fields)

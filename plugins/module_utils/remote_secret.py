@@ -41,7 +41,7 @@ try:
 except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
     HAS_YAML = False
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, MeshfleetModule, yaml_load
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, MeshfleetModule, Plan, yaml_load
 from ansible_collections.meshfleet.mesh.plugins.module_utils.kubeconfig import build_kubeconfig, dump
 
 SECRET_PREFIX = "istio-remote-secret-"
@@ -466,7 +466,7 @@ def binds_service_account(binding, namespace, name):
 
 # --- the module ---------------------------------------------------------------------------
 class RemoteSecretModule(MeshfleetModule):
-    return_args = True  # recorded in the converge receipt
+    receipt_step = True
     argument_spec = dict(
         cluster_name=dict(type="str"),
         sources=dict(type="list", elements="dict", options=dict(
@@ -505,10 +505,11 @@ class RemoteSecretModule(MeshfleetModule):
     #: injectable for tests
     clock = staticmethod(utcnow)
 
-    def __init__(self, module=None):
-        super(RemoteSecretModule, self).__init__(module)
+    def __init__(self, module=None, params=None):
+        super(RemoteSecretModule, self).__init__(module, params)
         self._src = None
         self._tgt = None
+        self.todo = Plan()
 
     # --- clients --------------------------------------------------------------------
     def _cluster(self, which):
@@ -529,46 +530,60 @@ class RemoteSecretModule(MeshfleetModule):
             self._tgt = self._cluster("target")
         return self._tgt
 
-    def _no_log(self, value):
-        if value:
-            self.module.no_log_values.add(value)
-
-    # --- run ------------------------------------------------------------------------
-    def run(self):
-        if self.params.get("sources") is not None:
-            return self.run_sources()
-        return self.run_one()
-
-    def run_sources(self):
-        """One secret per entry of ``sources`` into the same target, in one process."""
+    # --- plan / result ----------------------------------------------------------------
+    # Planning reads the clusters and queues every write in ``self.todo`` (the plan); the
+    # base runs it (apply) outside check mode. With ``sources``, one child module per source
+    # plans its secret and the plan is theirs, in order.
+    def plan(self, observed):
+        self.children = None
+        if self.params.get("sources") is None:
+            self.out.update(self.plan_one())
+            self.todo.before, self.todo.after = self.diff_before, self.diff_after
+            return self.todo
         p = self.params
         names = [s["cluster_name"] for s in p["sources"]]
         dupes = sorted(set(n for n in names if names.count(n) > 1))
         if dupes:
             raise MeshfleetError("sources: cluster_name %s given more than once" % ", ".join(dupes))
-        secrets, before, after = [], {}, {}
+        self.children = []
         for source in p["sources"]:
-            one = type(self)(module=self.module)
-            one.params = dict(p, sources=None, **dict((k, source[k]) for k in self.SOURCE_KEYS))
+            one = type(self)(module=self.module, params=dict(p, sources=None, **dict((k, source[k]) for k in self.SOURCE_KEYS)))
             one._tgt = self._tgt = self._tgt or one.tgt
             one.clock = self.clock
             try:
-                one.result.update(one.run_one())
+                one.out.update(one.plan_one())
             except MeshfleetError as e:
                 raise MeshfleetError("source %s: %s" % (source["cluster_name"], e.msg),
-                                     secrets=secrets, **e.details)
-            diff = one.result.pop("diff", None)
-            if diff:
-                before[one.result["secret_name"]] = diff["before"]
-                after[one.result["secret_name"]] = diff["after"]
-            secrets.append(one.result)
-        changed = any(r["changed"] for r in secrets)
-        if changed:
-            self.set_diff(before, after)
-        return dict(changed=changed, secrets=secrets, namespace=p["namespace"],
+                                     secrets=[c.child_result() for c in self.children], **e.details)
+            self.children.append(one)
+            self.todo.extend(one.todo)
+        changed = [c for c in self.children if c.todo]
+        self.todo.before = dict((c.out["secret_name"], c.diff_before) for c in changed)
+        self.todo.after = dict((c.out["secret_name"], c.diff_after) for c in changed)
+        return self.todo
+
+    def apply(self, plan, observed):
+        plan.run()
+        for child in self.children or ():
+            if child.todo:
+                plan.after[child.out["secret_name"]] = child.diff_after
+        if self.children is None:
+            plan.after = self.diff_after
+
+    def child_result(self):
+        out = dict(self.out)
+        out.pop("diff", None)
+        out["changed"] = bool(self.todo)
+        return out
+
+    def result(self, observed, plan):
+        if self.children is None:
+            return dict(self.out)
+        secrets = [c.child_result() for c in self.children]
+        return dict(secrets=secrets, namespace=self.params["namespace"],
                     renewed=any(r.get("renewed") for r in secrets))
 
-    def run_one(self):
+    def plan_one(self):
         p = self.params
         if p["state"] == "present" and not p["source_kubeconfig"]:
             raise MeshfleetError("source_kubeconfig is required with state=present")
@@ -586,8 +601,8 @@ class RemoteSecretModule(MeshfleetModule):
             p["renew_before"] = p["token_lifetime"] // 3
         if p["renew_before"] < 0:
             raise MeshfleetError("renew_before must not be negative")
-        self.result.update(secret_name=secret_name(p["cluster_name"]), namespace=p["namespace"],
-                           cluster_name=p["cluster_name"])
+        self.out.update(secret_name=secret_name(p["cluster_name"]), namespace=p["namespace"],
+                        cluster_name=p["cluster_name"])
         if p["state"] == "absent":
             return self.absent()
         return self.present()
@@ -600,17 +615,15 @@ class RemoteSecretModule(MeshfleetModule):
         actions = []
         if src.call("read namespace %s" % ns, src.core.read_namespace, ns, not_found=None) is None:
             actions.append("created namespace %s" % ns)
-            if not self.check_mode:
-                src.call("create namespace %s" % ns, src.core.create_namespace,
-                         {"metadata": {"name": ns}})
+            self.todo.add("source: create namespace %s" % ns, lambda: src.call(
+                "create namespace %s" % ns, src.core.create_namespace, {"metadata": {"name": ns}}))
         sa = src.call("read service account %s/%s" % (ns, sa_name),
                       src.core.read_namespaced_service_account, sa_name, ns, not_found=None)
         if sa is None:
             actions.append("created service account %s/%s" % (ns, sa_name))
-            if not self.check_mode:
-                sa = src.call("create service account %s/%s" % (ns, sa_name),
-                              src.core.create_namespaced_service_account, ns,
-                              {"metadata": {"name": sa_name, "namespace": ns, "labels": dict(READER_LABELS)}})
+            self.todo.add("source: create service account %s/%s" % (ns, sa_name), lambda: src.call(
+                "create service account %s/%s" % (ns, sa_name), src.core.create_namespaced_service_account, ns,
+                {"metadata": {"name": sa_name, "namespace": ns, "labels": dict(READER_LABELS)}}))
         reader = dict(service_account=sa_name, namespace=ns)
         reader.update(self.ensure_reader_rbac(actions))
         reader["actions"] = actions
@@ -665,13 +678,13 @@ class RemoteSecretModule(MeshfleetModule):
                 "metadata": {"name": name, "labels": dict(READER_LABELS)}, "rules": rules}
         if role is None:
             actions.append("created cluster role %s" % name)
-            if not self.check_mode:
-                src.call("create cluster role %s" % name, src.rbac.create_cluster_role, body)
+            self.todo.add("source: create cluster role %s" % name, lambda: src.call(
+                "create cluster role %s" % name, src.rbac.create_cluster_role, body))
         elif normalise_rules(role.get("rules")) != normalise_rules(rules) or not is_ours(role):
             actions.append("updated cluster role %s" % name)
-            if not self.check_mode:
-                body["metadata"]["resourceVersion"] = role["metadata"].get("resourceVersion")
-                src.call("replace cluster role %s" % name, src.rbac.replace_cluster_role, name, body)
+            body["metadata"]["resourceVersion"] = role["metadata"].get("resourceVersion")
+            self.todo.add("source: update cluster role %s" % name, lambda: src.call(
+                "replace cluster role %s" % name, src.rbac.replace_cluster_role, name, body))
 
     def _converge_binding(self, name, ns, sa_name, actions):
         src = self.src
@@ -683,8 +696,8 @@ class RemoteSecretModule(MeshfleetModule):
                            src.rbac.read_cluster_role_binding, name, not_found=None)
         if binding is None:
             actions.append("created cluster role binding %s" % name)
-            if not self.check_mode:
-                src.call("create cluster role binding %s" % name, src.rbac.create_cluster_role_binding, body)
+            self.todo.add("source: create cluster role binding %s" % name, lambda: src.call(
+                "create cluster role binding %s" % name, src.rbac.create_cluster_role_binding, body))
             return
         if not is_ours(binding):
             if binding.get("roleRef", {}).get("name") == name and binds_service_account(binding, ns, sa_name):
@@ -695,15 +708,16 @@ class RemoteSecretModule(MeshfleetModule):
                 % (src.server, name, name, ns, sa_name))
         if binding.get("roleRef") != body["roleRef"]:
             actions.append("re-created cluster role binding %s (roleRef changed)" % name)
-            if not self.check_mode:
+
+            def recreate():
                 src.call("delete cluster role binding %s" % name, src.rbac.delete_cluster_role_binding, name)
                 src.call("create cluster role binding %s" % name, src.rbac.create_cluster_role_binding, body)
+            self.todo.add("source: re-create cluster role binding %s" % name, recreate)
         elif binding.get("subjects") != body["subjects"]:
             actions.append("updated cluster role binding %s" % name)
-            if not self.check_mode:
-                body["metadata"]["resourceVersion"] = binding["metadata"].get("resourceVersion")
-                src.call("replace cluster role binding %s" % name,
-                         src.rbac.replace_cluster_role_binding, name, body)
+            body["metadata"]["resourceVersion"] = binding["metadata"].get("resourceVersion")
+            self.todo.add("source: update cluster role binding %s" % name, lambda: src.call(
+                "replace cluster role binding %s" % name, src.rbac.replace_cluster_role_binding, name, body))
 
     def source_ca(self):
         """The source CA (base64 PEM): the kubeconfig's, else the cluster's kube-root-ca.crt."""
@@ -753,7 +767,7 @@ class RemoteSecretModule(MeshfleetModule):
         if not token:
             raise MeshfleetError("source cluster (%s) returned no token for service account %s/%s"
                                  % (src.server, ns, sa_name))
-        self._no_log(token)
+        self.no_log(token)
         expires = parse_rfc3339(status["expirationTimestamp"]) if status.get("expirationTimestamp") else None
         if expires is not None and expires.tzinfo is None:
             expires = expires.replace(tzinfo=datetime.timezone.utc)
@@ -785,7 +799,7 @@ class RemoteSecretModule(MeshfleetModule):
         server = p["server"] or src.server
         if not server or not re.match(r"^https?://", server):
             raise MeshfleetError("server %r is not an http(s) URL" % server)
-        self.result["server"] = server
+        self.out["server"] = server
         existing = self._read_secret()
 
         if p["manage_rbac"]:
@@ -799,14 +813,14 @@ class RemoteSecretModule(MeshfleetModule):
                     "source cluster (%s): service account %s/%s does not exist and manage_rbac is false; "
                     "install Istio's base chart there or set manage_rbac=true" % (src.server, ns, sa_name))
             reader = dict(service_account=sa_name, namespace=ns, managed=False, actions=[])
-        self.result["reader"] = reader
+        self.out["reader"] = reader
         source_changed = bool(reader["actions"])
         ca_data = self.source_ca()
         now = self.clock()
 
         current = inspect_secret(existing, cluster) if existing is not None else None
         if current is not None:
-            self._no_log(current.get("token"))
+            self.no_log(current.get("token"))
         sa_uid = ((sa or {}).get("metadata") or {}).get("uid")
         reasons = renewal_reasons(current, server, ca_data, p["tls_server_name"], (ns, sa_name, sa_uid),
                                   now, p["renew_before"])
@@ -815,29 +829,18 @@ class RemoteSecretModule(MeshfleetModule):
         renew = bool(reasons)
 
         if renew:
-            if self.check_mode:
-                token, expires = None, now + datetime.timedelta(seconds=p["token_lifetime"])
-            else:
-                token, expires = self.request_token(ns, sa_name)
+            token, expires = None, now + datetime.timedelta(seconds=p["token_lifetime"])
         else:
             token, expires = current["token"], current["expires"]
         kubeconfig = remote_kubeconfig(cluster, server, ca_data, token or "<new token>", p["tls_server_name"])
         desired = secret_body(cluster, ns, kubeconfig, expires, server, existing)
         target_changed = secret_differs(existing, desired, cluster)
 
-        if target_changed and not self.check_mode:
-            self._ensure_target_namespace()
-            name = desired["metadata"]["name"]
-            if existing is None:
-                tgt.call("create secret %s/%s" % (ns, name), tgt.core.create_namespaced_secret, ns, desired)
-            else:
-                tgt.call("replace secret %s/%s" % (ns, name), tgt.core.replace_namespaced_secret,
-                         name, ns, desired)
-
         before_note = "expires %s" % rfc3339(current.get("expires")) if current and current.get("expires") \
             else "not time-bound" if current and current.get("time_bound") is False else "unreadable"
         after_note = ("new token, expires %s" if renew else "expires %s") % rfc3339(expires)
-        self.set_diff(diff_view(existing, cluster, before_note), diff_view(desired, cluster, after_note))
+        self.diff_before = diff_view(existing, cluster, before_note)
+        self.diff_after = diff_view(desired, cluster, after_note)
 
         if reasons:
             reason = ", ".join(reasons)
@@ -845,8 +848,29 @@ class RemoteSecretModule(MeshfleetModule):
             reason = "metadata changed"
         else:
             reason = "unchanged"
-        return dict(changed=target_changed or source_changed, renewed=renew, reason=reason,
-                    token_expires=rfc3339(expires), server=server)
+        if renew or target_changed:
+            self.todo.add("target: %s secret %s/%s (%s)" % ("create" if existing is None else "replace", ns,
+                                                            desired["metadata"]["name"], reason),
+                          lambda: self._write_secret(existing, desired, renew, ca_data, server))
+        return dict(renewed=renew, reason=reason, token_expires=rfc3339(expires), server=server)
+
+    def _write_secret(self, existing, desired, renew, ca_data, server):
+        """Request the new token (when renewing), then create or replace the secret."""
+        p, tgt = self.params, self.tgt
+        ns, cluster = p["namespace"], p["cluster_name"]
+        if renew:
+            token, expires = self.request_token(ns, p["service_account"])
+            kubeconfig = remote_kubeconfig(cluster, server, ca_data, token, p["tls_server_name"])
+            desired = secret_body(cluster, ns, kubeconfig, expires, server, existing)
+            self.diff_after = diff_view(desired, cluster, "new token, expires %s" % rfc3339(expires))
+            self.out["token_expires"] = rfc3339(expires)
+        self._ensure_target_namespace()
+        name = desired["metadata"]["name"]
+        if existing is None:
+            tgt.call("create secret %s/%s" % (ns, name), tgt.core.create_namespaced_secret, ns, desired)
+        else:
+            tgt.call("replace secret %s/%s" % (ns, name), tgt.core.replace_namespaced_secret,
+                     name, ns, desired)
 
     def _ensure_target_namespace(self):
         tgt, ns = self.tgt, self.params["namespace"]
@@ -858,20 +882,18 @@ class RemoteSecretModule(MeshfleetModule):
         ns, cluster = p["namespace"], p["cluster_name"]
         name = secret_name(cluster)
         existing = self._read_secret()
-        changed = existing is not None
+        self.diff_before, self.diff_after = {}, {}
         if existing is not None:
             current = inspect_secret(existing, cluster)
-            self._no_log(current.get("token"))
-            self.set_diff(diff_view(existing, cluster, "deleted"), {})
-            if not self.check_mode:
-                tgt.call("delete secret %s/%s" % (ns, name), tgt.core.delete_namespaced_secret, name, ns,
-                         not_found=None)
-        result = dict(changed=changed, renewed=False, reason="deleted" if changed else "absent",
+            self.no_log(current.get("token"))
+            self.diff_before = diff_view(existing, cluster, "deleted")
+            self.todo.add("target: delete secret %s/%s" % (ns, name), lambda: tgt.call(
+                "delete secret %s/%s" % (ns, name), tgt.core.delete_namespaced_secret, name, ns, not_found=None))
+        result = dict(renewed=False, reason="deleted" if existing is not None else "absent",
                       token_expires=None, server=None)
         if p["remove_reader"]:
             removed = self.remove_reader()
             result["reader"] = dict(service_account=p["service_account"], namespace=ns, actions=removed)
-            result["changed"] = result["changed"] or bool(removed)
         return result
 
     def remove_reader(self):
@@ -887,13 +909,14 @@ class RemoteSecretModule(MeshfleetModule):
                 obj = src.call("read %s %s" % (kind, name), read, name, not_found=None)
                 if obj is not None and is_ours(obj):
                     removed.append("deleted %s %s" % (kind, name))
-                    if not self.check_mode:
-                        src.call("delete %s %s" % (kind, name), delete, name, not_found=None)
+                    self.todo.add("source: delete %s %s" % (kind, name),
+                                  lambda kind=kind, name=name, delete=delete: src.call(
+                                      "delete %s %s" % (kind, name), delete, name, not_found=None))
         sa = src.call("read service account %s/%s" % (ns, sa_name),
                       src.core.read_namespaced_service_account, sa_name, ns, not_found=None)
         if sa is not None and is_ours(sa):
             removed.append("deleted service account %s/%s" % (ns, sa_name))
-            if not self.check_mode:
-                src.call("delete service account %s/%s" % (ns, sa_name),
-                         src.core.delete_namespaced_service_account, sa_name, ns, not_found=None)
+            self.todo.add("source: delete service account %s/%s" % (ns, sa_name), lambda: src.call(
+                "delete service account %s/%s" % (ns, sa_name), src.core.delete_namespaced_service_account,
+                sa_name, ns, not_found=None))
         return removed

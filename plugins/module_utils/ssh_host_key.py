@@ -174,13 +174,23 @@ def record(path, name, keys):
 
 
 def check_host_key(vm, host, port=22, known_hosts=None, strict=None, ssh_common_args="",
-                   timeout=10, check_mode=False, scanner=None):
-    """Compare the VM's offered host keys with the pinned ones; pin them on first contact.
+                   timeout=10, scanner=None):
+    """:func:`plan_host_key`, then its ``apply``: the result after pinning."""
+    dummy, apply = plan_host_key(vm, host, port, known_hosts, strict, ssh_common_args, timeout, scanner)
+    return apply()
+
+
+def plan_host_key(vm, host, port=22, known_hosts=None, strict=None, ssh_common_args="",
+                  timeout=10, scanner=None):
+    """Compare the VM's offered host keys with the pinned ones; on first contact, plan to pin
+    them. Returns ``(result, apply)``; ``apply()`` makes the known_hosts folder (ssh records
+    an accept-new key only into a folder that exists), pins the keys when the plan says so and
+    returns the result.
 
     ``known_hosts`` and ``strict`` default to ``UserKnownHostsFile`` and
-    ``StrictHostKeyChecking`` of ``ssh_common_args``. Returns a result dict with
-    ``status``: ``match`` (a pinned key is offered), ``pinned`` (first contact, keys
-    recorded), ``unreachable`` (nothing answered: the play's connection reports it),
+    ``StrictHostKeyChecking`` of ``ssh_common_args``. The result has ``changed`` (keys would
+    be pinned) and ``status``: ``match`` (a pinned key is offered), ``pinned`` (first contact,
+    keys recorded), ``unreachable`` (nothing answered: the play's connection reports it),
     ``unchecked`` (no known_hosts file in the VM's ssh arguments, or a ProxyJump /
     ProxyCommand: ssh itself enforces the pin then). Raises MeshfleetError on
     a changed key, or an unpinned VM under ``StrictHostKeyChecking=yes``.
@@ -194,28 +204,29 @@ def check_host_key(vm, host, port=22, known_hosts=None, strict=None, ssh_common_
                   strict=bool(strict), pinned=[], offered=[])
     if not known_hosts:
         result["status"] = "unchecked"
-        return result
+        return result, lambda: result
     known_hosts = os.path.expanduser(known_hosts.split()[0])
     result["known_hosts"] = known_hosts
-    if not check_mode:
-        # ssh records an accept-new key only into a folder that exists
+
+    def folder():
         ensure_private_dir(os.path.dirname(os.path.abspath(known_hosts)))
+        return result
     if opts.get("proxyjump", "none").lower() != "none" or opts.get("proxycommand", "none").lower() != "none":
         # the VM is reached through a jump host: a scan from here could reach another
         # machine; ssh itself enforces the pinned key (and pins it on first contact)
         result["status"] = "unchecked"
-        return result
+        return result, folder
     pinned = pinned_keys(known_hosts, name)
     result["pinned"] = ["%s %s" % (t, fingerprint(k)) for t, k, _n in pinned]
     offered = (scanner or scan)(host, port, timeout)
     result["offered"] = ["%s %s" % (t, fingerprint(k)) for t, k in offered]
     if not offered:
         result["status"] = "unreachable"
-        return result
+        return result, folder
     if pinned:
         if set((t, k) for t, k, _n in pinned) & set(offered):
             result["status"] = "match"
-            return result
+            return result, folder
         raise MeshfleetError(
             "VM %s (%s): host key does not match the pinned key in %s (line %s: %s; the VM "
             "offers %s); if the VM was rebuilt, remove its line (ssh-keygen -R '%s' -f %s) and "
@@ -230,9 +241,10 @@ def check_host_key(vm, host, port=22, known_hosts=None, strict=None, ssh_common_
             "re-create the VM, or add its key to that file)" % (vm, name, known_hosts), **result)
     result["changed"] = True
     result["status"] = "pinned"
-    if not check_mode:
-        added = record(known_hosts, name, offered)
-        if not added:  # pinned meanwhile by another fork: compare with that
-            return check_host_key(vm, host, port, known_hosts, strict, "", timeout, check_mode,
-                                  scanner=lambda *a: offered)
-    return result
+
+    def pin():
+        folder()
+        if not record(known_hosts, name, offered):  # pinned meanwhile by another fork: compare with that
+            return check_host_key(vm, host, port, known_hosts, strict, "", timeout, scanner=lambda *a: offered)
+        return result
+    return result, pin

@@ -64,7 +64,7 @@ except ImportError:  # pragma: no cover - the toolkit's venv has it
     HAS_YAML = False
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    MeshfleetError, MeshfleetModule, ensure_private_dir, write_file_atomic)
+    MeshfleetError, MeshfleetModule, Plan, ensure_private_dir, write_file_atomic)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.remote_secret import (
     claims_expiry, claims_service_account, jwt_claims, rfc3339, utcnow)
 
@@ -434,18 +434,20 @@ class VmBootstrapModule(MeshfleetModule):
         mutually_exclusive=[("internal_ip", "external_ip")],
     )
 
-    def run(self):
+    # plan reads the cluster and renders the files (a token to renew is left out: requesting
+    # one is apply's); apply requests it and writes the files
+    def plan(self, observed):
         p = self.params
         dest = p["dest"]
+        self.todo = None
         if not HAS_YAML:
             raise MeshfleetError("the PyYAML Python library is required on the controller (pip install pyyaml)")
         if p["state"] == "absent":
-            existed = os.path.isdir(dest)
-            if existed:
-                self.set_diff({"files": sorted(os.listdir(dest))}, {"files": []})
-                if not self.check_mode:
-                    shutil.rmtree(dest)
-            return dict(changed=existed, bootstrap_dir=dest)
+            self.fields = dict(bootstrap_dir=dest)
+            if not os.path.isdir(dest):
+                return Plan()
+            return Plan({"files": sorted(os.listdir(dest))}, {"files": []}).add(
+                "remove %s" % dest, lambda: shutil.rmtree(dest))
         if p["token_lifetime"] < MIN_TOKEN_LIFETIME:
             raise MeshfleetError("token_lifetime must be at least %d seconds (the TokenRequest API "
                                  "refuses less)" % MIN_TOKEN_LIFETIME)
@@ -483,18 +485,17 @@ class VmBootstrapModule(MeshfleetModule):
                                                 sa_name, sa.metadata.uid)
         if p["force_token"]:
             renew, reason = True, "force_token"
-        token = old_token
+        token = None if renew else old_token
         if renew:
-            if self.check_mode:
-                token = None
-                expires = None
-            else:
-                token, expires = self._request_token(kc, k8s, namespace, sa_name, p["token_lifetime"])
-        files = render(wg, mesh_text, cluster_id, root_cert, hosts_address, token or "",
-                       istio_namespace=ns_istio, revision=p["revision"], auto_register=p["auto_register"],
-                       dns_capture=p["dns_capture"], discovery_port=p["discovery_port"],
-                       proxy_metadata=p["proxy_metadata"], internal_ip=p["internal_ip"],
-                       external_ip=p["external_ip"])
+            expires = None
+
+        def render_with(token):
+            return render(wg, mesh_text, cluster_id, root_cert, hosts_address, token or "",
+                          istio_namespace=ns_istio, revision=p["revision"], auto_register=p["auto_register"],
+                          dns_capture=p["dns_capture"], discovery_port=p["discovery_port"],
+                          proxy_metadata=p["proxy_metadata"], internal_ip=p["internal_ip"],
+                          external_ip=p["external_ip"])
+        files = render_with(token)
         changed_files = []
         before, after = {}, {}
         for fname in FILES:
@@ -512,17 +513,8 @@ class VmBootstrapModule(MeshfleetModule):
                 changed_files.append(fname)
                 before[fname] = old or ""
                 after[fname] = new
-        if changed_files:
-            self.set_diff(before, after)
-        if not self.check_mode:
-            ensure_private_dir(os.path.dirname(dest))
-            ensure_private_dir(dest)
-            for fname in FILES:
-                if fname == TOKEN_FILE and not renew:
-                    continue
-                write_file_atomic(os.path.join(dest, fname), files[fname], mode=0o600)
-        return dict(
-            changed=bool(changed_files),
+        self.todo = (renew, files, render_with, kc, k8s, namespace, sa_name)
+        self.fields = dict(
             changed_files=changed_files,
             bootstrap_dir=dest,
             files=dict((f, os.path.join(dest, f)) for f in FILES),
@@ -530,10 +522,35 @@ class VmBootstrapModule(MeshfleetModule):
             cluster_id=cluster_id,
             discovery_address=(yaml.safe_load(files["mesh.yaml"])["defaultConfig"].get("discoveryAddress")),
             hosts_address=hosts_address,
-            token_renewed=bool(renew) and not self.check_mode,
+            token_renewed=False,
             token_reason=reason,
             token_expires=rfc3339(expires),
         )
+        plan = Plan(before, after)
+        for fname in changed_files:
+            plan.add("write %s" % os.path.join(dest, fname))
+        return plan
+
+    def apply(self, plan, observed):
+        plan.run()
+        if self.todo is None:
+            return
+        renew, files, render_with, kc, k8s, namespace, sa_name = self.todo
+        dest = self.params["dest"]
+        if renew:
+            token, expires = self._request_token(kc, k8s, namespace, sa_name, self.params["token_lifetime"])
+            files = render_with(token)
+            plan.after[TOKEN_FILE] = redact_token(files[TOKEN_FILE])
+            self.fields.update(token_renewed=True, token_expires=rfc3339(expires))
+        ensure_private_dir(os.path.dirname(dest))
+        ensure_private_dir(dest)
+        for fname in FILES:
+            if fname == TOKEN_FILE and not renew:
+                continue
+            write_file_atomic(os.path.join(dest, fname), files[fname], mode=0o600)
+
+    def result(self, observed, plan):
+        return dict(self.fields)
 
     # --- reads -----------------------------------------------------------------------------
     def _workload_group(self, kc, k8s):
@@ -604,7 +621,7 @@ class VmBootstrapModule(MeshfleetModule):
         resp = kc.call("create a token for ServiceAccount %s/%s" % (namespace, sa_name),
                        kc.core.create_namespaced_service_account_token, sa_name, namespace, body)
         token = resp.status.token
-        self.module.no_log_values.add(token)
+        self.no_log(token)
         exp = resp.status.expiration_timestamp
         if isinstance(exp, datetime.datetime) and exp.tzinfo is None:
             exp = exp.replace(tzinfo=datetime.timezone.utc)

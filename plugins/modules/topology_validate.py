@@ -111,26 +111,7 @@ summary:
       sample: "3 clusters on 2 networks, 3 primaries, 0 remotes; VM groups: web (1 host), db (1 host)"
 '''
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    MeshfleetError, MeshfleetModule)
-from ansible_collections.meshfleet.mesh.plugins.module_utils.topology import check_topology
-
-
-class TopologyValidateModule(MeshfleetModule):
-    return_args = True  # recorded in the converge receipt
-    argument_spec = dict(
-        topology=dict(type="dict", required=True),
-        extra_errors=dict(type="list", elements="str", default=[]),
-        unparsed=dict(type="bool", default=False),
-    )
-
-    def run(self):
-        errors, summary, msg = check_topology(self.params["topology"], self.params["extra_errors"],
-                                              self.params["unparsed"])
-        self.result.update(errors=errors, summary=summary)
-        if msg:
-            raise MeshfleetError(msg)
-        return self.result
+from ansible_collections.meshfleet.mesh.plugins.module_utils.topology_validate import TopologyValidateModule
 
 
 def main():

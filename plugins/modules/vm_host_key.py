@@ -98,25 +98,7 @@ offered:
   elements: str
 '''
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetModule
-from ansible_collections.meshfleet.mesh.plugins.module_utils.ssh_host_key import check_host_key
-
-
-class VmHostKeyModule(MeshfleetModule):
-    argument_spec = dict(
-        name=dict(type="str", required=True),
-        host=dict(type="str", required=True),
-        port=dict(type="int", default=22),
-        ssh_common_args=dict(type="str", default=""),
-        known_hosts=dict(type="path"),
-        strict=dict(type="bool"),
-        timeout=dict(type="int", default=10),
-    )
-
-    def run(self):
-        p = self.params
-        return check_host_key(p["name"], p["host"], p["port"], p["known_hosts"], p["strict"],
-                              p["ssh_common_args"], p["timeout"], self.check_mode)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_host_key import VmHostKeyModule
 
 
 def main():

@@ -99,63 +99,11 @@ tls_version:
   type: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_identity import (
-    IdentityError, check_certificate, connect_once, relay_once, serve_once)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_identity_check import VmIdentityCheckModule
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            mode=dict(type="str", default="check", choices=["check", "serve", "connect", "relay"]),
-            cert_dir=dict(type="path", default="/etc/certs"),
-            root_bundle=dict(type="str"),
-            expected_spiffe_id=dict(type="str"),
-            expected_peer_spiffe_id=dict(type="str"),
-            address=dict(type="str"),
-            port=dict(type="int"),
-            listen_address=dict(type="str"),
-            listen_port=dict(type="int"),
-            timeout=dict(type="int", default=30),
-        ),
-        required_if=[("mode", "check", ("root_bundle",)),
-                     ("mode", "serve", ("root_bundle", "address", "port")),
-                     ("mode", "connect", ("root_bundle", "address", "port")),
-                     ("mode", "relay", ("address", "port", "listen_address"))],
-        supports_check_mode=True,
-    )
-    p = module.params
-    try:
-        if p["mode"] == "check":
-            res = check_certificate(p["cert_dir"], p["root_bundle"], p["expected_spiffe_id"])
-            problems = []
-            if not res.get("chain_verified"):
-                problems.append("the chain does not verify to the root bundle: %s" % res.get("verify"))
-            if not res.get("valid_now"):
-                problems.append("the certificate is not valid now (not after %s)" % res.get("not_after"))
-            if p["expected_spiffe_id"] and not res.get("spiffe_id_ok"):
-                problems.append("the certificate's SPIFFE ids %s do not include %s"
-                                % (res.get("spiffe_ids"), p["expected_spiffe_id"]))
-            if problems:
-                module.fail_json(msg="; ".join(problems), **res)
-            module.exit_json(changed=False, **res)
-        if module.check_mode:
-            module.exit_json(changed=False, skipped=True, msg="nothing is listened on or sent in check mode")
-        if p["mode"] == "relay":
-            res = relay_once(p["listen_address"], p["listen_port"] or p["port"], p["address"], p["port"],
-                             p["timeout"])
-            module.exit_json(changed=False, **res)
-        if p["mode"] == "serve":
-            res = serve_once(p["address"], p["port"], p["cert_dir"], p["root_bundle"], p["timeout"])
-        else:
-            res = connect_once(p["address"], p["port"], p["cert_dir"], p["root_bundle"], p["timeout"])
-        want = p["expected_peer_spiffe_id"]
-        if want and want not in res["peer_spiffe_ids"]:
-            module.fail_json(msg="the peer presented %s, not %s" % (res["peer_spiffe_ids"], want), **res)
-        module.exit_json(changed=False, **res)
-    except (IdentityError, IOError, OSError) as e:
-        module.fail_json(msg=str(e))
+    VmIdentityCheckModule()()
 
 
 if __name__ == "__main__":

@@ -139,7 +139,7 @@ removed:
   elements: str
 '''
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.base import VmInstanceModule
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_instance import VmInstanceModule
 
 
 def main():

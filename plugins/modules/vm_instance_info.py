@@ -45,7 +45,7 @@ instances:
   elements: dict
 '''
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.base import VmInstanceInfoModule
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_instance import VmInstanceInfoModule
 
 
 def main():

@@ -36,7 +36,7 @@ class ClusterProvider:
         self.cluster_name = cluster_name
         self.settings = dict(settings or {})
         self.state_dir = state_dir
-        self.module = module  # the MeshfleetModule (for warn / check_mode), may be None
+        self.module = module  # the MeshfleetModule (for warn and its parameters), may be None
 
     # --- paths ----------------------------------------------------------------
     @property

@@ -15,8 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    ImmutableChange, MeshfleetError, MeshfleetModule)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers import VM_PROVIDERS
 
 #: ports every mesh VM accepts: istiod xDS/CA (15012), webhooks (15017), mTLS
@@ -216,89 +215,3 @@ def make_vm_provider(module_obj, params):
                    ports=params.get("ports"), module=module_obj)
     provider.validate()
     return provider
-
-
-def _sorted(instances):
-    return sorted(instances, key=lambda i: (i.get("name") or "", i.get("id") or ""))
-
-
-class VmInstanceModule(MeshfleetModule):
-    argument_spec = dict(VM_ARGS, state=dict(type="str", default="present",
-                                             choices=["present", "absent"]))
-    with_wait = True
-
-    def run(self):
-        provider = make_vm_provider(self, self.params)
-        existing = _sorted(provider.list())
-        before = [public_view(i) for i in existing]
-        if self.params["state"] == "absent":
-            return self.absent(provider, existing, before)
-        return self.present(provider, existing, before)
-
-    def _timeout(self):
-        return self.params["wait_timeout"]
-
-    def absent(self, provider, existing, before):
-        if not existing:
-            return dict(changed=False, instances=[])
-        self.set_diff(dict(instances=before), dict(instances=[]))
-        if not self.check_mode:
-            for inst in existing:
-                provider.delete(inst)
-            if self.params["wait"]:
-                provider.wait_deleted([i["id"] for i in existing], self._timeout())
-                provider.cleanup()
-        return dict(changed=True, instances=[], removed=[i["name"] for i in existing])
-
-    def present(self, provider, existing, before):
-        wanted = provider.desired_names()
-        by_name = {}
-        extra = []
-        for inst in existing:
-            if inst["name"] in wanted and inst["name"] not in by_name:
-                by_name[inst["name"]] = inst
-            else:
-                extra.append(inst)
-        for name in wanted:
-            if name in by_name:
-                fields = provider.immutable_changes(by_name[name])
-                if fields:
-                    raise ImmutableChange(fields, resource="VM %s" % name)
-        missing = [n for n in wanted if n not in by_name]
-        plan = list(provider.prepare(apply=False)) if (missing or by_name) else []
-        fixes = dict((n, provider.reconcile(by_name[n], apply=False)) for n in wanted if n in by_name)
-        fixes = dict((n, a) for n, a in fixes.items() if a)
-        changed = bool(missing or extra or plan or fixes)
-        result = dict(changed=changed, created=missing, removed=[i["name"] for i in extra],
-                      actions=plan + [a for n in sorted(fixes) for a in fixes[n]])
-        if self.check_mode or not changed:
-            planned = [public_view(by_name[n]) if n in by_name else dict(name=n, id=None, status="planned")
-                       for n in wanted]
-            if changed:
-                self.set_diff(dict(instances=before), dict(instances=planned))
-            result["instances"] = planned
-            return result
-        if missing or plan:
-            provider.prepare(apply=True)
-        new_ids = [provider.create(name) for name in missing]
-        for inst in extra:
-            provider.delete(inst)
-        if self.params["wait"]:
-            if new_ids:
-                provider.wait_ready(new_ids, self._timeout())
-            if extra:
-                provider.wait_deleted([i["id"] for i in extra], self._timeout())
-        for name in sorted(fixes):
-            provider.reconcile(by_name[name], apply=True)
-        now = {i["name"]: i for i in provider.list() if i["name"] in wanted}
-        result["instances"] = [public_view(now[n]) for n in wanted if n in now]
-        self.set_diff(dict(instances=before), dict(instances=result["instances"]))
-        return result
-
-
-class VmInstanceInfoModule(MeshfleetModule):
-    argument_spec = dict(VM_ARGS)
-
-    def run(self):
-        provider = make_vm_provider(self, self.params)
-        return dict(changed=False, instances=[public_view(i) for i in _sorted(provider.list())])

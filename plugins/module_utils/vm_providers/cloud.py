@@ -137,10 +137,6 @@ def module_wait(module):
     return params.get("wait", True) if "wait" in params else True
 
 
-def module_check_mode(module):
-    return bool(getattr(module, "check_mode", False))
-
-
 # --- AWS ----------------------------------------------------------------------
 
 AWS_CREDENTIALS_HELP = (

@@ -220,8 +220,8 @@ def test_load_key_file_wrong_passphrase(tmp_path):
 
 # --- the engine -----------------------------------------------------------------------------
 def test_engine_check_mode_plans_without_generating(tmp_path):
-    eng = pki.MeshCA(str(tmp_path / "s"), ["a", "b"], check_mode=True, now=NOW)
-    result, diff = eng.apply()
+    eng = pki.MeshCA(str(tmp_path / "s"), ["a", "b"], now=NOW)
+    result, diff, dummy = eng.plan()
     assert result["changed"] and not os.path.exists(str(tmp_path / "s"))
     assert result["clusters"]["a"]["not_after"] == "2032-05-31T12:00:00Z"
     assert result["clusters"]["a"]["not_before"] == "2030-06-01T11:55:00Z"

@@ -3,9 +3,10 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """module_utils/receipt.py: the fingerprint, recording rules and the one-process check.
 
-The check runs step modules in check mode; here the steps are a small MeshfleetModule that
-reports what its arguments tell it to (changed, raise, a cluster's fields), registered in
-``receipt.STEPS`` for the test. The real steps against real kwok clusters are covered by
+The check asks each recorded step's module its one question (``MeshfleetModule.check``: is
+its plan empty and is it healthy?); here the steps are a small MeshfleetModule whose plan,
+health and result are what its arguments tell it (or it raises), found by
+``receipt.step_class`` for the test. The real steps against real kwok clusters are covered by
 tests/integration/test_site_clusters.py (no-op fast path, drift repaired, changed inputs).
 """
 
@@ -17,43 +18,57 @@ import os
 import pytest
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils import receipt
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, MeshfleetModule
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, MeshfleetModule, Plan
+from ansible_collections.meshfleet.mesh.plugins.module_utils.cluster import ClusterInfoModule, ClusterModule
+from ansible_collections.meshfleet.mesh.plugins.module_utils.istiod_local import IstiodLocalModule
 
 
 class FakeStep(MeshfleetModule):
-    """Reports ``params["outcome"]``; records that it ran in check mode with its own copy."""
+    """Observes ``params["outcome"]``: its ``would`` are the plan, ``unhealthy`` the health,
+    ``result`` the result; records that it ran in check mode with its own copy."""
+    receipt_step = True
 
-    def run(self):
+    def observe(self):
         out = self.params["outcome"]
         if out == "raise":
             raise MeshfleetError("API server unreachable\nsecond line")
         if out == "bug":
             raise KeyError("oops")
         self.params["mutated"] = True  # must not leak into the recorded step
-        return dict(out, check_mode=self.check_mode)
+        return out
+
+    def plan(self, out):
+        plan = Plan()
+        for what in out.get("would", ()):
+            plan.add(what)
+        return plan
+
+    def healthy(self, out, plan):
+        return out.get("unhealthy")
+
+    def result(self, out, plan):
+        return dict(out.get("result", {}), check_mode=self.check_mode)
 
 
 @pytest.fixture
 def fake_steps(monkeypatch):
-    steps = dict(receipt.STEPS)
-    for name in ("cluster", "istio_install", "istiod_local", "remote_secret", "mesh_ca"):
-        steps[name] = (__name__, "FakeStep")
-    monkeypatch.setattr(receipt, "STEPS", steps)
+    monkeypatch.setattr(receipt, "step_class", lambda name: FakeStep)
 
 
 def step(host, module, var, outcome, recorded=None):
     return dict(host=host, module=module, var=var, args=dict(outcome=outcome), result=recorded or {})
 
 
-READY = dict(changed=False, cluster=dict(ready=True, api_server="https://127.0.0.1:1", kubeconfig="/k"))
+READY = dict(result=dict(cluster=dict(ready=True, api_server="https://127.0.0.1:1", kubeconfig="/k")))
 
 
 def converged_steps():
-    return [step("localhost", "mesh_ca", "trust_result", dict(changed=False)),
-            step("c1", "cluster", "clusters_result", READY, recorded=dict(cluster=READY["cluster"])),
-            step("c1", "istio_install", "control_plane_install", dict(changed=False, gateway=dict(address="10.0.0.1"))),
-            step("c1", "istiod_local", "control_plane_istiod", dict(changed=False, istiod=dict(ready=True))),
-            step("c2", "remote_secret", "mesh_links_result", dict(changed=False, secrets=[dict(changed=False)]))]
+    return [step("localhost", "mesh_ca.MeshCAModule", "trust_result", dict()),
+            step("c1", "cluster.ClusterModule", "clusters_result", READY, recorded=READY["result"]),
+            step("c1", "istio_install.IstioInstallModule", "control_plane_install",
+                 dict(result=dict(gateway=dict(address="10.0.0.1")))),
+            step("c1", "istiod_local.IstiodLocalModule", "control_plane_istiod", dict(result=dict(istiod=dict(ready=True)))),
+            step("c2", "remote_secret.RemoteSecretModule", "mesh_links_result", dict(result=dict(secrets=[])))]
 
 
 def fp(*args, **kwargs):
@@ -109,43 +124,55 @@ def test_big_files_are_fingerprinted_by_size_and_mtime(tmp_path):
 
 # --- recording -----------------------------------------------------------------------------
 def result(**kw):
-    out = dict(changed=True, module_args=dict(name="c1"), cluster=dict(api_server="https://x"))
+    out = dict(changed=True, module_args=dict(name="c1"), receipt_step="cluster.ClusterModule",
+               cluster=dict(api_server="https://x"))
     out.update(kw)
     return out
 
 
 def test_steps_from_results_keep_args_and_results():
     steps, problem = receipt.steps_from_results([
-        dict(host="c1", var="clusters_result", module="cluster", result=result()),
-        dict(host="c2", var="control_plane_istiod", module="istiod_local", result=dict(skipped=True)),
+        dict(host="c1", var="clusters_result", result=result()),
+        dict(host="c2", var="control_plane_istiod", result=dict(skipped=True)),
     ])
     assert problem is None
-    assert steps == [dict(host="c1", var="clusters_result", module="cluster", args=dict(name="c1"),
+    assert steps == [dict(host="c1", var="clusters_result", module="cluster.ClusterModule", args=dict(name="c1"),
                           result=dict(cluster=dict(api_server="https://x")))]
 
 
 def test_one_shot_arguments_are_recorded_as_a_re_run_passes_them():
-    steps, problem = receipt.steps_from_results([dict(
-        host="c1", var="control_plane_istiod", module="istiod_local",
-        result=dict(changed=True, module_args=dict(name="c1", state="restarted")))])
-    assert problem is None and steps[0]["args"] == dict(name="c1", state="started")
+    # the module says what a re-run passes: istiod restarted because cacerts changed -> started
+    class Shim:
+        params = dict(name="c1", state="restarted")
+        check_mode = _diff = False
+    assert IstiodLocalModule(module=Shim()).rerun_params() == dict(name="c1", state="started")
+    Shim.params = dict(name="c1", state="started")
+    assert IstiodLocalModule(module=Shim()).rerun_params() == dict(name="c1", state="started")
 
 
 @pytest.mark.parametrize("res, problem", [
     (result(failed=True), "clusters_result of c1 failed"),
     (dict(censored="hidden", changed=True), "clusters_result of c1 was hidden by no_log"),
-    (dict(changed=True), "clusters_result of c1 has no recorded module arguments"),
+    (dict(changed=True, receipt_step="cluster.ClusterModule"), "clusters_result of c1 has no recorded module arguments"),
     (result(module_args=dict(settings=dict(token=receipt.NO_LOG_MARK))),
      "clusters_result of c1 has a no_log argument (the receipt never stores secrets)"),
 ])
 def test_what_cannot_be_recorded(res, problem):
-    assert receipt.steps_from_results([dict(host="c1", var="clusters_result", module="cluster",
+    assert receipt.steps_from_results([dict(host="c1", var="clusters_result",
                                             result=res)]) == (None, problem)
 
 
 def test_unknown_module_is_refused():
-    steps, problem = receipt.steps_from_results([dict(host="c1", var="x", module="shell", result=result())])
-    assert steps is None and problem.startswith("x of c1: unknown module 'shell'")
+    steps, problem = receipt.steps_from_results([dict(host="c1", var="x", result=result(receipt_step="shell"))])
+    assert steps is None and problem.startswith("x of c1 is not the result of a converge-receipt step (receipt_step 'shell')")
+
+
+def test_only_receipt_step_classes_are_run():
+    assert receipt.step_class(ClusterModule.step_name()) is ClusterModule
+    assert ClusterModule.step_name() == "cluster.ClusterModule"
+    for name in (ClusterInfoModule.step_name(), "base.Plan", "os.path", "../x.Y"):
+        with pytest.raises(MeshfleetError, match="is not a converge-receipt step"):
+            receipt.step_class(name)
 
 
 def test_save_and_load(tmp_path):
@@ -178,14 +205,14 @@ def test_converged_when_no_step_would_change(fake_steps, parallel):
 
 
 @pytest.mark.parametrize("index, outcome, why", [
-    (2, dict(changed=True, reasons=["missing: Service istio-system/istiod"]),
+    (2, dict(would=["missing: Service istio-system/istiod"]),
      "c1: istio_install would change: missing: Service istio-system/istiod"),
-    (4, dict(changed=False, secrets=[dict(changed=False), dict(changed=True)]),
-     "c2: remote_secret would change a remote secret"),
-    (1, dict(changed=False, cluster=dict(READY["cluster"], ready=False)), "c1: cluster cluster not ready"),
-    (1, dict(changed=False, cluster=dict(READY["cluster"], api_server="https://127.0.0.1:2")),
-     "c1: cluster api_server changed (https://127.0.0.1:1 -> https://127.0.0.1:2)"),
-    (3, dict(changed=False, istiod=dict(ready=False)), "c1: istiod_local istiod not ready"),
+    (4, dict(would=["target: replace secret istio-system/istio-remote-secret-c1 (token rejected)"]),
+     "c2: remote_secret would change: target: replace secret istio-system/istio-remote-secret-c1 (token rejected)"),
+    (1, dict(unhealthy="cluster not ready"), "c1: cluster cluster not ready"),
+    (1, dict(unhealthy="the kubeconfig names https://127.0.0.1:1, the cluster serves at https://127.0.0.1:2"),
+     "c1: cluster the kubeconfig names https://127.0.0.1:1, the cluster serves at https://127.0.0.1:2"),
+    (3, dict(unhealthy="istiod not ready"), "c1: istiod_local istiod not ready"),
     (0, "raise", "localhost: mesh_ca check failed: API server unreachable"),
     (0, "bug", "localhost: mesh_ca check failed: KeyError: 'oops'"),
 ])
@@ -200,7 +227,7 @@ def test_any_change_or_error_takes_the_normal_path(fake_steps, parallel, index, 
 
 def test_a_hung_check_times_out_into_the_normal_path(fake_steps, monkeypatch):
     monkeypatch.setattr(receipt, "CHECK_TIMEOUT", 1)
-    monkeypatch.setattr(FakeStep, "run", lambda self: __import__("time").sleep(30))
+    monkeypatch.setattr(FakeStep, "observe", lambda self: __import__("time").sleep(30))
     ok, reason, dummy = receipt.check(converged_steps(), parallel=True)
     assert not ok and "check timed out after 1s" in reason
 
@@ -209,10 +236,11 @@ def test_no_steps_is_not_converged():
     assert receipt.check([]) == (False, "the receipt records no steps", {})
 
 
-def test_the_shim_fails_like_a_module():
-    shim = receipt.CheckModeShim(dict(a=1))
-    assert shim.check_mode and not shim._diff
+def test_a_step_checked_without_ansible_module_is_read_only():
+    step = FakeStep(params=dict(outcome=dict(would=["x"])))
+    assert step.check_mode and not step.diff_mode and step.module is None
+    assert step.check() == ("would change: x", None)
+    step.warn("careful")
+    assert step.warnings == ["careful"]
     with pytest.raises(MeshfleetError, match="boom"):
-        shim.fail_json(msg="boom")
-    rc, out, dummy = shim.run_command(["sh", "-c", "echo hi"])
-    assert (rc, out) == (0, "hi\n")
+        step.fail("boom")

@@ -126,8 +126,8 @@ def test_accept_new_pins_once_then_enforces(tmp_path):
     state = tmp_path / "state"          # the vms/ folder does not exist yet
     args = netns.ssh_common_args(str(state), strict=False)
     kh = state / "vms" / "known_hosts"
-    res = shk.check_host_key("api-1", "192.0.2.10", 2222, ssh_common_args=args, check_mode=True,
-                             scanner=scanner_of([a]))
+    res, dummy = shk.plan_host_key("api-1", "192.0.2.10", 2222, ssh_common_args=args,
+                                   scanner=scanner_of([a]))
     assert (res["status"], res["changed"]) == ("pinned", True) and not kh.exists()
     res = shk.check_host_key("api-1", "192.0.2.10", 2222, ssh_common_args=args, scanner=scanner_of([a]))
     assert (res["status"], res["changed"]) == ("pinned", True)
