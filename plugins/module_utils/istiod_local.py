@@ -272,15 +272,17 @@ class IstiodLocalModule(MeshfleetModule):
             raise MeshfleetError("kubeconfig %s of cluster %s does not exist; create the cluster first"
                                  % (p["kubeconfig"], p["name"]))
         rec = ist.recorded()
-        ports = dict(ist.fixed_ports) if ist.fixed_ports else (rec["ports"] if rec else {k: None for k in PORTS})
-        want_hash = ist.hash(ist.desired(ports))
+        ports = dict(ist.fixed_ports) if ist.fixed_ports else (rec["ports"] if rec else None)
+        # the ports are reserved when istiod starts: none yet, no configuration to compare
+        want_hash = ist.hash(ist.desired(ports)) if ports else None
         if not before["running"]:
             self.reason = "not running"
-        elif before["config_hash"] != want_hash:
+        elif want_hash is None or before["config_hash"] != want_hash:
             self.reason = "configuration changed"
         elif p["state"] == "restarted":
             self.reason = "restart requested"
-        plan = Plan(self.view(before), dict(running=True, ports=ports, config_hash=want_hash))
+        plan = Plan(self.view(before), dict(running=True, ports=ports or dict((k, None) for k in PORTS),
+                                            config_hash=want_hash))
         if self.reason:
             self.istiod = dict(before, running=True)
             plan.add(self.reason, self._restart)

@@ -180,10 +180,16 @@ EXAMPLES = r'''
 
 RETURN = r'''
 module_args:
-  description: The arguments the module ran with (defaults filled in, C(no_log) values masked);
-    C(site.yml) records them in the converge receipt (M(meshfleet.mesh.converge_receipt)).
+  description: The arguments a re-run passes (those it ran with, defaults filled in, C(no_log)
+    values masked; one-shot requests it fulfilled left out); C(site.yml) records them in the
+    converge receipt (M(meshfleet.mesh.converge_receipt)).
   returned: success
   type: dict
+receipt_step:
+  description: The module's class (C(<module_utils file>.<class>)), which makes this result a
+    converge-receipt step; the receipt runs the class's check on the next run.
+  returned: always
+  type: str
 cluster:
   description: The cluster as observed after the change (no credentials).
   returned: always
@@ -205,8 +211,8 @@ load_balancers:
     deleted: {description: The Services deleted and waited for (C(namespace/name))., type: list, elements: str}
     skipped: {description: Why none were deleted (the API could not be reached); the cluster was deleted anyway., type: str}
 changes:
-  description: Settings that differ (check mode on an existing cluster).
-  returned: when changed in check mode
+  description: Settings that differ on an existing cluster (updated in place, or would be in check mode).
+  returned: when settings differ
   type: list
   elements: str
 '''

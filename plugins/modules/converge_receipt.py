@@ -12,16 +12,17 @@ module: converge_receipt
 short_description: Check a converged mesh in one process, or record what converged
 description:
   - C(state=recorded) (the end of C(site.yml)'s mesh part) writes a receipt into
-    O(state_dir) - the module name and exact arguments of every mesh step that ran (from the
-    registered results in O(results)), and a fingerprint of what those arguments are made
+    O(state_dir) - the module class and arguments of every mesh step that ran (every registered
+    result of this run that carries C(receipt_step), on every host, or those in O(results)),
+    and a fingerprint of what those arguments are made
     from - the inventory sources, the collection's C(roles), C(plugins) and C(playbooks),
     the Ansible config file, the command line's extra vars, tags, skip-tags and limit,
     C(MESHFLEET_*) environment variables, the Ansible and Python versions and the built
     tools (size and modification time).
   - C(state=checked) (the start of C(site.yml)) loads the receipt. When the fingerprint is
-    unchanged it runs every recorded step's own module code in check mode in this process,
-    one forked process per host - the same drift checks a normal run makes - and returns
-    C(converged=true) only when none of them would change anything. C(site.yml) then skips
+    unchanged it asks every recorded step's own module code one question in this process,
+    one forked process per host - is its plan empty and is it healthy? (the same observation
+    and plan a normal run makes) - and returns C(converged=true) only when every answer is yes. C(site.yml) then skips
     its mesh plays and sets the facts they would have set from the check results.
   - Nothing is ever changed by C(checked). The receipt is bookkeeping, like a cache - writing
     it reports no change. It never holds secrets - a step with a C(no_log) argument or a
@@ -43,13 +44,14 @@ options:
   results:
     description:
       - With C(state=recorded), the registered results of the mesh steps, as a list of
-        C(host), C(var) (the variable the result was registered as, set again from the check
-        on a skipped run), C(module) (one of C(topology_validate), C(mesh_ca), C(cluster),
-        C(istio_install), C(istiod_local), C(remote_secret)) and C(result).
+        C(host), C(var) (the variable the result was registered as; the check's results are
+        returned under it) and C(result) (carrying C(receipt_step) and C(module_args), as a
+        module whose class is a receipt step returns them).
+      - Default - every registered result of this run that carries C(receipt_step), on every
+        host (and every result hidden by C(no_log), which makes recording refuse).
       - Skipped results are left out.
     type: list
     elements: dict
-    default: []
   inputs:
     description: More files or folders whose content the mesh depends on (vars files outside
       the inventory and the collection), added to the fingerprint.
@@ -82,11 +84,6 @@ EXAMPLES = r'''
   meshfleet.mesh.converge_receipt:
     state: recorded
     state_dir: "{{ meshfleet_state_dir }}"
-    results:
-      - host: cluster1
-        var: clusters_result
-        module: cluster
-        result: "{{ hostvars['cluster1'].clusters_result }}"
 '''
 
 RETURN = r'''

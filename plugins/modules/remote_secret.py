@@ -219,10 +219,16 @@ EXAMPLES = r'''
 
 RETURN = r'''
 module_args:
-  description: The arguments the module ran with (defaults filled in, C(no_log) values masked);
-    C(site.yml) records them in the converge receipt (M(meshfleet.mesh.converge_receipt)).
+  description: The arguments a re-run passes (those it ran with, defaults filled in, C(no_log)
+    values masked; one-shot requests it fulfilled left out); C(site.yml) records them in the
+    converge receipt (M(meshfleet.mesh.converge_receipt)).
   returned: success
   type: dict
+receipt_step:
+  description: The module's class (C(<module_utils file>.<class>)), which makes this result a
+    converge-receipt step; the receipt runs the class's check on the next run.
+  returned: always
+  type: str
 secrets:
   description: With O(sources), the result of each entry (the fields below), in order.
   returned: when O(sources) is given
