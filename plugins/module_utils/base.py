@@ -5,10 +5,12 @@
 
 One place owns what every module needs: the common options (wait, wait_timeout,
 state_dir), check mode, diff, and turning errors into one clear ``fail_json``.
-A module subclasses :class:`MeshfleetModule`, declares ``argument_spec`` and
-implements :meth:`run`, which returns the result dict (``changed`` and friends).
+A module subclasses :class:`MeshfleetModule`, declares ``argument_spec`` and overrides
+the hooks observe -> plan -> apply -> result; the base skips apply in check mode and
+sets ``changed`` and ``diff`` from the :class:`Plan`.
 
-Pattern: openstack.cloud's ``OpenStackModule`` and kubernetes.core's ``k8s``.
+Pattern: openstack.cloud's ``OpenStackModule`` and ``StateMachine`` (check mode is one
+branch, in the base), kubernetes.core's ``k8s``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -172,8 +174,9 @@ def write_file_atomic(path, data, mode=0o600):
 class Plan:
     """What a module would change, in order, and the diff that shows it.
 
-    ``add(what, action)`` appends one step: ``what`` says what would change (it becomes the
-    result's ``reasons``), ``action`` (a callable, may be None) is what :meth:`apply` runs.
+    ``add(what, action)`` appends one step: ``what`` says what would change (the converge
+    receipt names it when a step would change), ``action`` (a callable, may be None) is what
+    the module's apply runs (the default apply: :meth:`run`).
     ``before``/``after`` are the diff of ``--diff``: views with no secrets in them, set by the
     plan hook and refined by the actions when only doing tells (a new fingerprint). An empty
     plan means nothing would change. A step may be added while applying, for what only doing
@@ -184,6 +187,9 @@ class Plan:
         self.steps = []
         self.before = before
         self.after = after
+        #: show the diff also when nothing would change (a view that proves what is kept,
+        #: e.g. a remote secret's redacted token and its expiry)
+        self.always_diff = False
 
     def add(self, what, action=None):
         self.steps.append((what, action))
@@ -325,7 +331,7 @@ class MeshfleetModule:
             self.apply(plan, observed)
         out = dict(self.result(observed, plan) or {})
         out["changed"] = bool(plan)
-        if plan and self.diff_mode and (plan.before is not None or plan.after is not None):
+        if (plan or plan.always_diff) and self.diff_mode and (plan.before is not None or plan.after is not None):
             out["diff"] = dict(before=plan.before, after=plan.after)
         return out
 

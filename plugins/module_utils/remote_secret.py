@@ -539,6 +539,7 @@ class RemoteSecretModule(MeshfleetModule):
         if self.params.get("sources") is None:
             self.out.update(self.plan_one())
             self.todo.before, self.todo.after = self.diff_before, self.diff_after
+            self.todo.always_diff = True
             return self.todo
         p = self.params
         names = [s["cluster_name"] for s in p["sources"]]
@@ -546,6 +547,7 @@ class RemoteSecretModule(MeshfleetModule):
         if dupes:
             raise MeshfleetError("sources: cluster_name %s given more than once" % ", ".join(dupes))
         self.children = []
+        seen = set()  # a source cluster's reader is made once, for the first source that needs it
         for source in p["sources"]:
             one = type(self)(module=self.module, params=dict(p, sources=None, **dict((k, source[k]) for k in self.SOURCE_KEYS)))
             one._tgt = self._tgt = self._tgt or one.tgt
@@ -556,7 +558,11 @@ class RemoteSecretModule(MeshfleetModule):
                 raise MeshfleetError("source %s: %s" % (source["cluster_name"], e.msg),
                                      secrets=[c.child_result() for c in self.children], **e.details)
             self.children.append(one)
-            self.todo.extend(one.todo)
+            for what, action in one.todo.steps:
+                key = (one.params["source_kubeconfig"], one.params["source_context"], what)
+                if not what.startswith("source:") or key not in seen:
+                    seen.add(key)
+                    self.todo.add(what, action)
         changed = [c for c in self.children if c.todo]
         self.todo.before = dict((c.out["secret_name"], c.diff_before) for c in changed)
         self.todo.after = dict((c.out["secret_name"], c.diff_after) for c in changed)
@@ -821,7 +827,8 @@ class RemoteSecretModule(MeshfleetModule):
         current = inspect_secret(existing, cluster) if existing is not None else None
         if current is not None:
             self.no_log(current.get("token"))
-        sa_uid = ((sa or {}).get("metadata") or {}).get("uid")
+        # a service account created by this run gets a new uid: a token of the old one is stale
+        sa_uid = ((sa or {}).get("metadata") or {}).get("uid") if sa is not None else "(created by this run)"
         reasons = renewal_reasons(current, server, ca_data, p["tls_server_name"], (ns, sa_name, sa_uid),
                                   now, p["renew_before"])
         if not reasons and self.token_accepted(current["token"]) is False:
