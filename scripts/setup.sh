@@ -63,8 +63,8 @@ fi
 # inventory and action plugins, the converge receipt's checks); only changed files are.
 .venv/bin/python -m compileall -q -j 0 plugins >/dev/null || log "warning: could not precompile plugins/"
 
-# Galaxy content comes from the `ansible` package installed above; check it is there.
-for coll in kubernetes/core community/general ansible/posix; do
+# Galaxy content (requirements.yml: kubernetes.core) comes from the `ansible` package installed above; check it is there.
+for coll in kubernetes/core; do
   [ -d ".venv/lib/python3.11/site-packages/ansible_collections/$coll" ] || {
     echo "[setup] error: collection ${coll/\//.} missing from the ansible package" >&2; exit 1; }
 done

@@ -27,7 +27,7 @@ description:
     clusters without a load balancer controller).
   - Applies with Kubernetes server-side apply (field manager C(meshfleet), conflicts forced,
     as C(istioctl install) does), one request per object; an unchanged object is not written.
-version_added: 0.3.0
+version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
 options:
   kubeconfig:
