@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -99,11 +100,35 @@ FAKE_GO = textwrap.dedent('''\
 ''')
 
 
+def scratch_repo(tmp_path):
+    """A copy of scripts/setup.sh and tools/ in a scratch repo whose .venv is up to date
+    (stamp of the copied uv.lock + pyproject.toml): setup.sh there runs its tools step and
+    never syncs or touches the real (shared) .venv."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(os.path.join(REPO, "scripts", "setup.sh"), str(repo / "scripts"))
+    shutil.copytree(os.path.join(REPO, "tools"), str(repo / "tools"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("uv.lock", "pyproject.toml"):
+        shutil.copy(os.path.join(REPO, name), str(repo))
+    venv = repo / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "lib" / "python3.11" / "site-packages" / "ansible_collections" / "kubernetes" / "core").mkdir(parents=True)
+    os.symlink(sys.executable, str(venv / "bin" / "python"))
+    (venv / "bin" / "ansible-playbook").write_text("#!/bin/sh\nexit 0\n")
+    (venv / "bin" / "ansible-playbook").chmod(0o755)
+    stamp = subprocess.run("(cat uv.lock pyproject.toml; echo bytecode) | sha256sum | cut -c1-16", shell=True,
+                           cwd=str(repo), stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    (venv / ".meshfleet-stamp").write_text(stamp)
+    return repo
+
+
 def test_setup_tools_step_prints_progress_and_keeps_logs(tmp_path):
-    """scripts/setup.sh --tools --source build with the fake go: a progress line per second
-    (MESHFLEET_PROGRESS_INTERVAL=1) for the slow tool, naming the tool, the elapsed time
-    and the last package; the per-tool log keeps go's whole -v output; the setup log holds
-    everything the step printed."""
+    """scripts/setup.sh --tools --source build with the fake go (in a scratch copy of the
+    repo): a progress line per second (MESHFLEET_PROGRESS_INTERVAL=1) for the slow tool,
+    naming the tool, the elapsed time and the last package; the per-tool log keeps go's whole
+    -v output; the setup log (.venv/.tools.log) holds everything the step printed."""
+    repo = scratch_repo(tmp_path)
     fake_bin = tmp_path / "fakebin"
     fake_bin.mkdir()
     (fake_bin / "go").write_text(FAKE_GO)
@@ -113,22 +138,24 @@ def test_setup_tools_step_prints_progress_and_keeps_logs(tmp_path):
     path = "%s:%s" % (fake_bin, os.environ.get("PATH", ""))
     assert shutil.which("go", path=path) == str(fake_bin / "go")
     env = dict(os.environ, PATH=path, MESHFLEET_TOOLS_CACHE=str(tmp_path / "cache"),
-               MESHFLEET_TOOLS_LOG=str(tmp_path / "setup-tools.log"), MESHFLEET_PROGRESS_INTERVAL="1",
+               MESHFLEET_PROGRESS_INTERVAL="1", MESHFLEET_PYTHON=sys.executable,
                FAKE_GO_SLOW="sigs.k8s.io/kwok/cmd/kwokctl", GOPROXY="off", GOFLAGS="",
                GOCACHE=str(tmp_path / "gocache"), GOMODCACHE=str(tmp_path / "gomodcache"),
                GOTOOLCHAIN="local")
     env.pop("MESHFLEET_TOOLS_SOURCE", None)
-    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "setup.sh"), "--tools", "--source", "build"],
+    env.pop("MESHFLEET_TOOLS_LOG", None)
+    proc = subprocess.run(["bash", str(repo / "scripts" / "setup.sh"), "--tools", "--source", "build"],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, timeout=300, check=False)
     out = proc.stdout
     assert proc.returncode == 0, out
+    assert "python environment up to date" in out          # the scratch .venv was not synced
     slow = [LINE.match(ln) for ln in out.splitlines() if ln.startswith("[tools] kwokctl: still building")]
     assert len(slow) >= 2 and all(slow), out
     assert slow[-1].group(4).startswith("sigs.k8s.io/kwok/cmd/kwokctl/internal/p"), out
     assert "[tools] kwokctl: " in out and "full log: " in out
     # the setup log is the step's whole output, not an empty file
-    setup_log = (tmp_path / "setup-tools.log").read_text()
+    setup_log = (repo / ".venv" / ".tools.log").read_text()
     assert "[tools] kwokctl: still building after" in setup_log
     assert setup_log.rstrip().splitlines()[-1].startswith("MESHFLEET_TOOLS_BIN=" + str(tmp_path / "cache"))
     # the per-tool log: the command (with -v) and every package go printed
