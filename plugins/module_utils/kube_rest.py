@@ -108,7 +108,7 @@ def status_message(body, status, reason):
 
 
 def api_error(name, kubeconfig, what, status, message, **details):
-    """The MeshfleetError for an API answer ``status`` (shared with k8s_client.KubeCluster)."""
+    """The MeshfleetError for an API answer ``status`` (0 or None: no answer)."""
     if status == 0 or status is None:
         text = "%s is unreachable while trying to %s: %s" % (name, what, message)
     elif status == 401:
@@ -727,13 +727,15 @@ class KubeRest:
 
     # --- typed calls (the subset of the kubernetes client's API the modules use) ---------------
     def call(self, what, fn, *args, **kwargs):
-        """``fn(*args)`` of :attr:`core`, :attr:`rbac` or :attr:`authn`, the way
-        :meth:`.k8s_client.KubeCluster.call` runs the kubernetes client's methods, with JSON
+        """``fn(*args)`` of :attr:`core`, :attr:`apps`, :attr:`custom`, :attr:`rbac` or
+        :attr:`authn` (named and ordered like the kubernetes package's methods), with JSON
         dicts in and out; ``not_found=<value>`` returns that value on HTTP 404."""
         method, path, body = fn(*args)
         return self.request(what, method, path, body=body, not_found=kwargs.pop("not_found", _NOT_GIVEN))
 
     core = property(lambda self: _CoreV1)
+    apps = property(lambda self: _AppsV1)
+    custom = property(lambda self: _CustomObjects)
     rbac = property(lambda self: _RbacV1)
     authn = property(lambda self: _AuthnV1)
 
@@ -763,6 +765,9 @@ def _ns(ns, plural, name=None):
 class _CoreV1:
     read_namespace = staticmethod(lambda name: ("GET", "/api/v1/namespaces/" + quote(name, safe=""), None))
     create_namespace = staticmethod(lambda body: ("POST", "/api/v1/namespaces", body))
+    delete_namespace = staticmethod(lambda name: ("DELETE", "/api/v1/namespaces/" + quote(name, safe=""), None))
+    read_namespaced_service = staticmethod(lambda name, ns: ("GET", _ns(ns, "services", name), None))
+    create_namespaced_service = staticmethod(lambda ns, body: ("POST", _ns(ns, "services"), body))
     read_namespaced_service_account = staticmethod(
         lambda name, ns: ("GET", _ns(ns, "serviceaccounts", name), None))
     create_namespaced_service_account = staticmethod(lambda ns, body: ("POST", _ns(ns, "serviceaccounts"), body))
@@ -775,6 +780,23 @@ class _CoreV1:
     create_namespaced_secret = staticmethod(lambda ns, body: ("POST", _ns(ns, "secrets"), body))
     replace_namespaced_secret = staticmethod(lambda name, ns, body: ("PUT", _ns(ns, "secrets", name), body))
     delete_namespaced_secret = staticmethod(lambda name, ns: ("DELETE", _ns(ns, "secrets", name), None))
+
+
+def _apps(ns, plural, name=None):
+    path = "/apis/apps/v1/namespaces/%s/%s" % (quote(ns, safe=""), plural)
+    return path + "/" + quote(name, safe="") if name is not None else path
+
+
+class _AppsV1:
+    read_namespaced_deployment = staticmethod(lambda name, ns: ("GET", _apps(ns, "deployments", name), None))
+    create_namespaced_deployment = staticmethod(lambda ns, body: ("POST", _apps(ns, "deployments"), body))
+
+
+class _CustomObjects:
+    get_namespaced_custom_object = staticmethod(
+        lambda group, version, ns, plural, name: (
+            "GET", "/apis/%s/%s/namespaces/%s/%s/%s" % (group, version, quote(ns, safe=""), plural,
+                                                        quote(name, safe="")), None))
 
 
 _RBAC = "/apis/rbac.authorization.k8s.io/v1/"
