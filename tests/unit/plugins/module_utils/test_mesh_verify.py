@@ -33,6 +33,10 @@ def b64(text):
     return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
 
 
+def created(body):
+    return 201, dict(body, metadata=dict(body.get("metadata") or {}, uid="0b6d8f52-1", resourceVersion="1"))
+
+
 class Mesh:
     """Two clusters on two networks, a root, per-cluster intermediates, and their servers."""
 
@@ -60,10 +64,13 @@ class Mesh:
                 "data": {"ca-cert.pem": b64(pem(ca_cert)), "ca-key.pem": b64(pki.key_pem(ca_key)),
                          "root-cert.pem": b64(pem(self.root)),
                          "cert-chain.pem": b64(pem(ca_cert) + pem(self.root))}}),
-            ("POST", "/api/v1/namespaces"): (201, {"kind": "Namespace"}),
-            ("POST", "/api/v1/namespaces/%s/services" % PROBE_NS): (201, {"kind": "Service"}),
-            ("POST", "/apis/apps/v1/namespaces/%s/deployments" % PROBE_NS): (201, {"kind": "Deployment"}),
-            ("DELETE", "/api/v1/namespaces/%s" % PROBE_NS): (200, {"kind": "Namespace"}),
+            # the API server answers a create with the object it stored
+            ("POST", "/api/v1/namespaces"): created,
+            ("POST", "/api/v1/namespaces/%s/services" % PROBE_NS): created,
+            ("POST", "/apis/apps/v1/namespaces/%s/deployments" % PROBE_NS): created,
+            ("DELETE", "/api/v1/namespaces/%s" % PROBE_NS): (200, {
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PROBE_NS},
+                "status": {"phase": "Terminating"}}),
         }
 
     @staticmethod
