@@ -55,7 +55,7 @@ def one_run(collections, args_file):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", RUNNER, args_file], env=dict(os.environ, BENCH_COLLECTIONS=collections),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if not proc.stdout.strip():
@@ -73,7 +73,7 @@ def measure(collections, args_file, runs):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--baseline", help="a git revision to compare with (e.g. main)")
     opts = parser.parse_args()

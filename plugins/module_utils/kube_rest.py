@@ -348,8 +348,8 @@ class KubeRest:
         url = urlsplit(self.server)
         if url.scheme not in ("https", "http") or not url.hostname:
             raise MeshfleetError("%s kubeconfig %s is not usable: the server of cluster %r is %r, not an "
-                                 "https:// (or http://) URL" % (self.label, self.kubeconfig, ctx.get("cluster"),
-                                                                 server))
+                                 "https:// (or http://) URL"
+                                 % (self.label, self.kubeconfig, ctx.get("cluster"), server))
         self._https = url.scheme == "https"
         self._host = url.hostname
         self._port = url.port or (443 if self._https else 80)

@@ -166,8 +166,8 @@ def test_loopback_servers_skip_the_environment_proxy(tmp_path, api, pki, monkeyp
 
 def test_http_proxy_is_for_http_servers():
     env = {"HTTP_PROXY": "http://p1:3128", "HTTPS_PROXY": "http://p2:3128"}
-    assert proxy_from_environment("http", "api.example", 80, env) == ("http://p1:3128",
-                                                                       "environment variable HTTP_PROXY")
+    expected = ("http://p1:3128", "environment variable HTTP_PROXY")
+    assert proxy_from_environment("http", "api.example", 80, env) == expected
     assert proxy_from_environment("https", "api.example", 443, env)[0] == "http://p2:3128"
     # upper case first, as Go reads them
     assert proxy_from_environment("https", "api.example", 443, {"HTTPS_PROXY": "http://up:1",

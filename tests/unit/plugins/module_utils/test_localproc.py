@@ -60,8 +60,8 @@ def test_tools_bin_missing_names_every_place_looked(tool_env, monkeypatch):
     monkeypatch.setenv("MESHFLEET_TOOLS_BIN", str(tool_env / "nope"))
     with pytest.raises(MeshfleetError) as e:
         localproc.tools_bin(str(tool_env / "given"))
-    assert "looked in: %s, %s, %s" % (tool_env / "given", tool_env / "nope",
-                                       tool_env / "cache" / "current" / "bin") in e.value.msg
+    looked = (tool_env / "given", tool_env / "nope", tool_env / "cache" / "current" / "bin")
+    assert "looked in: %s, %s, %s" % looked in e.value.msg
     assert localproc.TOOLS_HINT in e.value.msg
 
 
