@@ -6,9 +6,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-# What the modules' Kubernetes client (plugins/module_utils/kube_rest.py) reads of a kubeconfig;
-# keep in step with its docstring and tests/unit/plugins/module_utils/test_kube_rest_proxy.py.
-_NOTES = r'''
+
+class ModuleDocFragment(object):
+    # What the modules' Kubernetes client (plugins/module_utils/kube_rest.py) reads of a kubeconfig,
+    # for every module that reads one; keep in step with its docstring and
+    # tests/unit/plugins/module_utils/test_kube_rest_proxy.py. (A fragment needs options: none here.)
+    DOCUMENTATION = r'''
+options: {}
 notes:
   - The kubeconfig is read by Meshfleet's own Kubernetes client (C(plugins/module_utils/kube_rest.py)),
     not by the C(kubernetes) Python package. It supports these fields, as kubectl reads them.
@@ -38,10 +42,8 @@ notes:
     being done; connecting and each answer time out after 30 seconds.
 '''
 
-
-class ModuleDocFragment(object):
-    # One cluster: kubeconfig and context.
-    DOCUMENTATION = r'''
+    # One cluster: kubeconfig and context (with meshfleet.mesh.k8s_auth for the notes).
+    KUBECONFIG = r'''
 options:
   kubeconfig:
     description:
@@ -55,15 +57,9 @@ options:
     description:
       - Context of O(kubeconfig) to use. Default is its C(current-context).
     type: str
-''' + _NOTES
+'''
 
-    # Only the notes, for modules that describe their kubeconfig options themselves (a fragment
-    # must have options: none here).
-    CLIENT = r'''
-options: {}
-''' + _NOTES
-
-    # Two clusters: the one read (source) and the one written (target).
+    # Two clusters: the one read (source) and the one written (target) (with meshfleet.mesh.k8s_auth).
     SOURCE_TARGET = r'''
 options:
   source_kubeconfig:
@@ -87,4 +83,4 @@ options:
     description:
       - Context of O(target_kubeconfig) to use. Default is its C(current-context).
     type: str
-''' + _NOTES
+'''

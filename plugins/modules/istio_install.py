@@ -30,7 +30,7 @@ description:
 version_added: 0.3.0
 author: Meshfleet engineers (@meshfleet)
 extends_documentation_fragment:
-  - meshfleet.mesh.k8s_auth.CLIENT
+  - meshfleet.mesh.k8s_auth
 options:
   kubeconfig:
     description:

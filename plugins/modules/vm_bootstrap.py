@@ -37,7 +37,7 @@ description:
 version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
 extends_documentation_fragment:
-  - meshfleet.mesh.k8s_auth.CLIENT
+  - meshfleet.mesh.k8s_auth
 options:
   dest:
     description:
