@@ -46,6 +46,16 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def get_request(self):
+        # the headers and the body of an answer are two writes: without TCP_NODELAY the body
+        # waits for the client's delayed ACK (~40 ms a request), as no real API server does
+        conn, addr = ThreadingHTTPServer.get_request(self)
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        return conn, addr
+
 
 class RecordedApi:
     """An API server from recorded answers; ``url`` once started (``with`` or :meth:`start`)."""
