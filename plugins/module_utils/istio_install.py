@@ -362,7 +362,8 @@ class IstioInstallModule(MeshfleetModule):
                     sha=sha, cached=cached, reasons=reasons, secret=secret,
                     cacerts=self.cacerts_state(kube, namespace, secret))
 
-    def plan(self, o):
+    def plan(self, observed):
+        o = observed
         p, kube, ns = self.params, o["kube"], o["namespace"]
         self.out_fields = dict(pending=bool(o["reasons"]), reasons=o["reasons"], cluster_exists=kube is not None,
                                manifests_sha256=o["sha"], objects=len(o["objects"]), cached=o["cached"],
@@ -412,7 +413,8 @@ class IstioInstallModule(MeshfleetModule):
             plan.add(key)
         return plan
 
-    def apply(self, plan, o):
+    def apply(self, plan, observed):
+        o = observed
         if o["kube"] is None:
             raise MeshfleetError("no kubeconfig at %s: create the cluster first (role meshfleet.mesh.clusters)"
                                  % self.params["kubeconfig"])

@@ -69,7 +69,8 @@ def _hash_file(h, path):
     st = os.stat(path)
     h.update(("F\0%s\0%d\0" % (path, st.st_size)).encode("utf-8", "surrogateescape"))
     if st.st_size > BIG_FILE:
-        h.update(("%d\0%d\0" % (st.st_mtime_ns, st.st_ino)).encode())
+        # no inode number: it differs on another host or container for the same image file
+        h.update(("%d\0" % st.st_mtime_ns).encode())
         return
     with open(path, "rb") as f:
         h.update(f.read())
@@ -117,7 +118,9 @@ def environment_extras():
     return dict(
         env=dict((k, v) for k, v in sorted(os.environ.items()) if k.startswith("MESHFLEET_") or k == "HOME"),
         python=sys.version,
-        platform=platform.node(),
+        # the OS and architecture, never the host name: an AWX/AAP job runs in a fresh
+        # container with a new name each time, and the checks find a moved mesh anyway
+        platform=[platform.system(), platform.machine()],
         receipt=VERSION,
     )
 
@@ -212,7 +215,7 @@ def run_step(step):
 
 def step_label(step):
     """The step's module name for messages (``remote_secret``)."""
-    return str(step.get("module")).split(".")[0]
+    return str(step.get("module")).split(".", 1)[0]
 
 
 def _check_host(host_steps):
@@ -312,7 +315,8 @@ class ReceiptModule(MeshfleetModule):
     def observe(self):
         return os.path.exists(receipt_path(self.params["state_dir"]))
 
-    def plan(self, exists):
+    def plan(self, observed):
+        exists = observed
         state_dir = self.params["state_dir"]
         plan = Plan()
         if self.params["state"] == "absent":

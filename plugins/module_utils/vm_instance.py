@@ -29,7 +29,8 @@ class VmInstanceModule(MeshfleetModule):
     def _timeout(self):
         return self.params["wait_timeout"]
 
-    def plan(self, existing):
+    def plan(self, observed):
+        existing = observed
         provider = self.provider
         before = dict(instances=[public_view(i) for i in existing])
         if self.params["state"] == "absent":

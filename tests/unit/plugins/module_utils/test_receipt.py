@@ -37,17 +37,17 @@ class FakeStep(MeshfleetModule):
         self.params["mutated"] = True  # must not leak into the recorded step
         return out
 
-    def plan(self, out):
+    def plan(self, observed):
         plan = Plan()
-        for what in out.get("would", ()):
+        for what in observed.get("would", ()):
             plan.add(what)
         return plan
 
-    def healthy(self, out, plan):
-        return out.get("unhealthy")
+    def healthy(self, observed, plan):
+        return observed.get("unhealthy")
 
-    def result(self, out, plan):
-        return dict(out.get("result", {}), check_mode=self.check_mode)
+    def result(self, observed, plan):
+        return dict(observed.get("result", {}), check_mode=self.check_mode)
 
 
 @pytest.fixture
@@ -120,6 +120,30 @@ def test_big_files_are_fingerprinted_by_size_and_mtime(tmp_path):
     before = fp([str(big)], {})
     os.utime(str(big), ns=(1, 1))
     assert fp([str(big)], {}) != before
+
+
+def test_fingerprint_is_free_of_host_names(tmp_path, monkeypatch):
+    """An AWX/AAP job runs in a new container each time (another host name, the image's
+    files at other inode numbers): the same inputs must give the same fingerprint there."""
+    for name, size in (("istioctl", receipt.BIG_FILE + 1), ("site.yml", 10)):
+        (tmp_path / "a" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "a" / name).write_bytes(b"\0" * size)
+        os.utime(str(tmp_path / "a" / name), ns=(10 ** 18, 10 ** 18))
+    monkeypatch.setattr(receipt.platform, "node", lambda: "awx-job-1-abcde")
+    before = fp([str(tmp_path / "a")], receipt.environment_extras())
+    # the next job: another container name, the same files copied to new inodes
+    monkeypatch.setattr(receipt.platform, "node", lambda: "awx-job-2-fghij")
+    (tmp_path / "a").rename(tmp_path / "old")
+    (tmp_path / "a").mkdir()
+    for name in ("istioctl", "site.yml"):
+        (tmp_path / "a" / name).write_bytes((tmp_path / "old" / name).read_bytes())
+        os.utime(str(tmp_path / "a" / name), ns=(10 ** 18, 10 ** 18))
+    assert os.stat(str(tmp_path / "a" / "istioctl")).st_ino != os.stat(str(tmp_path / "old" / "istioctl")).st_ino
+    assert fp([str(tmp_path / "a")], receipt.environment_extras()) == before
+    assert "awx-job" not in json.dumps(receipt.environment_extras())
+    # what the steps' arguments depend on still counts: another architecture, another big file
+    monkeypatch.setattr(receipt.platform, "machine", lambda: "riscv64")
+    assert fp([str(tmp_path / "a")], receipt.environment_extras()) != before
 
 
 # --- recording -----------------------------------------------------------------------------
