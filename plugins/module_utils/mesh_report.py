@@ -167,9 +167,10 @@ def gather_cluster(spec, namespace, vm_groups, now, warn_seconds, timeout):
     if not kubeconfig or not os.path.isfile(kubeconfig):
         out["error"] = "no kubeconfig at %s (not created yet?)" % kubeconfig
         return out, {}
-    kube = KubeRest(kubeconfig, label=spec["name"], timeout=timeout)
+    kube = None
     entries = {}
     try:
+        kube = KubeRest(kubeconfig, label=spec["name"], timeout=timeout)
         out["api_server"] = kube.server
         ns = kube.get("read namespace " + namespace, "/api/v1/namespaces/" + namespace, not_found=None)
         if ns is None:
@@ -189,7 +190,8 @@ def gather_cluster(spec, namespace, vm_groups, now, warn_seconds, timeout):
     except MeshfleetError as e:
         out["error"] = e.msg
     finally:
-        kube.close()
+        if kube is not None:
+            kube.close()
     return out, entries
 
 
@@ -317,7 +319,7 @@ class MeshReportModule(MeshfleetModule):
         verify_results_file=dict(type="path"),
         namespace=dict(type="str", default="istio-system"),
         cert_warn_days=dict(type="int", default=30),
-        token_warn_seconds=dict(type="int", default=201600),
+        token_warn_seconds=dict(type="int", default=201600, no_log=False),
         timeout=dict(type="int", default=5),
     )
 

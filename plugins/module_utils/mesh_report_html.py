@@ -58,7 +58,7 @@ h3{font-size:15px;margin:14px 0 6px}
 .pills b{font-weight:600}
 section{background:#fff;border:1px solid var(--line);border-radius:8px;margin:14px auto}
 figure{margin:0;overflow-x:auto}
-figure svg{display:block;max-width:100%;height:auto}
+figure svg{display:block;width:100%;height:auto;margin:0 auto}
 table{border-collapse:collapse;width:100%;margin:4px 0 8px}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-weight:600;background:#f0f3f7}
@@ -239,7 +239,7 @@ def topology_svg(report):
             layout.append(("vm", col, x0 + 40, y, h, g))
             y += h + ROW_GAP
         col_heights.append(y)
-    height = max(col_heights) + 8
+    height = max(col_heights) + 12
     width = 2 * MARGIN + len(networks) * COL_W + (len(networks) - 1) * GAP
 
     for col, (net, members) in enumerate(networks):
@@ -250,7 +250,7 @@ def topology_svg(report):
             '<rect class="area" x="%d" y="%d" width="%d" height="%d" rx="12"/>'
             '<text class="name" x="%d" y="%d">%s</text>'
             '<text class="sub" x="%d" y="%d">%s</text></g>'
-            % (esc(net), esc(net), x0, TOP, COL_W, height - TOP, x0 + 16, TOP + 24, esc(clip(net, 28)),
+            % (esc(net), esc(net), x0, TOP, COL_W, height - TOP - 4, x0 + 16, TOP + 24, esc(clip(net, 28)),
                x0 + 16, TOP + 42, esc("%d cluster%s, %d east-west gateway%s" % (
                    len(members), "" if len(members) == 1 else "s", gws, "" if gws == 1 else "s"))))
     for kind, col, x, y, h, item in layout:
@@ -261,8 +261,10 @@ def topology_svg(report):
 
     edges = _edges(_links(report), boxes)
     return "\n".join([
+        # as wide as the page allows, up to 1.5 times its own size
         '<svg xmlns="http://www.w3.org/2000/svg" id="topology-svg" viewBox="0 0 %d %d" width="%d" height="%d" '
-        'role="img" aria-label="mesh topology">' % (width, height, width, height),
+        'style="max-width:%dpx" role="img" aria-label="mesh topology">' % (width, height, width, height,
+                                                                          width * 3 // 2),
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
         'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>',
     ] + parts_nodes + edges + ["</svg>"])
@@ -285,11 +287,12 @@ def _cluster_node(c, x, y, sync_rows):
         '<g class="role"><rect x="%d" y="%d" width="58" height="18" rx="9"/>'
         '<text x="%d" y="%d" text-anchor="middle">%s</text></g>' % (x + BOX_W - 66, y + 8, x + BOX_W - 37, y + 21, role),
         '<text class="sub" x="%d" y="%d">%s</text>' % (x + 12, y + 41, esc(clip(sub, 36))),
-        '<text class="sub%s" x="%d" y="%d">%s</text>' % (" down" if c.get("error") else "", x + 12, y + 58,
-                                                        esc(clip(istiod, 36))),
+        '<text class="sub%s" x="%d" y="%d">%s</text>' % (
+            " down" if c.get("error") else "", x + 12, y + 58, esc(clip(istiod, 36))),
         '<g class="gateway%s" data-gateway="%s"><rect x="%d" y="%d" width="%d" height="24" rx="5"/>'
-        '<text x="%d" y="%d">%s</text></g>' % ("" if addresses else " none", esc(" ".join(addresses or [])),
-                                                 x + 10, y + 70, BOX_W - 20, x + 18, y + 86, esc(clip(gw_text, 32))),
+        '<text x="%d" y="%d">%s</text></g>' % (
+            "" if addresses else " none", esc(" ".join(addresses or [])),
+            x + 10, y + 70, BOX_W - 20, x + 18, y + 86, esc(clip(gw_text, 32))),
         "</g>"])
 
 

@@ -24,7 +24,8 @@ import sys
 import pytest
 
 import helpers
-from test_site_clusters import CLUSTERS, site  # noqa: F401 - the fixture, module-scoped here too
+# the fixture `site` (module-scoped: this module gets its own mesh)
+from test_site_clusters import CLUSTERS, site  # noqa: F401  pylint: disable=unused-import
 
 sys.path.insert(0, helpers.COLLECTIONS)
 from ansible_collections.meshfleet.mesh.plugins.module_utils import pki  # noqa: E402
