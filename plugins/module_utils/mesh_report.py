@@ -308,49 +308,66 @@ def summary(report):
                         else "passed" if verify.get("passed") else "failed"))
 
 
+ARGUMENT_SPEC = dict(
+    state_dir=dict(type="path", required=True),
+    dest=dict(type="path"),
+    clusters=dict(type="list", elements="dict", required=True),
+    vm_groups=dict(type="list", elements="dict", default=[]),
+    mesh=dict(type="dict", default={}),
+    title=dict(type="str"),
+    verify_results_file=dict(type="path"),
+    namespace=dict(type="str", default="istio-system"),
+    cert_warn_days=dict(type="int", default=30),
+    token_warn_seconds=dict(type="int", default=201600, no_log=False),
+    timeout=dict(type="int", default=5),
+)
+
+
+def check_params(p):
+    """Refuse what cannot make a report, naming the field (nothing is written then)."""
+    for i, c in enumerate(p["clusters"]):
+        if not isinstance(c.get("name"), str) or not c["name"]:
+            raise MeshfleetError("clusters[%d].name: missing (each cluster needs a name)" % i)
+    for i, g in enumerate(p["vm_groups"] or []):
+        if not isinstance(g.get("name"), str) or not g["name"]:
+            raise MeshfleetError("vm_groups[%d].name: missing (each VM group needs a name)" % i)
+    if p["timeout"] < 1:
+        raise MeshfleetError("timeout: must be at least 1 second, got %d" % p["timeout"])
+
+
+def write_report(params, check_mode=False, diff_mode=False):
+    """Gather, render and (unless ``check_mode``, and only when its content changed) write the
+    page. Returns the module result: changed, dest, size, summary, report (and diff)."""
+    p = dict(params)
+    check_params(p)
+    dest = p["dest"] or os.path.join(p["state_dir"], "report", "mesh-report.html")
+    p["verify_results_file"] = p["verify_results_file"] or os.path.join(p["state_dir"], VERIFY_RESULTS)
+    now = utcnow()
+    report = gather(p, now)
+    head, tail = mesh_report_html.render(report)
+    try:
+        with open(dest, "rb") as f:
+            before = f.read().decode("utf-8", "replace")
+    except (IOError, OSError):
+        before = None
+    changed = not mesh_report_html.same_page(before, head, tail)
+    content = before if not changed else head + rfc3339(now) + tail
+    if changed and not check_mode:
+        folder = os.path.dirname(dest)
+        if not os.path.isdir(folder):
+            ensure_private_dir(folder)
+        write_file_atomic(dest, content, mode=0o644)
+    result = dict(changed=changed, dest=dest, size=len(content.encode("utf-8")), summary=summary(report),
+                  report=report)
+    if changed and diff_mode:
+        result["diff"] = dict(before_header=dest, after_header=dest, before=before or "", after=content)
+    return result
+
+
 class MeshReportModule(MeshfleetModule):
-    argument_spec = dict(
-        state_dir=dict(type="path", required=True),
-        dest=dict(type="path"),
-        clusters=dict(type="list", elements="dict", required=True),
-        vm_groups=dict(type="list", elements="dict", default=[]),
-        mesh=dict(type="dict", default={}),
-        title=dict(type="str"),
-        verify_results_file=dict(type="path"),
-        namespace=dict(type="str", default="istio-system"),
-        cert_warn_days=dict(type="int", default=30),
-        token_warn_seconds=dict(type="int", default=201600, no_log=False),
-        timeout=dict(type="int", default=5),
-    )
+    """The module (the action plugin plugins/action/mesh_report.py runs :func:`write_report`
+    in the controller's process instead; the module stays for ansible-doc and direct use)."""
+    argument_spec = ARGUMENT_SPEC
 
     def run(self):
-        p = self.params
-        for i, c in enumerate(p["clusters"]):
-            if not isinstance(c.get("name"), str) or not c["name"]:
-                raise MeshfleetError("clusters[%d].name: missing (each cluster needs a name)" % i)
-        for i, g in enumerate(p["vm_groups"]):
-            if not isinstance(g.get("name"), str) or not g["name"]:
-                raise MeshfleetError("vm_groups[%d].name: missing (each VM group needs a name)" % i)
-        if p["timeout"] < 1:
-            raise MeshfleetError("timeout: must be at least 1 second, got %d" % p["timeout"])
-        dest = p["dest"] or os.path.join(p["state_dir"], "report", "mesh-report.html")
-        p["verify_results_file"] = p["verify_results_file"] or os.path.join(p["state_dir"], VERIFY_RESULTS)
-        now = utcnow()
-        report = gather(p, now)
-        head, tail = mesh_report_html.render(report)
-        try:
-            with open(dest, "rb") as f:
-                before = f.read().decode("utf-8", "replace")
-        except (IOError, OSError):
-            before = None
-        changed = not mesh_report_html.same_page(before, head, tail)
-        content = before if not changed else head + rfc3339(now) + tail
-        if changed and not self.check_mode:
-            folder = os.path.dirname(dest)
-            if not os.path.isdir(folder):
-                ensure_private_dir(folder)
-            write_file_atomic(dest, content, mode=0o644)
-        if changed and self.diff_mode:
-            self.result["diff"] = dict(before_header=dest, after_header=dest, before=before or "", after=content)
-        return dict(changed=changed, dest=dest, size=len(content.encode("utf-8")), summary=summary(report),
-                    report=report)
+        return write_report(self.params, self.check_mode, self.diff_mode)

@@ -123,6 +123,19 @@ def when(stamp):
     return str(stamp)
 
 
+def duration(seconds):
+    """``201600`` -> ``56 h``, ``2592000`` -> ``30 days``: a threshold people read."""
+    try:
+        seconds = int(seconds)
+    except (TypeError, ValueError):
+        return "-"
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return "%d day%s" % (seconds // 86400, "" if seconds == 86400 else "s")
+    if seconds >= 3600:
+        return "%g h" % round(seconds / 3600.0, 1)
+    return "%d s" % seconds
+
+
 def status_class(status):
     if status in GOOD:
         return "ok"
@@ -515,8 +528,8 @@ def secrets_section(report):
         table(["istiod of", "reads cluster", "secret", "token expires", "status"], rows, ' id="secrets-table"'),
         '<p class="legend">Expiry: the token&#x27;s own <code>exp</code> claim and the '
         '<code>meshfleet.io/token-expires</code> annotation, the earlier one; tokens are never shown. '
-        '&quot;expiring&quot;: within %s s (re-run site.yml to renew).</p>'
-        % esc((report.get("thresholds") or {}).get("token_warn_seconds"))])
+        '&quot;expiring&quot;: within %s (re-run site.yml to renew).</p>'
+        % esc(duration((report.get("thresholds") or {}).get("token_warn_seconds")))])
 
 
 def verify_section(report):

@@ -94,6 +94,8 @@ attributes:
     description: The page before and after.
     support: full
 notes:
+  - Runs in the controller's process (an action plugin with the module's arguments and
+    results); the report is about the controller's state dir.
   - Reads the clusters with the collection's own Kubernetes client; needs the Python
     library C(cryptography) for the trust chain.
 '''

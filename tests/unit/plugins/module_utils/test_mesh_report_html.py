@@ -256,3 +256,9 @@ def test_same_page_ignores_only_the_generation_time(report):
     head2, tail2 = H.render(r)
     assert not H.same_page(page, head2, tail2)
     assert H.render(copy.deepcopy(report)) == (head, tail)  # deterministic
+
+
+@pytest.mark.parametrize("seconds, text", [(201600, "56 h"), (86400, "1 day"), (2592000, "30 days"),
+                                           (5400, "1.5 h"), (600, "600 s"), (None, "-")])
+def test_duration(seconds, text):
+    assert H.duration(seconds) == text
