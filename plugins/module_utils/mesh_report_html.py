@@ -276,8 +276,8 @@ def topology_svg(report):
     return "\n".join([
         # as wide as the page allows, up to 1.5 times its own size
         '<svg xmlns="http://www.w3.org/2000/svg" id="topology-svg" viewBox="0 0 %d %d" width="%d" height="%d" '
-        'style="max-width:%dpx" role="img" aria-label="mesh topology">' % (width, height, width, height,
-                                                                          width * 3 // 2),
+        'style="max-width:%dpx" role="img" aria-label="mesh topology">' % (
+            width, height, width, height, width * 3 // 2),
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
         'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>',
     ] + parts_nodes + edges + ["</svg>"])

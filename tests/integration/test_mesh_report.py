@@ -20,6 +20,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -219,3 +220,26 @@ def test_report_shows_an_unreachable_cluster(converged):
     assert_ok(run)
     assert run.recap["localhost"]["changed"] == 1  # back to the full picture
     assert 'class="cluster primary down"' not in read(report_path(site))
+
+
+def test_failed_verification_is_saved_reported_and_fails_the_run(converged):
+    """An istiod that is gone: verify.yml saves the failure, writes the report showing it, and
+    only then fails."""
+    site = converged
+    with open(os.path.join(site.state_dir, "clusters", "cluster2", "istiod", "istiod.pid")) as f:
+        pid = int(f.read().strip())
+    os.kill(pid, 9)
+    deadline = time.monotonic() + 30
+    while helpers.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not helpers.alive(pid)
+    run = site.play("verify.yml", "-e", "verify_wait_timeout=5", "-e", "verify_probe=false")
+    assert run.rc != 0, run.tail(30)
+    assert "Fail when the mesh verification failed" in run.output, run.tail(30)
+    with open(os.path.join(site.state_dir, "verify-results.json")) as f:
+        results = json.load(f)
+    assert results["passed"] is False and "istiod" in results["error"], results
+    page = read(report_path(site))
+    assert '<span class="st st-bad">failed</span>' in page
+    row = re.search(r'<tr data-istiod="cluster2">(.*?)</tr>', page, re.S).group(1)
+    assert "did not answer" in row, row

@@ -262,3 +262,13 @@ def test_same_page_ignores_only_the_generation_time(report):
                                            (5400, "1.5 h"), (600, "600 s"), (None, "-")])
 def test_duration(seconds, text):
     assert H.duration(seconds) == text
+
+
+def test_a_remote_cluster_is_drawn_as_one(report):
+    r = copy.deepcopy(report)
+    r["clusters"][2].update(role="remote", primary="cluster1")
+    r["sync"] = r["sync"][:2]
+    page = page_of(r)
+    assert '<g class="cluster remote" data-cluster="cluster3">' in page
+    assert ">istiod of cluster1</text>" in page
+    assert '<tr data-istiod="cluster3">' not in page  # no istiod of its own in the sync table
