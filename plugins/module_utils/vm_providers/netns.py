@@ -53,6 +53,7 @@ import time
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, WaitTimeout, ensure_private_dir, write_file_atomic)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.k8s_names import is_host_name
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.base import VmProvider
 
 ROOTFS_MARKER = ".meshfleet-rootfs"
@@ -61,7 +62,6 @@ INIT_PATH = "/sbin/meshfleet-init"
 SSH_PORT = 22
 VM_USER = "root"
 VM_PYTHON = "/usr/bin/python3"
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 TOOLS = ("ip", "unshare", "chroot", "setsid", "cp")
 
 
@@ -772,8 +772,6 @@ class NetnsVmProvider(VmProvider):
     """Local VMs in network namespaces (see the module docstring)."""
 
     name = "netns"
-    required_settings = ("subnet", "state_dir")
-    compared_settings = ("subnet",)
 
     def validate(self):
         super(NetnsVmProvider, self).validate()
@@ -792,7 +790,7 @@ class NetnsVmProvider(VmProvider):
                                      self.group, s["count"], len(hosts), ", ".join(hosts)))
         self.names = vm_names(self.group, s)
         for n in self.names:
-            if not (NAME_RE.match(n) and len(n) <= 63):
+            if not is_host_name(n):
                 raise MeshfleetError("VM group %s: %r is not a valid VM name (lowercase letters, "
                                      "digits, '-' and '.')" % (self.group, n))
         if len(set(self.names)) != len(self.names):

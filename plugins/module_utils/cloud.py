@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Helpers shared by the cloud cluster providers (aks, gke, eks, minikube) and the VM providers.
+"""Helpers shared by the cloud cluster providers (aks, gke, eks, minikube) and the cloud VM providers.
 
 - :class:`FieldPatterns`: an ``immutable_settings`` value matching dotted field paths
   with wildcards (``network_profile.*``, ``node_pools.*.vm_size``), so the generic
