@@ -43,7 +43,7 @@ def _import(name):
     elif name == "eks":
         from ansible_collections.meshfleet.mesh.plugins.module_utils.providers import eks as mod
     elif name == "netns":
-        from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers import netns as mod
+        from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns import provider as mod
     elif name == "openstack":
         from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers import openstack as mod
     elif name == "ec2":

@@ -167,7 +167,7 @@ PROVIDERS = {
         description="machines that exist already, reached at their hosts' ansible_host",
         settings={}, required=(), immutable=()),
     "netns": dict(
-        kind="vm", impl=("vm_providers.netns", "NetnsVmProvider"),
+        kind="vm", impl=("vm_providers.netns.provider", "NetnsVmProvider"),
         description="local test VMs in network namespaces on the controller",
         settings=dict(
             subnet=_s("cidr", "the group's IPv4 network: the host gets .1, the VMs .2, .3, ..."),

@@ -16,7 +16,7 @@ import re
 
 from collections.abc import Mapping
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.k8s_names import (  # noqa: F401
+from ansible_collections.meshfleet.mesh.plugins.module_utils.k8s_names import (  # noqa: F401 pylint: disable=unused-import
     is_dns_label, is_dns_subdomain, is_host_name)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.schema import (
     LABEL_RULE, MAX_MESSAGE, MAX_PATH_SHOWN, MAX_SHOWN)

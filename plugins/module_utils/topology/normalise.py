@@ -16,7 +16,6 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.schema imp
     DEFAULT_ISTIO_VERSION, DEFAULT_STATE_DIR, DEFAULT_TRUST_DOMAIN, ISTIO_DEFAULT_RELEASE,
     LOCAL_CLUSTER_PROVIDERS)
 
-# --- normalise ---------------------------------------------------------------------
 
 def normalise(topology, base_dir=None):
     """Return a copy of ``topology`` with every default filled in.

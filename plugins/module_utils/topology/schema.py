@@ -14,7 +14,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils import provider_spec
-from ansible_collections.meshfleet.mesh.plugins.module_utils.provider_spec import (  # noqa: F401
+from ansible_collections.meshfleet.mesh.plugins.module_utils.provider_spec import (  # noqa: F401 pylint: disable=unused-import
     CLOUD_VM_PROVIDERS, CLUSTER_PROVIDERS, DEFAULT_VM_COUNT, LOCAL_CLUSTER_PROVIDERS,
     MAX_SETTING_INT, MAX_VM_COUNT, VM_PROVIDERS)
 

@@ -18,6 +18,7 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.common imp
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.schema import (
     AKS_CLOUD_ENVIRONMENTS, AKS_NETWORK_KEYS, AKS_NETWORK_PLUGINS, AKS_POOL_KEYS,
     AKS_POOL_NAME)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns.addressing import subnet_problem
 from ansible_collections.meshfleet.mesh.plugins.module_utils.provider_spec import (
     PROVIDERS, TYPES, setting_types)
 
@@ -236,20 +237,4 @@ def source_cidr_problem(value):
 
 def cidr_problem(value):
     """Why ``value`` is not a usable netns subnet (IPv4 CIDR, /30 or larger), or None."""
-    if not is_str(value):
-        return "must be an IPv4 network in CIDR notation such as 10.77.0.0/24, got %s" % (
-            show(value) if not isinstance(value, (list, dict)) else kind(value))
-    try:
-        net = ipaddress.ip_network(u"%s" % value, strict=False)
-    except ValueError:
-        return "%s is not an IPv4 network in CIDR notation such as 10.77.0.0/24" % show(value)
-    if net.version != 4:
-        return "%s is not an IPv4 network; netns VMs use IPv4 (e.g. 10.77.0.0/24)" % show(value)
-    if "/" not in value:
-        return "%s has no prefix length; write it as %s" % (show(value), net)
-    if str(net) != value:
-        return "%s has host bits set; the network is %s" % (show(value), net)
-    if net.prefixlen > 30:
-        return "%s is too small: netns VMs need a /30 or larger (.1 is the host, VMs from .2)" \
-            % show(value)
-    return None
+    return subnet_problem(value, show, kind)

@@ -9,7 +9,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import ipaddress
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.k8s_names import HOST_NAME_MAX
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.clusters import (
@@ -21,7 +20,11 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.schema imp
     CLOUD_VM_PROVIDERS, DEFAULT_VM_COUNT, LABEL_NAME, LABEL_VALUE, VM_GROUP_KEYS,
     VM_PROVIDERS)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.settings import (
-    _validate_settings, cidr_problem)
+    _validate_settings)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns.addressing import (
+    capacity, parse_subnet, subnet_problem)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns.addressing import (  # noqa: F401
+    group_addresses as netns_addresses, group_vm_names as netns_vm_names)
 
 
 def _is_template(value):
@@ -160,31 +163,6 @@ def _validate_vm_groups(p, groups, clusters):
                       % show(address))
 
 
-def netns_vm_names(group_name, group):
-    """A netns group's VM names, in address order: its listed hosts, else <group>-1..N."""
-    hosts = group.get("hosts") if is_mapping(group) else None
-    if is_mapping(hosts) and hosts:
-        return ["%s" % (h,) for h in hosts]
-    settings = group.get("settings") if is_mapping(group) else None
-    count = settings.get("count") if is_mapping(settings) else None
-    count = DEFAULT_VM_COUNT if count is None else count
-    if not (is_int(count) and count >= 0):
-        return []
-    return ["%s-%d" % (group_name, i) for i in range(1, count + 1)]
-
-
-def netns_addresses(group_name, group):
-    """{vm name: address} of a netns group (.2, .3, ... of its subnet); {} if the subnet is bad."""
-    settings = group.get("settings") if is_mapping(group) else None
-    subnet = settings.get("subnet") if is_mapping(settings) else None
-    if subnet is None or cidr_problem(subnet):
-        return {}
-    net = ipaddress.ip_network(u"%s" % subnet)
-    room = net.num_addresses - 3
-    return dict((n, str(net.network_address + 2 + i))
-                for i, n in enumerate(netns_vm_names(group_name, group)) if i < room)
-
-
 def _validate_netns_group(p, path, name, settings, hosts, seen_subnets):
     """netns: count matches the listed hosts, the VMs fit, subnets of groups do not overlap,
     and a listed ansible_host is the address the VM gets."""
@@ -195,9 +173,9 @@ def _validate_netns_group(p, path, name, settings, hosts, seen_subnets):
               "one VM per listed host: drop count or make it %d" % (
                   count, listed, ", ".join("%s" % (h,) for h in hosts), listed))
     subnet = settings.get("subnet")
-    if subnet is None or cidr_problem(subnet):
+    if subnet is None or subnet_problem(subnet):
         return  # missing or bad: reported with the settings
-    net = ipaddress.ip_network(u"%s" % subnet)
+    net = parse_subnet(subnet)
     for other, other_net in seen_subnets:
         if net.overlaps(other_net):
             p.add(path + ".settings.subnet", "%s overlaps %s of VM group %s; every netns VM group "
@@ -205,7 +183,7 @@ def _validate_netns_group(p, path, name, settings, hosts, seen_subnets):
             break
     seen_subnets.append((name, net))
     names = netns_vm_names(name, dict(hosts=hosts, settings=settings))
-    room = net.num_addresses - 3
+    room = capacity(net)
     if len(names) > room:
         p.add(path + ".settings.subnet", "%s has room for %s (.2 to .%d), not %d" % (
             show(subnet), _plural(room, "VM"), room + 1, len(names)))

@@ -46,8 +46,8 @@ def test_unknown_names_and_wrong_kinds_are_refused_with_the_choices():
 def test_the_topology_reads_the_spec():
     ps.PROVIDERS["kwok"]["settings"]["extra_flag"] = dict(type="bool", description="a test setting")
     try:
-        topo = {"mesh": {"id": "m"}, "clusters": {"c": {"provider": "kwok", "network": "n",
-                                                          "settings": {"extra_flag": "yes"}}}}
+        cluster = {"provider": "kwok", "network": "n", "settings": {"extra_flag": "yes"}}
+        topo = {"mesh": {"id": "m"}, "clusters": {"c": cluster}}
         assert t.validate(topo) == ['clusters.c.settings.extra_flag: must be true or false, got "yes"']
     finally:
         del ps.PROVIDERS["kwok"]["settings"]["extra_flag"]
