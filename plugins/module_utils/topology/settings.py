@@ -18,6 +18,7 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.common imp
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.schema import (
     AKS_CLOUD_ENVIRONMENTS, AKS_NETWORK_KEYS, AKS_NETWORK_PLUGINS, AKS_POOL_KEYS,
     AKS_POOL_NAME)
+from ansible_collections.meshfleet.mesh.plugins.module_utils import cloud
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns.addressing import subnet_problem
 from ansible_collections.meshfleet.mesh.plugins.module_utils.provider_spec import (
     PROVIDERS, TYPES, setting_types)
@@ -221,18 +222,8 @@ def _aks_network(p, path, net):
 
 
 def source_cidr_problem(value):
-    """Why ``value`` is not an IPv4/IPv6 network (a security group source such as
-    203.0.113.7/32 or 2001:db8::/32), or None."""
-    if not is_str(value) or "/" not in value:
-        return "must be a network in CIDR notation such as 203.0.113.7/32, got %s" % (
-            show(value) if not isinstance(value, (list, dict)) else kind(value))
-    try:
-        net = ipaddress.ip_network(u"%s" % value, strict=False)
-    except ValueError:
-        return "%s is not a network in CIDR notation such as 203.0.113.7/32" % show(value)
-    if str(net) != value:
-        return "%s has host bits set; the network is %s" % (show(value), net)
-    return None
+    """Why ``value`` is not a security group source (IPv4/IPv6 CIDR), or None."""
+    return cloud.source_cidr_problem(value, show, kind)
 
 
 def cidr_problem(value):

@@ -17,6 +17,7 @@ __metaclass__ = type
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     ImmutableChange, MeshfleetError, MeshfleetModule)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.cloud import source_cidr_problem
 from ansible_collections.meshfleet.mesh.plugins.module_utils.provider_registry import (
     provider_class, require_settings)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.provider_spec import (
@@ -44,20 +45,6 @@ def mesh_ports(app_ports):
 #: blocks, the OpenStack network's subnets); 0.0.0.0/0 only when a user writes it.
 CIDR_SETTINGS = ("ssh_cidrs", "mesh_cidrs")
 SSH_PORT = 22
-
-
-def cidr_problem(value):
-    """Why ``value`` is not an IPv4/IPv6 network in CIDR notation (e.g. 203.0.113.7/32), or None."""
-    import ipaddress
-    if not isinstance(value, str) or "/" not in value:
-        return "must be a network in CIDR notation such as 203.0.113.7/32, got %r" % (value,)
-    try:
-        net = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return "%r is not a network in CIDR notation such as 203.0.113.7/32" % (value,)
-    if str(net) != value:
-        return "%r has host bits set; the network is %s" % (value, net)
-    return None
 
 
 def ingress_rules(ports, ssh_cidrs, mesh_cidrs):
@@ -106,7 +93,7 @@ class VmProvider:
                 raise MeshfleetError("VM group %s: settings.%s must be a list of CIDRs, got %r"
                                      % (self.group, key, value))
             for i, cidr in enumerate(value):
-                problem = cidr_problem(cidr)
+                problem = source_cidr_problem(cidr)
                 if problem:
                     raise MeshfleetError("VM group %s: settings.%s[%d] %s" % (self.group, key, i, problem))
 
