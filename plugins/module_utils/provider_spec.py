@@ -61,9 +61,15 @@ def _s(typ, description, **extra):
 
 
 _K8S_VERSION = "the Kubernetes version (\"1.33\" matches any 1.33.x); quote it in YAML"
-_VM_COUNT = "how many VMs (named <group>-1 .. <group>-N); instances beyond it are removed"
-_SSH_CIDRS = "networks (CIDRs) allowed to reach TCP 22 in the security group the module manages"
-_MESH_CIDRS = "networks (CIDRs) allowed to reach the other mesh ports and the group's ports"
+#: the settings both cloud VM providers (openstack, ec2) take
+_CLOUD_VM_SETTINGS = dict(
+    key_name=_s("str", "the key pair for SSH"),
+    count=_s("count", "how many VMs (named <group>-1 .. <group>-N); instances beyond it are removed"),
+    ssh_cidrs=_s("cidr_list", "networks (CIDRs) allowed to reach TCP 22 in the security group the "
+                              "module manages"),
+    mesh_cidrs=_s("cidr_list", "networks (CIDRs) allowed to reach the other mesh ports and the "
+                               "group's ports"),
+)
 
 PROVIDERS = {
     # --- cluster providers ---------------------------------------------------------------
@@ -180,16 +186,13 @@ PROVIDERS = {
         kind="vm", impl=("vm_providers.openstack", "OpenStackVmProvider"),
         description="OpenStack servers",
         settings=dict(
+            _CLOUD_VM_SETTINGS,
             cloud=_s("str", "the clouds.yaml entry with the credentials (envvars: OS_AUTH_URL ...)"),
             image=_s("str", "image name or id"),
             flavor=_s("str", "flavor name or id"),
             network=_s("str", "the network name or id the servers attach to"),
-            key_name=_s("str", "the key pair for SSH"),
             security_group=_s("str", "a security group name (created when missing)"),
             floating_ip=_s("bool", "attach a floating IP to each server"),
-            count=_s("count", _VM_COUNT),
-            ssh_cidrs=_s("cidr_list", _SSH_CIDRS),
-            mesh_cidrs=_s("cidr_list", _MESH_CIDRS),
         ),
         required=("cloud", "image", "flavor", "network"),
         immutable=("image", "flavor", "network", "key_name")),
@@ -197,17 +200,14 @@ PROVIDERS = {
         kind="vm", impl=("vm_providers.ec2", "Ec2VmProvider"),
         description="Amazon EC2 instances",
         settings=dict(
+            _CLOUD_VM_SETTINGS,
             region=_s("str", "the AWS region"),
             ami=_s("str", "the AMI id"),
             instance_type=_s("str", "the instance type, e.g. t3.large"),
             subnet_id=_s("str", "the subnet the instances start in"),
-            key_name=_s("str", "the key pair for SSH"),
             security_group_ids=_s("str_list", "security groups (default: one the module creates)"),
-            count=_s("count", _VM_COUNT),
             endpoint_url=_s("str", "a different EC2 endpoint, e.g. a moto server"),
             tags=_s("dict", "extra tags of the instances"),
-            ssh_cidrs=_s("cidr_list", _SSH_CIDRS),
-            mesh_cidrs=_s("cidr_list", _MESH_CIDRS),
         ),
         required=("region", "ami", "instance_type", "subnet_id"),
         immutable=("ami", "instance_type", "subnet_id", "key_name")),
