@@ -132,6 +132,7 @@ def connection_vars(state_dir, address):
         meshfleet_vm_private_ip=address,
     )
 
+
 def subnet_problem(value, show=repr, kind=None):
     """Why ``value`` is not a usable netns subnet (an IPv4 CIDR, /30 or larger), or None.
     ``show`` quotes a value and ``kind`` names a type in the message (the topology's own)."""
@@ -162,4 +163,3 @@ def parse_subnet(subnet, what="settings.subnet"):
         raise MeshfleetError("%s: %r is not an IPv4 network in CIDR notation such as 10.77.0.0/24, "
                              "/30 or larger (%s)" % (what, subnet, problem))
     return ipaddress.ip_network(u"%s" % (subnet,))
-

@@ -240,7 +240,7 @@ class NetnsVm:
             self._ensure_rootfs(base_rootfs)
             host_key = self._configure_rootfs(address, public_key)
             filter_known_hosts(ssh_paths(self.state_dir)["known_hosts"], {address},
-                                ["%s %s" % (address, host_key)])
+                               ["%s %s" % (address, host_key)])
             write_file_atomic(self.record_path, json.dumps(rec, indent=2, sort_keys=True) + "\n")
             write_file_atomic(self.owner_path(), json.dumps(dict(
                 state_dir=self.state_dir, mesh=mesh, group=group, address=address,
