@@ -178,8 +178,8 @@ PROVIDERS = {
         settings=dict(
             subnet=_s("cidr", "the group's IPv4 network: the host gets .1, the VMs .2, .3, ..."),
             count=_s("count", "how many VMs when the group lists no hosts"),
-            rootfs_cache=_s("str", "the base root filesystem from scripts/vm-rootfs.sh, or its cache "
-                                   "folder"),
+            rootfs_cache=_s("str", "the base root filesystem from roles/vms_local/files/vm-rootfs.sh, or its "
+                                   "cache folder"),
         ),
         required=("subnet",), immutable=("subnet",), module_required=("state_dir",)),
     "openstack": dict(

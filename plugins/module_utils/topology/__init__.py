@@ -39,13 +39,13 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.schema imp
     ISTIO_VERSION, LABEL_NAME, LABEL_RULE, LABEL_VALUE, LOCAL_CLUSTER_PROVIDERS,
     MAX_CA_DAYS, MAX_FILE_BYTES, MAX_MESSAGE, MAX_PATH_SHOWN, MAX_SETTING_INT, MAX_SHOWN,
     MAX_VM_COUNT, MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_NODES, MESH_KEYS, NETWORK_KEYS,
-    PLUGIN_KEYS, REQUIRED_SETTINGS, RESERVED_HOST_NAMES, ROLES, SETTING_TYPES, TOP_KEYS,
+    PLUGIN_KEYS, REQUIRED_SETTINGS, RESERVED_HOST_NAMES, ROLES, SETTING_TYPES, STATE_DIR_ENV, TOP_KEYS,
     VM_GROUP_KEYS, VM_PROVIDERS, WAIT_OPERATIONS)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.common import (  # noqa: F401
     clip, did_you_mean, is_dns_label, is_dns_subdomain, is_host_name, is_hostname, is_int,
     is_ip, is_mapping, is_str, key_path, kind, one_of, PLAIN_KEY, show, string_types)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.normalise import (  # noqa: F401
-    default_istio_version, image_pulling_clusters, mesh_defaults, normalise)
+    default_istio_version, image_pulling_clusters, mesh_defaults, normalise, state_dir)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.settings import (  # noqa: F401
     aks_pool_mode, aks_settings_problems, cidr_problem, source_cidr_problem)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.mesh import (  # noqa: F401

@@ -8,13 +8,28 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.common import (
     _copy, _hashable, _resolve_path, is_dns_label, is_mapping, is_str)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology.schema import (
     CLUSTER_PROVIDERS, DEFAULT_CA, DEFAULT_FEATURES, DEFAULT_ISTIO_HUB,
     DEFAULT_ISTIO_VERSION, DEFAULT_STATE_DIR, DEFAULT_TRUST_DOMAIN, ISTIO_DEFAULT_RELEASE,
-    LOCAL_CLUSTER_PROVIDERS)
+    LOCAL_CLUSTER_PROVIDERS, STATE_DIR_ENV)
+
+
+def state_dir(configured, base_dir, environ=None):
+    """The mesh state dir, the one place it is worked out: $MESHFLEET_STATE_DIR when set, else
+    ``configured`` (``mesh.state_dir``), else .meshfleet; relative to ``base_dir``. A configured
+    value that is not a path string is returned as it is (validate reports it)."""
+    if configured is not None and not (is_str(configured) and configured.strip()):
+        return configured
+    env = (os.environ if environ is None else environ).get(STATE_DIR_ENV)
+    if env:
+        configured = env
+    elif configured is None:
+        configured = DEFAULT_STATE_DIR
+    return _resolve_path(configured, base_dir)
 
 
 def normalise(topology, base_dir=None):
@@ -29,7 +44,7 @@ def normalise(topology, base_dir=None):
     cluster is local (kwok), else the release 1.30.4 (see :func:`default_istio_version`),
     ``mesh.istio.revision`` "" (the default, unrevisioned control plane),
     ``mesh.istio.hub`` docker.io/istio, ``mesh.istio.image_pull_secrets`` [],
-    ``mesh.state_dir`` .meshfleet, ``mesh.ca`` / ``mesh.features`` as in
+    ``mesh.state_dir`` $MESHFLEET_STATE_DIR or .meshfleet (:func:`state_dir`), ``mesh.ca`` / ``mesh.features`` as in
     DEFAULT_CA / DEFAULT_FEATURES; a cluster's ``role`` primary, ``settings`` {},
     ``eastwest_address`` null and, for a primary, ``primary`` = itself; a VM
     group's ``namespace`` and ``service_account`` = the group name, ``network``
@@ -58,9 +73,7 @@ def normalise(topology, base_dir=None):
                 istio["hub"] = DEFAULT_ISTIO_HUB
             if istio.get("image_pull_secrets") is None:
                 istio["image_pull_secrets"] = []
-        if mesh.get("state_dir") is None:
-            mesh["state_dir"] = DEFAULT_STATE_DIR
-        mesh["state_dir"] = _resolve_path(mesh["state_dir"], base_dir)
+        mesh["state_dir"] = state_dir(mesh.get("state_dir"), base_dir)
         ca = mesh.get("ca")
         if ca is None:
             ca = mesh["ca"] = {}

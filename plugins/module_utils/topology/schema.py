@@ -55,6 +55,10 @@ DEFAULT_ISTIO_VERSION = ISTIO_SUPPORTED_MINOR
 #: Where a release's images (pilot, proxyv2) come from unless mesh.istio.hub names a mirror.
 DEFAULT_ISTIO_HUB = "docker.io/istio"
 DEFAULT_STATE_DIR = ".meshfleet"
+#: Environment variable that sets the mesh state dir for every topology read in this process,
+#: over ``mesh.state_dir`` (e.g. a persistent volume in AWX/AAP, docs/awx.md); a relative path
+#: is relative to the topology file's folder, as ``mesh.state_dir`` is.
+STATE_DIR_ENV = "MESHFLEET_STATE_DIR"
 DEFAULT_CA = dict(key_type="ecdsa-p256", root_days=3650, intermediate_days=730,
                   renew_before_days=30, root_cert_file=None, root_key_file=None)
 DEFAULT_FEATURES = dict(vm_auto_registration=True, vm_health_checks=True, dns_capture=True)

@@ -13,7 +13,7 @@ Each VM of a group is
   a per-interface setting), and nothing is NATed: the VMs reach each other on one subnet
   and the host's .1 address, nothing else;
 - its own root filesystem, a copy (``cp -a --reflink=auto``) of the base tree that
-  ``scripts/vm-rootfs.sh`` debootstraps once into the cache, at
+  ``roles/vms_local/files/vm-rootfs.sh`` debootstraps once into the cache, at
   ``<state_dir>/vms/<name>/rootfs``;
 - a "boot": ``unshare --mount --pid --uts --ipc --fork`` in the netns, ``chroot`` into the
   rootfs and run ``/sbin/meshfleet-init`` as PID 1 of the new PID namespace. It mounts

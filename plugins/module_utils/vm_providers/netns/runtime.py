@@ -48,8 +48,8 @@ def find_base_rootfs(cache=None):
              and os.path.isfile(os.path.join(d, ROOTFS_MARKER))]
     if not built:
         raise MeshfleetError(
-            "no VM root filesystem in %s; build it with scripts/vm-rootfs.sh "
-            "(MESHFLEET_VM_CACHE=%s scripts/vm-rootfs.sh; the meshfleet.mesh.vms_local role "
+            "no VM root filesystem in %s; build it with roles/vms_local/files/vm-rootfs.sh "
+            "(MESHFLEET_VM_CACHE=%s roles/vms_local/files/vm-rootfs.sh; the meshfleet.mesh.vms_local role "
             "runs it)" % (cache, cache))
     return max(built, key=lambda d: os.stat(os.path.join(d, ROOTFS_MARKER)).st_mtime)
 
