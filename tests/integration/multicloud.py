@@ -36,7 +36,7 @@ import helpers
 EXAMPLE = os.path.join(helpers.REPO, "inventories", "multicloud-example", "mesh.meshfleet.yml")
 
 #: provider setting -> where it points, for settings the providers may not have yet; the
-#: overlay sets each one the validation knows (plugins/module_utils/topology.py SETTING_TYPES)
+#: overlay sets each one the validation knows (plugins/module_utils/provider_spec.py)
 ENDPOINT_SETTINGS = {
     "aks": {"arm_endpoint": lambda ep: ep["azure"]["arm_endpoint"]},
     "gke": {"api_endpoint": lambda ep: ep["gcp"]["api_endpoint"]},

@@ -91,7 +91,7 @@ def test_multicloud_example_against_fake_clouds(tmp_path, tools_bin, cloudsim, m
     missing = multicloud.missing_endpoint_settings()
     if missing:
         pytest.fail("the providers cannot be pointed at the fake clouds yet: no setting %s "
-                    "(plugins/module_utils/topology.py SETTING_TYPES); without it they would call "
+                    "(plugins/module_utils/provider_spec.py); without it they would call "
                     "the real cloud" % ", ".join(missing), pytrace=False)
     only = [c for c in os.environ.get("MESHFLEET_E2E_CLUSTERS", "").split(",") if c] or None
     vms = multicloud.cloud_vms_wired()
