@@ -182,7 +182,8 @@ class CloudVms:
         net = ipaddress.ip_network(subnet)
         if ipaddress.ip_address(address) not in net or not net.subnet_of(self.range):
             raise ValueError("address %s / subnet %s is outside the sim's VM range %s" % (address, net, self.range))
-        rec = dict(name=self.vm_name(key), address=str(address), subnet=str(net), user=user, state="creating")
+        rec = dict(name=self.vm_name(key), address=str(address), subnet=str(net), user=user, state="creating",
+                   state_dir=self.state_dir)
         with self.lock:
             self.vms[key] = rec
         threading.Thread(target=self._create, args=(key, rec, net, public_key, on_ready, on_failed),
