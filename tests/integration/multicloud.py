@@ -7,12 +7,19 @@
   ``python -m ansible_collections.meshfleet.mesh.tests.fakes.cloudsim`` (127.0.0.1 only), reads
   its endpoints, ``inventory()`` reads ``GET /sim/inventory``, ``stop()`` stops it (it deletes
   its kwok clusters on the way out) and kills whatever is left of its work dir.
-- ``make_overlay(dest, endpoints)``: a copy of inventories/multicloud-example pointed at the
-  sim. It changes only where things are (endpoints, credentials, the IDs the fake AWS account
-  has) and one thing that cannot be faked: the pods on kwok nodes do not run, so istiod runs
-  beside each kwok-backed cluster (``control_plane_local`` / ``control_plane_istiod_local``
-  in group_vars/clusters.yml), as for kwok clusters. The clusters, networks, roles and VM
-  groups stay those of the example.
+- ``make_overlay(dest, endpoints, vm_access=dict(key_file=...))``: a copy of
+  inventories/multicloud-example pointed at the sim. It changes only where things are
+  (endpoints, credentials, the IDs the fake AWS account has, the VMs' SSH key file) and one
+  thing that cannot be faked: the pods on kwok nodes do not run, so istiod runs beside each
+  kwok-backed cluster (``control_plane_local`` / ``control_plane_istiod_local`` in
+  group_vars/clusters.yml), as for kwok clusters, and a cluster with a VM group runs it on the
+  host's address in the group's subnet (``control_plane_istiod_address`` in host_vars: where
+  a real VM would reach istiod through the east-west gateway's load balancer); the VMs' subnets
+  do not route to each other, so the cross-network mTLS probe uses the controller's relay
+  (``vm_sidecar_mtls_relay``). The clusters, networks, roles and VM groups stay those of the
+  example.
+- ``register_key_pair(endpoints, name, public_key)``: import the key pair the example names into
+  EC2 and OpenStack, as a user does once.
 - ``overlay_env(endpoints, work_dir)``: the environment the providers read their credentials
   and endpoints from (AZURE_*, GOOGLE_APPLICATION_CREDENTIALS, AWS_*, OS_CLIENT_CONFIG_FILE,
   the sim's CA), with HTTP(S)_PROXY at a closed port so that nothing can reach a real cloud.
