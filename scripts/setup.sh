@@ -6,6 +6,7 @@
 #   scripts/setup.sh --tools    also fetch or build/reuse the tools (kwok, Kubernetes, etcd, Istio)
 #     [--source auto|release|build]  where from (default $MESHFLEET_TOOLS_SOURCE or auto)
 #     [--inventory PATH]             only what this inventory needs (default: every tool)
+#   Everything the tools step prints is also written to $MESHFLEET_TOOLS_LOG (.venv/.tools.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,8 +64,8 @@ fi
 # inventory and action plugins, the converge receipt's checks); only changed files are.
 .venv/bin/python -m compileall -q -j 0 plugins >/dev/null || log "warning: could not precompile plugins/"
 
-# Galaxy content comes from the `ansible` package installed above; check it is there.
-for coll in kubernetes/core community/general ansible/posix; do
+# Galaxy content (requirements.yml: kubernetes.core) comes from the `ansible` package installed above; check it is there.
+for coll in kubernetes/core; do
   [ -d ".venv/lib/python3.11/site-packages/ansible_collections/$coll" ] || {
     echo "[setup] error: collection ${coll/\//.} missing from the ansible package" >&2; exit 1; }
 done
@@ -80,7 +81,11 @@ if [ "$want_tools" = 1 ]; then
   if [ -x tools/build-tools.sh ]; then
     # auto (the default) takes the upstream release artefacts when they can be fetched,
     # else builds from source; either way a cached set is reused (tools/README.md).
-    bash tools/build-tools.sh ${tools_args[@]+"${tools_args[@]}"} | tee .venv/.tools.log
+    # Everything it prints (the [tools] progress lines are on stderr) also goes to the setup
+    # log; the Go build's full output is in the per-tool logs the progress lines name.
+    tools_log=${MESHFLEET_TOOLS_LOG:-.venv/.tools.log}
+    log "tools log: $tools_log"
+    bash tools/build-tools.sh ${tools_args[@]+"${tools_args[@]}"} 2>&1 | tee "$tools_log"
   else
     log "no tools/build-tools.sh yet; skipping the Go tool build"
   fi

@@ -30,7 +30,9 @@
 # Cache layout (MESHFLEET_TOOLS_CACHE, default ~/.cache/meshfleet/tools):
 #   <cache>/<key>/bin/<tool>           the binaries
 #   <cache>/<key>/stamps/<tool>.ok     written after a completed build
-#   <cache>/<key>/logs/<tool>.log      go build output of the last build
+#   <cache>/<key>/logs/<tool>.log      go build -v output of the last build (in full;
+#                                      while it runs, a progress line every 30 s on
+#                                      stderr names the last package: tools/progress.sh)
 #   <cache>/<key>/build-report.txt     per-tool build seconds and peak memory
 #   <cache>/<key>/share/istio/         Istio sidecar package files (envoy
 #                                      bootstrap template, istio-start.sh,
@@ -44,6 +46,9 @@
 set -euo pipefail
 
 TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# progress_watch: a line every 30 s (MESHFLEET_PROGRESS_INTERVAL) while go build runs
+# shellcheck source=progress.sh
+. "$TOOLS_DIR/progress.sh"
 VERSIONS_FILE="$TOOLS_DIR/versions.env"
 MODULE_DIRS=(kubernetes etcd kwok istio)
 
@@ -255,10 +260,11 @@ sample_tree_rss() { # root_pid out_file
   done
 }
 
-BUILD_PID="" SAMPLER_PID="" TMP_BIN=""
+BUILD_PID="" SAMPLER_PID="" PROGRESS_PID="" TMP_BIN=""
 cleanup() {
   if [[ -n "$BUILD_PID" ]]; then kill "$BUILD_PID" 2>/dev/null || true; fi
   if [[ -n "$SAMPLER_PID" ]]; then kill "$SAMPLER_PID" 2>/dev/null || true; fi
+  if [[ -n "$PROGRESS_PID" ]]; then kill "$PROGRESS_PID" 2>/dev/null || true; fi
   if [[ -n "$TMP_BIN" ]]; then rm -f "$TMP_BIN"; fi
 }
 trap cleanup EXIT
@@ -271,12 +277,13 @@ build_tool() { # name dir pkg
   local name="$1" dir="$2" pkg="$3" label ldflags start end secs rc=0
   local logf="$LOG_DIR/$name.log" timef="$LOG_DIR/$name.time" peakf="$LOG_DIR/$name.peak"
   label="$(label_for "$dir")"
-  log "building $name ($label)..."
+  log "building $name ($label); a progress line every $(progress_interval)s, full log: $logf"
   ldflags="-s -w$(ldflags_for "$dir")"
   TMP_BIN="$BIN_DIR/.$name.tmp.$$"
   rm -f "$timef" "$peakf" "$TMP_BIN"
   start="$(date +%s)"
-  local -a cmd=(go build -mod=readonly -trimpath -ldflags "$ldflags" -o "$TMP_BIN" "$pkg")
+  # -v: each package's import path as it is compiled, into the log (the progress lines show the last)
+  local -a cmd=(go build -v -mod=readonly -trimpath -ldflags "$ldflags" -o "$TMP_BIN" "$pkg")
   {
     echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) in tools/$dir: ${cmd[*]}"
     echo "# GOVERSION=$GO_VERSION CGO_ENABLED=$CGO_ENABLED GOFLAGS=${GOFLAGS:-} GOPROXY=$(go env GOPROXY) GOCACHE=$(go env GOCACHE)"
@@ -289,11 +296,14 @@ build_tool() { # name dir pkg
   BUILD_PID=$!
   sample_tree_rss "$BUILD_PID" "$peakf" &
   SAMPLER_PID=$!
+  progress_watch "$BUILD_PID" "$logf" "$name" "$start" &
+  PROGRESS_PID=$!
   wait "$BUILD_PID" || rc=$?
   BUILD_PID=""
-  kill "$SAMPLER_PID" 2>/dev/null || true
+  kill "$SAMPLER_PID" "$PROGRESS_PID" 2>/dev/null || true
   wait "$SAMPLER_PID" 2>/dev/null || true
-  SAMPLER_PID=""
+  wait "$PROGRESS_PID" 2>/dev/null || true
+  SAMPLER_PID="" PROGRESS_PID=""
   end="$(date +%s)"; secs=$((end - start))
   if ((rc != 0)) || [[ ! -s "$TMP_BIN" ]]; then
     log "ERROR: building $name ($label) failed after ${secs}s (exit $rc). Last lines of the go output:"

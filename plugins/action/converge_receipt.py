@@ -16,6 +16,8 @@ __metaclass__ = type
 
 import os
 
+import yaml
+
 from ansible import constants as C
 from ansible import context
 from ansible.plugins.action import ActionBase
@@ -33,17 +35,36 @@ ARGUMENT_SPEC = dict(
 )
 
 
+#: Extra vars AWX / Automation Platform adds to every job (awx_job_id, tower_job_id,
+#: awx_user_name, ...): new values each job, and no mesh step's arguments use them.
+JOB_METADATA_PREFIXES = ("awx_", "tower_")
+
+
+def _without_job_metadata(text):
+    """Extra vars text (YAML/JSON) without AWX's per-job metadata vars, or as it is."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:  # not YAML: fingerprinted as it is
+        return text
+    if not isinstance(data, dict) or not any(str(k).startswith(JOB_METADATA_PREFIXES) for k in data):
+        return text
+    return dict((str(k), v) for k, v in data.items() if not str(k).startswith(JOB_METADATA_PREFIXES))
+
+
 def _extra_vars_text():
-    """The command line's extra vars, with the content of ``@file`` ones."""
+    """The command line's extra vars, with the content of ``@file`` ones (without AWX's
+    per-job metadata, so a re-run from AWX can take the fast path)."""
     out = []
     for item in context.CLIARGS.get("extra_vars") or ():
         if isinstance(item, str) and item.startswith("@"):
             path = os.path.expanduser(item[1:])
             try:
                 with open(path, "rb") as f:
-                    out.append([item, f.read().decode("utf-8", "replace")])
+                    out.append([item, _without_job_metadata(f.read().decode("utf-8", "replace"))])
             except (IOError, OSError):
                 out.append([item, None])
+        elif isinstance(item, str):
+            out.append(_without_job_metadata(item))
         else:
             out.append(item)
     return out

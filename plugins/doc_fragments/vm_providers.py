@@ -69,7 +69,7 @@ options:
         type: path
       rootfs_cache:
         description:
-          - "V(netns): the base root filesystem built by C(scripts/vm-rootfs.sh): that tree, or the cache
+          - "V(netns): the base root filesystem built by C(roles/vms_local/files/vm-rootfs.sh): that tree, or the cache
             directory holding it (the newest tree there). Default E(MESHFLEET_VM_CACHE) or
             C(~/.cache/meshfleet/vm-rootfs)."
         type: path
@@ -164,5 +164,5 @@ requirements:
   - "openstack: openstacksdk"
   - "ec2: boto3"
   - "netns: root on the controller, iproute2, util-linux (unshare, setsid), and the rootfs from
-    C(scripts/vm-rootfs.sh) (debootstrap)"
+    C(roles/vms_local/files/vm-rootfs.sh) (debootstrap)"
 '''

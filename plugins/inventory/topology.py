@@ -27,7 +27,8 @@ description:
   - Characters of network, provider and group names that are not valid in an
     identifier become C(_) in group names (C(network-1) gives C(network_network_1)).
   - Vars on C(all) - C(meshfleet_mesh) (the mesh block, defaults filled in),
-    C(meshfleet_state_dir) (absolute), C(meshfleet_topology) (the whole normalised
+    C(meshfleet_state_dir) (absolute; E(MESHFLEET_STATE_DIR) when set, else C(mesh.state_dir),
+    else C(.meshfleet) beside the file), C(meshfleet_topology) (the whole normalised
     topology), C(meshfleet_topology_file) and C(meshfleet_topology_errors) (one message
     per problem, empty when the topology is valid).
   - A topology with semantic errors still loads, so that the C(meshfleet.mesh.validate)
@@ -228,7 +229,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             mesh = literal(topo_utils.mesh_defaults(None, base_dir))
         state_dir = mesh.get("state_dir")
         if not (topo_utils.is_str(state_dir) and state_dir):
-            state_dir = os.path.join(base_dir, topo_utils.DEFAULT_STATE_DIR)
+            state_dir = topo_utils.state_dir(None, base_dir)
         self._state_dir = state_dir
 
         data_keys = [k for k in topology if k not in topo_utils.PLUGIN_KEYS[1:]]

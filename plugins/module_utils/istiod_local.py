@@ -85,6 +85,7 @@ class IstiodLocal:
 
     # --- the desired process ----------------------------------------------------------
     def desired(self, ports):
+        # ports may be None (check mode before the first start): "%s", which prints an int as "%d" does
         b = self.bind          # what workloads (VMs) connect to: xDS and the CA
         lo = "127.0.0.1"       # debug, monitoring, webhooks: this machine only (istiod only
         #                        serves its debug API unauthenticated on loopback)
@@ -96,11 +97,11 @@ class IstiodLocal:
             # no local files: the mesh config and networks come from the cluster's ConfigMap
             "--meshConfig", os.path.join(self.dir, "no-mesh-file"),
             "--networksConfig", os.path.join(self.dir, "no-networks-file"),
-            "--httpAddr", "%s:%d" % (lo, ports["http"]),
-            "--grpcAddr", "%s:%d" % (b, ports["grpc"]),
-            "--secureGRPCAddr", "%s:%d" % (b, ports["secure_grpc"]),
-            "--httpsAddr", "%s:%d" % (lo, ports["https"]),
-            "--monitoringAddr", "%s:%d" % (lo, ports["monitoring"]),
+            "--httpAddr", "%s:%s" % (lo, ports["http"]),
+            "--grpcAddr", "%s:%s" % (b, ports["grpc"]),
+            "--secureGRPCAddr", "%s:%s" % (b, ports["secure_grpc"]),
+            "--httpsAddr", "%s:%s" % (lo, ports["https"]),
+            "--monitoringAddr", "%s:%s" % (lo, ports["monitoring"]),
             "--ctrlz_address", lo, "--ctrlz_port", str(ports["ctrlz"]),
             "--log_output_level", "default:info",
         ]

@@ -1,21 +1,42 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A small Kubernetes REST client for the converge path's read-mostly checks.
+"""The Kubernetes client of Meshfleet's modules: a small REST client over ``http.client``.
 
 Why not the ``kubernetes`` package: importing it costs ~0.8 s of CPU per module run (it
 loads ~800 model classes) and a no-op converge runs a module per cluster per step; this
-client loads in milliseconds and keeps one keep-alive connection. It speaks JSON dicts,
-reads kubeconfigs the way kubectl does for the fields Meshfleet's providers write
-(inline or file CA and client certificates, bearer tokens, ``exec`` credential plugins,
-``insecure-skip-tls-verify``, ``tls-server-name``) and turns failures into one
-:class:`~.base.MeshfleetError` that names the cluster, its server and the action, like
-:class:`~.k8s_client.KubeCluster`. Changes to plain objects stay with kubernetes.core.
+client loads in milliseconds and keeps one keep-alive connection. It speaks JSON dicts and
+turns failures into one :class:`~.base.MeshfleetError` that names the cluster, its server
+and the action. Changes to plain objects in roles stay with kubernetes.core.
 
     kube = KubeRest(kubeconfig, label="cluster1")
     ns = kube.get("read namespace istio-system", "/api/v1/namespaces/istio-system", not_found=None)
     path = kube.object_path({"apiVersion": "apps/v1", "kind": "Deployment",
                              "metadata": {"name": "istiod", "namespace": "istio-system"}})
+
+It reads kubeconfigs the way kubectl (client-go) does, for these fields (the list the
+``k8s_auth`` doc fragment gives users; keep both in step):
+
+- cluster: ``server``, ``certificate-authority(-data)`` (only that CA is trusted),
+  ``insecure-skip-tls-verify``, ``tls-server-name``, ``proxy-url`` (an ``http://`` proxy,
+  credentials in the URL allowed; CONNECT for https servers), ``disable-compression`` (this
+  client never asks for compression);
+- user: ``client-certificate(-data)`` + ``client-key(-data)``, ``token``, ``tokenFile``
+  (wins over ``token``, as in client-go), ``username``/``password`` (basic auth), ``exec``
+  credential plugins (``client.authentication.k8s.io`` v1 and v1beta1, cached until
+  ``expirationTimestamp``; ``interactiveMode: Always`` is refused: modules have no
+  terminal), impersonation (``as``, ``as-uid``, ``as-groups``, ``as-user-extra`` ->
+  ``Impersonate-*`` headers);
+- without ``proxy-url``, the environment: ``HTTPS_PROXY``/``https_proxy`` (``HTTP_PROXY``/
+  ``http_proxy`` for an ``http://`` server) unless ``NO_PROXY``/``no_proxy`` matches
+  (:func:`no_proxy_matches`); like Go, ``localhost`` and loopback addresses never go through
+  an environment proxy.
+
+Refused with an error naming the field (never silently ignored): ``auth-provider`` (the
+removed in-tree gcp/azure/oidc plugins: use an exec plugin), a ``proxy-url`` or proxy
+variable with another scheme than ``http`` (https, socks5), a client certificate without
+its key (or the reverse), a token together with basic auth, impersonation details without
+``as``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,6 +47,7 @@ import base64
 import datetime
 import hashlib
 import http.client
+import ipaddress
 import json
 import os
 import shutil
@@ -36,9 +58,9 @@ import tempfile
 import time
 
 try:
-    from urllib.parse import urlencode, urlsplit, quote
+    from urllib.parse import urlencode, urlsplit, quote, unquote
 except ImportError:  # pragma: no cover - Python 2
-    from urllib import urlencode, quote  # type: ignore
+    from urllib import urlencode, quote, unquote  # type: ignore
     from urlparse import urlsplit  # type: ignore
 
 try:
@@ -86,7 +108,7 @@ def status_message(body, status, reason):
 
 
 def api_error(name, kubeconfig, what, status, message, **details):
-    """The MeshfleetError for an API answer ``status`` (shared with k8s_client.KubeCluster)."""
+    """The MeshfleetError for an API answer ``status`` (0 or None: no answer)."""
     if status == 0 or status is None:
         text = "%s is unreachable while trying to %s: %s" % (name, what, message)
     elif status == 401:
@@ -97,6 +119,177 @@ def api_error(name, kubeconfig, what, status, message, **details):
     else:
         text = "%s: cannot %s: %s (HTTP %s)" % (name, what, message, status)
     return MeshfleetError(text, status=status, **details)
+
+
+def _split_host_port(text):
+    """(host, port or None) of ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``."""
+    if text.startswith("["):
+        host, _sep, rest = text[1:].partition("]")
+        return host, rest[1:] if rest.startswith(":") else None
+    if text.count(":") == 1:
+        host, _sep, port = text.partition(":")
+        return host, port
+    return text, None
+
+
+def no_proxy_matches(host, port, no_proxy):
+    """Whether ``NO_PROXY`` text excludes ``host``:``port`` from proxying, with Go's rules
+    (golang.org/x/net/http/httpproxy, what kubectl uses): comma-separated entries; ``*``
+    matches everything; an IP address (``10.1.2.3``, ``[::1]``) matches that address and a
+    CIDR (``10.0.0.0/8``) the addresses in it; a domain name (``example.com``) matches itself
+    and its subdomains, one with a leading ``.`` or ``*.`` only subdomains; any entry but a
+    CIDR may end in ``:port`` and then matches that port only."""
+    host = (host or "").lower().rstrip(".")
+    port = str(port) if port else None
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    for entry in (no_proxy or "").split(","):
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if "/" in entry:
+            try:
+                if ip is not None and ip in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name, want_port = _split_host_port(entry)
+        if want_port and want_port != port:
+            continue
+        try:
+            entry_ip = ipaddress.ip_address(name)
+        except ValueError:
+            entry_ip = None
+        if entry_ip is not None:
+            if ip == entry_ip:
+                return True
+            continue
+        if name.startswith("*."):
+            name = name[1:]
+        name = name.rstrip(".")
+        if name.startswith("."):
+            if host.endswith(name):
+                return True
+        elif host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def _is_loopback(host):
+    if (host or "").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def proxy_from_environment(scheme, host, port, env=None):
+    """(proxy URL, where it comes from) for a server, from the proxy environment variables the
+    way Go reads them (upper case first): ``HTTPS_PROXY``/``https_proxy`` for https servers,
+    ``HTTP_PROXY``/``http_proxy`` for http ones, none for localhost and loopback addresses or
+    when ``NO_PROXY``/``no_proxy`` matches; (None, None) when not proxied."""
+    env = os.environ if env is None else env
+    names = ("HTTPS_PROXY", "https_proxy") if scheme == "https" else ("HTTP_PROXY", "http_proxy")
+    name = next((n for n in names if env.get(n)), None)
+    if name is None or _is_loopback(host):
+        return None, None
+    if no_proxy_matches(host, port, env.get("NO_PROXY") or env.get("no_proxy")):
+        return None, None
+    return env[name], "environment variable %s" % name
+
+
+class _Proxy:
+    """An HTTP proxy: where to connect and the Proxy-Authorization to send (or None)."""
+
+    def __init__(self, url, source, label, kubeconfig):
+        text = url if "://" in url else "http://" + url  # Go: "host:port" means http
+        parts = urlsplit(text)
+        if parts.scheme != "http":
+            raise MeshfleetError(
+                "%s kubeconfig %s: the proxy %s (%s) is a %s proxy; Meshfleet's Kubernetes client "
+                "supports http:// proxies only (CONNECT for https servers)"
+                % (label, kubeconfig, _redact_url(url), source, parts.scheme or "schemeless"))
+        try:
+            self.port = parts.port or 80
+        except ValueError:
+            raise MeshfleetError("%s kubeconfig %s: the proxy %s (%s) has no valid port"
+                                 % (label, kubeconfig, _redact_url(url), source))
+        if not parts.hostname:
+            raise MeshfleetError("%s kubeconfig %s: the proxy %s (%s) names no host"
+                                 % (label, kubeconfig, _redact_url(url), source))
+        self.host = parts.hostname
+        self.source = source
+        self.url = _redact_url(url)
+        self.authorization = None
+        if parts.username is not None:
+            pair = "%s:%s" % (unquote(parts.username), unquote(parts.password or ""))
+            self.authorization = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+
+
+def _redact_url(url):
+    """``url`` without the password of its user info (for messages)."""
+    scheme, sep, rest = url.rpartition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not at:
+        return url
+    return "%s%s%s@%s" % (scheme, sep, userinfo.partition(":")[0] + (":xxx" if ":" in userinfo else ""), hostpart)
+
+
+#: bytes of a header field name (RFC 7230 tchar); others are %-escaped in Impersonate-Extra-*
+_TOKEN_CHARS = frozenset(b"!#$&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def impersonate_extra_header(key):
+    """``Impersonate-Extra-<key>`` with the key escaped as client-go does (``%XX`` for every
+    byte that may not appear in a header name, and for ``%``)."""
+    return "Impersonate-Extra-" + "".join(
+        chr(b) if b in _TOKEN_CHARS else "%%%02X" % b for b in key.encode("utf-8"))
+
+
+class _Connection(http.client.HTTPConnection):
+    """A connection to ``host``:``port`` (the server, or the proxy when ``tunnel`` is given);
+    with ``tunnel`` (host, port, Proxy-Authorization or None) an HTTP CONNECT to the server
+    first; with ``tls`` (an SSLContext) TLS verified against ``server_name``."""
+
+    def __init__(self, host, port, timeout, tls=None, server_name=None, tunnel=None):
+        http.client.HTTPConnection.__init__(self, host, port, timeout=timeout)
+        self._tls = tls
+        self._server_name = server_name
+        self._tunnel_to = tunnel
+
+    def connect(self):
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tunnel_to:
+                self._connect_through(sock)
+            if self._tls is not None:
+                sock = self._tls.wrap_socket(sock, server_hostname=self._server_name)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def _connect_through(self, sock):
+        host, port, authorization = self._tunnel_to
+        target = "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+        lines = ["CONNECT %s HTTP/1.1" % target, "Host: %s" % target]
+        if authorization:
+            lines.append("Proxy-Authorization: %s" % authorization)
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        resp = http.client.HTTPResponse(sock, method="CONNECT")
+        try:
+            resp.begin()
+            if resp.status != 200:
+                raise OSError("the proxy refused to connect to %s: %s %s" % (target, resp.status, resp.reason))
+        finally:
+            resp.close()
 
 
 # TLS contexts by (CA, client certificate, key, insecure): one per cluster per process (a
@@ -153,9 +346,14 @@ class KubeRest:
                                  % (self.label, self.kubeconfig, ctx.get("cluster")))
         self.server = server.rstrip("/")
         url = urlsplit(self.server)
+        if url.scheme not in ("https", "http") or not url.hostname:
+            raise MeshfleetError("%s kubeconfig %s is not usable: the server of cluster %r is %r, not an "
+                                 "https:// (or http://) URL"
+                                 % (self.label, self.kubeconfig, ctx.get("cluster"), server))
         self._https = url.scheme == "https"
         self._host = url.hostname
         self._port = url.port or (443 if self._https else 80)
+        self._host_header = url.netloc.rpartition("@")[2]
         self._prefix = url.path.rstrip("/")
         self._headers = {"Accept": "application/json", "User-Agent": "meshfleet"}
         self._ca_pem = None
@@ -164,12 +362,44 @@ class KubeRest:
             ca = _data_or_file(cluster, "certificate-authority", "certificate authority", self.label, self.kubeconfig)
             self._ca_pem = ca.decode("utf-8") if ca else None
             self._server_hostname = cluster.get("tls-server-name") or self._host
+        if cluster.get("proxy-url"):
+            self.proxy = _Proxy(cluster["proxy-url"], "proxy-url of cluster %r" % ctx.get("cluster"),
+                                self.label, self.kubeconfig)
+        else:
+            env_url, source = proxy_from_environment(url.scheme, self._host, self._port)
+            self.proxy = _Proxy(env_url, source, self.label, self.kubeconfig) if env_url else None
+        user_name = ctx.get("user")
+        if user.get("auth-provider"):
+            provider = (user.get("auth-provider") or {}).get("name") or "unnamed"
+            raise MeshfleetError(
+                "%s kubeconfig %s: user %r authenticates with auth-provider %r, which Meshfleet's Kubernetes "
+                "client does not support (client-go removed the in-tree providers too): use an exec credential "
+                "plugin (gke-gcloud-auth-plugin, kubelogin, ...), a token or a client certificate"
+                % (self.label, self.kubeconfig, user_name, provider))
         cert = _data_or_file(user, "client-certificate", "client certificate", self.label, self.kubeconfig)
         key = _data_or_file(user, "client-key", "client key", self.label, self.kubeconfig)
+        if bool(cert) != bool(key):
+            has, lacks = ("certificate", "key") if cert else ("key", "certificate")
+            raise MeshfleetError("%s kubeconfig %s: user %r has a client %s but no client %s"
+                                 % (self.label, self.kubeconfig, user_name, has, lacks))
         token = user.get("token")
-        if not token and user.get("tokenFile"):
+        if user.get("tokenFile"):  # client-go: the file wins over token
             token = _read(user["tokenFile"], "token file", self.label, self.kubeconfig).decode("utf-8").strip()
-        self._exec_spec = user.get("exec") if not token and not cert else None
+        if user.get("username") or user.get("password"):
+            if token:
+                raise MeshfleetError("%s kubeconfig %s: user %r has both a token and a username/password; "
+                                     "give one of them" % (self.label, self.kubeconfig, user_name))
+            pair = "%s:%s" % (user.get("username") or "", user.get("password") or "")
+            self._headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+        exec_spec = user.get("exec") if not token and not cert else None
+        if exec_spec and exec_spec.get("interactiveMode") == "Always":
+            raise MeshfleetError("%s kubeconfig %s: the exec credential plugin of user %r wants interactiveMode "
+                                 "Always; modules run without a terminal (use IfAvailable or Never, or log in "
+                                 "first)" % (self.label, self.kubeconfig, user_name))
+        if exec_spec and not exec_spec.get("command"):
+            raise MeshfleetError("%s kubeconfig %s: the exec credential plugin of user %r has no command"
+                                 % (self.label, self.kubeconfig, user_name))
+        self._exec_spec = exec_spec
         self._exec_expiry = None  # epoch seconds of the plugin's expirationTimestamp
         self._exec_ran = False
         self._cluster_entry = cluster
@@ -177,6 +407,31 @@ class KubeRest:
             self._headers["Authorization"] = "Bearer %s" % token
         self._client_cert = (cert, key) if cert and key else None
         self._ssl = None
+        self._impersonate = self._impersonation(user, user_name)
+
+    def _impersonation(self, user, user_name):
+        """The Impersonate-* headers of a user entry's ``as``, ``as-uid``, ``as-groups`` and
+        ``as-user-extra`` (repeated headers for several groups or values)."""
+        as_user = user.get("as")
+        uid, groups, extra = user.get("as-uid"), user.get("as-groups") or [], user.get("as-user-extra") or {}
+        if not as_user:
+            if uid or groups or extra:
+                raise MeshfleetError("%s kubeconfig %s: user %r sets %s but not as (the user to impersonate); "
+                                     "the API server refuses that" % (
+                                         self.label, self.kubeconfig, user_name,
+                                         ", ".join(k for k in ("as-uid", "as-groups", "as-user-extra") if user.get(k))))
+            return []
+        if not isinstance(groups, list) or not isinstance(extra, dict):
+            raise MeshfleetError("%s kubeconfig %s: user %r: as-groups must be a list and as-user-extra a map of "
+                                 "lists" % (self.label, self.kubeconfig, user_name))
+        headers = [("Impersonate-User", as_user)]
+        if uid:
+            headers.append(("Impersonate-Uid", uid))
+        headers.extend(("Impersonate-Group", g) for g in groups)
+        for key in sorted(extra):
+            values = extra[key] if isinstance(extra[key], list) else [extra[key]]
+            headers.extend((impersonate_extra_header(key), v) for v in values)
+        return headers
 
     def _ssl_context(self):
         """The TLS context, built on the first request (so a bad CA or plugin fails there, named).
@@ -231,8 +486,18 @@ class KubeRest:
         info = {"apiVersion": spec.get("apiVersion", "client.authentication.k8s.io/v1beta1"),
                 "kind": "ExecCredential", "spec": {"interactive": False}}
         if spec.get("provideClusterInfo"):
-            info["spec"]["cluster"] = {"server": cluster.get("server"),
-                                       "certificate-authority-data": cluster.get("certificate-authority-data")}
+            # client.authentication.k8s.io Cluster: what client-go hands the plugin
+            info["spec"]["cluster"] = dict((k, v) for k, v in (
+                ("server", cluster.get("server")),
+                ("tls-server-name", cluster.get("tls-server-name")),
+                ("insecure-skip-tls-verify", cluster.get("insecure-skip-tls-verify")),
+                ("certificate-authority-data", base64.b64encode(self._ca_pem.encode("utf-8")).decode("ascii")
+                 if self._ca_pem else None),
+                ("proxy-url", cluster.get("proxy-url")),
+                ("disable-compression", cluster.get("disable-compression")),
+                ("config", next((e.get("extension") for e in cluster.get("extensions") or []
+                                 if isinstance(e, dict) and e.get("name") == "client.authentication.k8s.io/exec"),
+                                None))) if v)
         env["KUBERNETES_EXEC_INFO"] = json.dumps(info)
         try:
             proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -277,25 +542,39 @@ class KubeRest:
 
     # --- HTTP -------------------------------------------------------------------------
     def _name(self):
+        if self.proxy is not None:
+            return "%s cluster (%s through proxy %s)" % (self.label, self.server, self.proxy.url)
         return "%s cluster (%s)" % (self.label, self.server)
 
     def _connect(self):
+        proxy = self.proxy
         if not self._https:
-            return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
-        ctx_ssl = self._ssl_context()
-        conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=ctx_ssl)
-        if self._server_hostname != self._host:
-            # tls-server-name: connect to the host, verify the certificate against that name
-            sock = socket.create_connection((self._host, self._port), self.timeout)
-            conn.sock = ctx_ssl.wrap_socket(sock, server_hostname=self._server_hostname)
-        return conn
+            # an http:// server through a proxy: absolute URLs to the proxy (see _send), as Go does
+            where = (proxy.host, proxy.port) if proxy else (self._host, self._port)
+            return _Connection(where[0], where[1], self.timeout)
+        tls = self._ssl_context()
+        if proxy is None:
+            return _Connection(self._host, self._port, self.timeout, tls=tls, server_name=self._server_hostname)
+        return _Connection(proxy.host, proxy.port, self.timeout, tls=tls, server_name=self._server_hostname,
+                           tunnel=(self._host, self._port, proxy.authorization))
 
     def _send(self, method, url, body, headers):
         if self._conn is None:
             self._conn = self._connect()
+        conn = self._conn
+        forward = self.proxy is not None and not self._https
         try:
-            self._conn.request(method, url, body=body, headers=headers)
-            resp = self._conn.getresponse()
+            conn.putrequest(method, ("http://%s%s" % (self._host_header, url)) if forward else url,
+                            skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", self._host_header)
+            for name, value in list(headers.items()) + self._impersonate:
+                conn.putheader(name, value)
+            if forward and self.proxy.authorization:
+                conn.putheader("Proxy-Authorization", self.proxy.authorization)
+            if body is not None:
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            resp = conn.getresponse()
             return resp.status, resp.reason, resp.read()
         except Exception:
             self.close()
@@ -448,13 +727,15 @@ class KubeRest:
 
     # --- typed calls (the subset of the kubernetes client's API the modules use) ---------------
     def call(self, what, fn, *args, **kwargs):
-        """``fn(*args)`` of :attr:`core`, :attr:`rbac` or :attr:`authn`, the way
-        :meth:`.k8s_client.KubeCluster.call` runs the kubernetes client's methods, with JSON
+        """``fn(*args)`` of :attr:`core`, :attr:`apps`, :attr:`custom`, :attr:`rbac` or
+        :attr:`authn` (named and ordered like the kubernetes package's methods), with JSON
         dicts in and out; ``not_found=<value>`` returns that value on HTTP 404."""
         method, path, body = fn(*args)
         return self.request(what, method, path, body=body, not_found=kwargs.pop("not_found", _NOT_GIVEN))
 
     core = property(lambda self: _CoreV1)
+    apps = property(lambda self: _AppsV1)
+    custom = property(lambda self: _CustomObjects)
     rbac = property(lambda self: _RbacV1)
     authn = property(lambda self: _AuthnV1)
 
@@ -484,6 +765,9 @@ def _ns(ns, plural, name=None):
 class _CoreV1:
     read_namespace = staticmethod(lambda name: ("GET", "/api/v1/namespaces/" + quote(name, safe=""), None))
     create_namespace = staticmethod(lambda body: ("POST", "/api/v1/namespaces", body))
+    delete_namespace = staticmethod(lambda name: ("DELETE", "/api/v1/namespaces/" + quote(name, safe=""), None))
+    read_namespaced_service = staticmethod(lambda name, ns: ("GET", _ns(ns, "services", name), None))
+    create_namespaced_service = staticmethod(lambda ns, body: ("POST", _ns(ns, "services"), body))
     read_namespaced_service_account = staticmethod(
         lambda name, ns: ("GET", _ns(ns, "serviceaccounts", name), None))
     create_namespaced_service_account = staticmethod(lambda ns, body: ("POST", _ns(ns, "serviceaccounts"), body))
@@ -496,6 +780,23 @@ class _CoreV1:
     create_namespaced_secret = staticmethod(lambda ns, body: ("POST", _ns(ns, "secrets"), body))
     replace_namespaced_secret = staticmethod(lambda name, ns, body: ("PUT", _ns(ns, "secrets", name), body))
     delete_namespaced_secret = staticmethod(lambda name, ns: ("DELETE", _ns(ns, "secrets", name), None))
+
+
+def _apps(ns, plural, name=None):
+    path = "/apis/apps/v1/namespaces/%s/%s" % (quote(ns, safe=""), plural)
+    return path + "/" + quote(name, safe="") if name is not None else path
+
+
+class _AppsV1:
+    read_namespaced_deployment = staticmethod(lambda name, ns: ("GET", _apps(ns, "deployments", name), None))
+    create_namespaced_deployment = staticmethod(lambda ns, body: ("POST", _apps(ns, "deployments"), body))
+
+
+class _CustomObjects:
+    get_namespaced_custom_object = staticmethod(
+        lambda group, version, ns, plural, name: (
+            "GET", "/apis/%s/%s/namespaces/%s/%s/%s" % (group, version, quote(ns, safe=""), plural,
+                                                        quote(name, safe="")), None))
 
 
 _RBAC = "/apis/rbac.authorization.k8s.io/v1/"

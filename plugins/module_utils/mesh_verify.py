@@ -23,7 +23,7 @@ import time
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, MeshfleetModule, WaitTimeout, wait_for)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.istiod_local import IstiodLocal
-from ansible_collections.meshfleet.mesh.plugins.module_utils.k8s_client import KubeCluster, k8s
+from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import KubeRest
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localproc import https_get
 from ansible_collections.meshfleet.mesh.plugins.module_utils.pki import fingerprint, load_certs_pem
 
@@ -71,7 +71,7 @@ class MeshVerifyModule(MeshfleetModule):
         for name, c in clusters.items():
             if not c.get("istiod_url") and p["state_dir"] and c.get("role", "primary") == "primary":
                 c["istiod_url"] = local_istiod_url(p["state_dir"], name)
-        kubes = {n: KubeCluster(c["kubeconfig"], label=n) for n, c in clusters.items()}
+        kubes = {n: KubeRest(c["kubeconfig"], label=n) for n, c in clusters.items()}
         with open(p["root_bundle_file"], "rb") as f:
             roots = load_certs_pem(f.read())
         root_fps = sorted(fingerprint(r) for r in roots)
@@ -113,7 +113,7 @@ class MeshVerifyModule(MeshfleetModule):
         except WaitTimeout:
             self.bad("%s: no istio-ca-root-cert ConfigMap in %s (is istiod running for it?)" % (name, ns))
             return
-        pem = (cm.data or {}).get("root-cert.pem", "")
+        pem = (cm.get("data") or {}).get("root-cert.pem", "")
         fps = sorted(fingerprint(c) for c in load_certs_pem(pem.encode()))
         entry["root_cert_fingerprints"] = fps
         if fps == root_fps:
@@ -129,7 +129,7 @@ class MeshVerifyModule(MeshfleetModule):
             self.bad("%s: no cacerts secret in %s" % (name, ns))
             return
         import base64
-        data = {k: base64.b64decode(v) for k, v in (sec.data or {}).items()}
+        data = {k: base64.b64decode(v) for k, v in (sec.get("data") or {}).items()}
         missing = [k for k in ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem") if k not in data]
         if missing:
             self.bad("%s: cacerts lacks %s" % (name, ", ".join(missing)))
@@ -186,24 +186,21 @@ class MeshVerifyModule(MeshfleetModule):
         core = kube.core
         kube.call("read namespace " + PROBE_NS, core.read_namespace, PROBE_NS, not_found=None) or kube.call(
             "create namespace " + PROBE_NS, core.create_namespace,
-            k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=PROBE_NS)))
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PROBE_NS}})
         labels = {"app": "probe-" + name}
-        svc = k8s.V1Service(metadata=k8s.V1ObjectMeta(name="probe-" + name, namespace=PROBE_NS),
-                            spec=k8s.V1ServiceSpec(selector=labels, ports=[
-                                k8s.V1ServicePort(name="http", port=8080, target_port=8080)]))
+        svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "probe-" + name, "namespace": PROBE_NS},
+               "spec": {"selector": labels, "ports": [{"name": "http", "port": 8080, "targetPort": 8080}]}}
         if kube.call("read probe service", core.read_namespaced_service, "probe-" + name, PROBE_NS,
                      not_found=None) is None:
             kube.call("create probe service", core.create_namespaced_service, PROBE_NS, svc)
-        apps = k8s.AppsV1Api(kube.api_client)
+        apps = kube.apps
         pod_labels = dict(labels, **{"security.istio.io/tlsMode": "istio"})
-        dep = k8s.V1Deployment(
-            metadata=k8s.V1ObjectMeta(name="probe-" + name, namespace=PROBE_NS),
-            spec=k8s.V1DeploymentSpec(
-                replicas=1, selector=k8s.V1LabelSelector(match_labels=labels),
-                template=k8s.V1PodTemplateSpec(
-                    metadata=k8s.V1ObjectMeta(labels=pod_labels),
-                    spec=k8s.V1PodSpec(containers=[k8s.V1Container(
-                        name="probe", image="meshfleet/probe", ports=[k8s.V1ContainerPort(container_port=8080)])]))))
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "probe-" + name, "namespace": PROBE_NS},
+               "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                        "template": {"metadata": {"labels": pod_labels},
+                                     "spec": {"containers": [{"name": "probe", "image": "meshfleet/probe",
+                                                              "ports": [{"containerPort": 8080}]}]}}}}
         if kube.call("read probe deployment", apps.read_namespaced_deployment, "probe-" + name, PROBE_NS,
                      not_found=None) is None:
             kube.call("create probe deployment", apps.create_namespaced_deployment, PROBE_NS, dep)

@@ -78,7 +78,8 @@ def _hash_file(h, path):
     st = os.stat(path)
     h.update(("F\0%s\0%d\0" % (path, st.st_size)).encode("utf-8", "surrogateescape"))
     if st.st_size > BIG_FILE:
-        h.update(("%d\0%d\0" % (st.st_mtime_ns, st.st_ino)).encode())
+        # no inode number: it differs on another host or container for the same image file
+        h.update(("%d\0" % st.st_mtime_ns).encode())
         return
     with open(path, "rb") as f:
         h.update(f.read())
@@ -126,7 +127,9 @@ def environment_extras():
     return dict(
         env=dict((k, v) for k, v in sorted(os.environ.items()) if k.startswith("MESHFLEET_") or k == "HOME"),
         python=sys.version,
-        platform=platform.node(),
+        # the OS and architecture, never the host name: an AWX/AAP job runs in a fresh
+        # container with a new name each time, and the checks find a moved mesh anyway
+        platform=[platform.system(), platform.machine()],
         receipt=VERSION,
     )
 

@@ -133,6 +133,10 @@ DEFAULT_ISTIO_HUB = "docker.io/istio"
 #: controller). Every other provider pulls istiod, gateway and sidecar images from the hub.
 LOCAL_CLUSTER_PROVIDERS = ("kwok",)
 DEFAULT_STATE_DIR = ".meshfleet"
+#: Environment variable that sets the mesh state dir for every topology read in this process,
+#: over ``mesh.state_dir`` (e.g. a persistent volume in AWX/AAP, docs/awx.md); a relative path
+#: is relative to the topology file's folder, as ``mesh.state_dir`` is.
+STATE_DIR_ENV = "MESHFLEET_STATE_DIR"
 DEFAULT_CA = dict(key_type="ecdsa-p256", root_days=3650, intermediate_days=730,
                   renew_before_days=30, root_cert_file=None, root_key_file=None)
 DEFAULT_FEATURES = dict(vm_auto_registration=True, vm_health_checks=True, dns_capture=True)
@@ -323,6 +327,20 @@ def _resolve_path(path, base_dir):
     return os.path.normpath(path)
 
 
+def state_dir(configured, base_dir, environ=None):
+    """The mesh state dir, the one place it is worked out: $MESHFLEET_STATE_DIR when set, else
+    ``configured`` (``mesh.state_dir``), else .meshfleet; relative to ``base_dir``. A configured
+    value that is not a path string is returned as it is (validate reports it)."""
+    if configured is not None and not (is_str(configured) and configured.strip()):
+        return configured
+    env = (os.environ if environ is None else environ).get(STATE_DIR_ENV)
+    if env:
+        configured = env
+    elif configured is None:
+        configured = DEFAULT_STATE_DIR
+    return _resolve_path(configured, base_dir)
+
+
 # --- normalise ---------------------------------------------------------------------
 
 def normalise(topology, base_dir=None):
@@ -337,7 +355,7 @@ def normalise(topology, base_dir=None):
     cluster is local (kwok), else the release 1.30.4 (see :func:`default_istio_version`),
     ``mesh.istio.revision`` "" (the default, unrevisioned control plane),
     ``mesh.istio.hub`` docker.io/istio, ``mesh.istio.image_pull_secrets`` [],
-    ``mesh.state_dir`` .meshfleet, ``mesh.ca`` / ``mesh.features`` as in
+    ``mesh.state_dir`` $MESHFLEET_STATE_DIR or .meshfleet (:func:`state_dir`), ``mesh.ca`` / ``mesh.features`` as in
     DEFAULT_CA / DEFAULT_FEATURES; a cluster's ``role`` primary, ``settings`` {},
     ``eastwest_address`` null and, for a primary, ``primary`` = itself; a VM
     group's ``namespace`` and ``service_account`` = the group name, ``network``
@@ -366,9 +384,7 @@ def normalise(topology, base_dir=None):
                 istio["hub"] = DEFAULT_ISTIO_HUB
             if istio.get("image_pull_secrets") is None:
                 istio["image_pull_secrets"] = []
-        if mesh.get("state_dir") is None:
-            mesh["state_dir"] = DEFAULT_STATE_DIR
-        mesh["state_dir"] = _resolve_path(mesh["state_dir"], base_dir)
+        mesh["state_dir"] = state_dir(mesh.get("state_dir"), base_dir)
         ca = mesh.get("ca")
         if ca is None:
             ca = mesh["ca"] = {}

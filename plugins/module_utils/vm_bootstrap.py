@@ -49,7 +49,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import datetime
 import functools
 import hashlib
 import json
@@ -66,7 +65,7 @@ except ImportError:  # pragma: no cover - the toolkit's venv has it
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, MeshfleetModule, ensure_private_dir, write_file_atomic)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.remote_secret import (
-    claims_expiry, claims_service_account, jwt_claims, rfc3339, utcnow)
+    claims_expiry, claims_service_account, jwt_claims, parse_rfc3339, rfc3339, utcnow)
 
 FILES = ("cluster.env", "mesh.yaml", "root-cert.pem", "istio-token", "hosts")
 TOKEN_FILE = "istio-token"
@@ -452,9 +451,9 @@ class VmBootstrapModule(MeshfleetModule):
         if p["renew_before"] >= p["token_lifetime"]:
             raise MeshfleetError("renew_before (%d) must be less than token_lifetime (%d), or every run "
                                  "would mint a token" % (p["renew_before"], p["token_lifetime"]))
-        from ansible_collections.meshfleet.mesh.plugins.module_utils.k8s_client import KubeCluster, k8s
-        kc = KubeCluster(p["kubeconfig"], p["context"], label="workload group")
-        wg = self._workload_group(kc, k8s)
+        from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import KubeRest
+        kc = KubeRest(p["kubeconfig"], p["context"], label="workload group")
+        wg = self._workload_group(kc)
         name, namespace = wg["metadata"]["name"], wg["metadata"]["namespace"]
         sa_name = wg["spec"]["template"]["serviceAccount"]
         ns_istio = p["istio_namespace"]
@@ -464,7 +463,7 @@ class VmBootstrapModule(MeshfleetModule):
         if mesh_cm is None:
             raise MeshfleetError("ConfigMap %s was not found in namespace %s: install Istio first"
                                  % (mesh_cm_name, ns_istio))
-        mesh_text = (mesh_cm.data or {}).get("mesh", "")
+        mesh_text = (mesh_cm.get("data") or {}).get("mesh", "")
         cluster_id = p["cluster_id"] or self._cluster_id(kc, ns_istio)
         root_cert = self._root_cert(kc, namespace, ns_istio)
         hosts_address = p["ingress_ip"] or self._ingress_ip(kc, ns_istio)
@@ -480,7 +479,7 @@ class VmBootstrapModule(MeshfleetModule):
         token_path = os.path.join(dest, TOKEN_FILE)
         old_token = _read(token_path)
         renew, reason, expires = token_decision(old_token, utcnow(), p["renew_before"], namespace,
-                                                sa_name, sa.metadata.uid)
+                                                sa_name, (sa.get("metadata") or {}).get("uid"))
         if p["force_token"]:
             renew, reason = True, "force_token"
         token = old_token
@@ -489,7 +488,7 @@ class VmBootstrapModule(MeshfleetModule):
                 token = None
                 expires = None
             else:
-                token, expires = self._request_token(kc, k8s, namespace, sa_name, p["token_lifetime"])
+                token, expires = self._request_token(kc, namespace, sa_name, p["token_lifetime"])
         files = render(wg, mesh_text, cluster_id, root_cert, hosts_address, token or "",
                        istio_namespace=ns_istio, revision=p["revision"], auto_register=p["auto_register"],
                        dns_capture=p["dns_capture"], discovery_port=p["discovery_port"],
@@ -536,7 +535,7 @@ class VmBootstrapModule(MeshfleetModule):
         )
 
     # --- reads -----------------------------------------------------------------------------
-    def _workload_group(self, kc, k8s):
+    def _workload_group(self, kc):
         p = self.params
         if p["workload_group"]:
             wg = copy.deepcopy(p["workload_group"])
@@ -549,9 +548,8 @@ class VmBootstrapModule(MeshfleetModule):
         if not (p["name"] and p["namespace"]):
             raise MeshfleetError("give workload_group (a WorkloadGroup definition) or the name and "
                                  "namespace of an existing WorkloadGroup")
-        api = k8s.CustomObjectsApi(kc.api_client)
         wg = kc.call("read WorkloadGroup %s/%s" % (p["namespace"], p["name"]),
-                     api.get_namespaced_custom_object, WG_GROUP, WG_VERSION, p["namespace"],
+                     kc.custom.get_namespaced_custom_object, WG_GROUP, WG_VERSION, p["namespace"],
                      WG_PLURAL, p["name"], not_found=None)
         if wg is None:
             raise MeshfleetError("workloadgroup %s not found in namespace %s (role "
@@ -565,7 +563,7 @@ class VmBootstrapModule(MeshfleetModule):
         cm = kc.call("read ConfigMap %s/%s" % (ns_istio, name), kc.core.read_namespaced_config_map,
                      name, ns_istio, not_found=None)
         try:
-            values = json.loads((cm.data or {}).get("values", "")) if cm else {}
+            values = json.loads((cm.get("data") or {}).get("values", "")) if cm else {}
             cid = values["global"]["multiCluster"]["clusterName"]
         except (ValueError, KeyError, TypeError):
             cid = None
@@ -578,7 +576,7 @@ class VmBootstrapModule(MeshfleetModule):
         for ns in (namespace, ns_istio):
             cm = kc.call("read ConfigMap %s/%s" % (ns, ROOT_CERT_CONFIGMAP), kc.core.read_namespaced_config_map,
                          ROOT_CERT_CONFIGMAP, ns, not_found=None)
-            pem = ((cm.data or {}).get(ROOT_CERT_KEY) if cm else None)
+            pem = ((cm.get("data") or {}).get(ROOT_CERT_KEY) if cm else None)
             if pem:
                 return pem
         raise MeshfleetError("ConfigMap %s (key %s) was not found in namespace %s nor %s: is istiod "
@@ -591,22 +589,22 @@ class VmBootstrapModule(MeshfleetModule):
                       svc_name, svc_ns, not_found=None)
         if svc is None:
             return None
-        for ing in ((svc.status.load_balancer.ingress if svc.status and svc.status.load_balancer else None) or []):
-            if ing.ip:
-                return ing.ip
-        if svc.spec and svc.spec.external_i_ps:
-            return svc.spec.external_i_ps[0]
-        return None
+        for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+            if ing.get("ip"):
+                return ing["ip"]
+        external = (svc.get("spec") or {}).get("externalIPs")
+        return external[0] if external else None
 
-    def _request_token(self, kc, k8s, namespace, sa_name, lifetime):
-        body = k8s.AuthenticationV1TokenRequest(
-            spec=k8s.V1TokenRequestSpec(audiences=[TOKEN_AUDIENCE], expiration_seconds=lifetime))
+    def _request_token(self, kc, namespace, sa_name, lifetime):
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": [TOKEN_AUDIENCE], "expirationSeconds": lifetime}}
         resp = kc.call("create a token for ServiceAccount %s/%s" % (namespace, sa_name),
                        kc.core.create_namespaced_service_account_token, sa_name, namespace, body)
-        token = resp.status.token
+        status = resp.get("status") or {}
+        token = status.get("token")
+        if not token:
+            raise MeshfleetError("the TokenRequest for ServiceAccount %s/%s returned no token" % (namespace, sa_name))
         self.module.no_log_values.add(token)
-        exp = resp.status.expiration_timestamp
-        if isinstance(exp, datetime.datetime) and exp.tzinfo is None:
-            exp = exp.replace(tzinfo=datetime.timezone.utc)
+        exp = parse_rfc3339(status.get("expirationTimestamp"))
         claims_exp = claims_expiry(jwt_claims(token))
         return token, min(e for e in (exp, claims_exp) if e is not None) if (exp or claims_exp) else None

@@ -28,7 +28,7 @@ description:
     censored result makes C(recorded) drop the receipt instead, and the next run takes the
     normal path.
   - C(state=absent) removes the receipt (C(teardown.yml) does).
-version_added: 0.3.0
+version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
 options:
   state:

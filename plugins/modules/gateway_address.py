@@ -23,6 +23,7 @@ description:
 version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
 extends_documentation_fragment:
+  - meshfleet.mesh.k8s_auth
   - meshfleet.mesh.cluster.WAIT
 options:
   kubeconfig:

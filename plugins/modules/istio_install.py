@@ -27,8 +27,10 @@ description:
     clusters without a load balancer controller).
   - Applies with Kubernetes server-side apply (field manager C(meshfleet), conflicts forced,
     as C(istioctl install) does), one request per object; an unchanged object is not written.
-version_added: 0.3.0
+version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
+extends_documentation_fragment:
+  - meshfleet.mesh.k8s_auth
 options:
   kubeconfig:
     description:
@@ -103,8 +105,6 @@ attributes:
       after; C(cacerts) data only by key and size; created CRDs without their schema.
     support: full
 notes:
-  - Uses a small built-in REST client instead of the C(kubernetes) package (see
-    C(plugins/module_utils/kube_rest.py)).
   - Objects dropped from the rendered manifests (for example by a revision change) are not
     deleted; remove the old revision's objects with C(istioctl uninstall --revision).
 '''

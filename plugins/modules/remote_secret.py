@@ -33,6 +33,7 @@ description:
 version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
 extends_documentation_fragment:
+  - meshfleet.mesh.k8s_auth
   - meshfleet.mesh.k8s_auth.SOURCE_TARGET
 options:
   cluster_name:

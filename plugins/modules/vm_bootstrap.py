@@ -36,6 +36,8 @@ description:
     in the result or the diff (a redacted line with its expiry does).
 version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
+extends_documentation_fragment:
+  - meshfleet.mesh.k8s_auth
 options:
   dest:
     description:
@@ -135,8 +137,6 @@ options:
     type: str
     choices: [present, absent]
     default: present
-requirements:
-  - kubernetes (Python library) >= 31
 notes:
   - Supports check mode (no token is requested) and diff (the token redacted).
 seealso:

@@ -9,7 +9,7 @@ Import them where they are needed (a test module, or ``tests/integration/conftes
 
 - ``netns_vms`` (session): two VMs on two subnets, ``mft-a1`` (10.78.0.2, group
   ``vmt-a``, 10.78.0.0/24) and ``mft-b1`` (10.78.1.2, group ``vmt-b``, 10.78.1.0/24), in
-  a temporary mesh state dir, made from the cached base rootfs (``scripts/vm-rootfs.sh``
+  a temporary mesh state dir, made from the cached base rootfs (``roles/vms_local/files/vm-rootfs.sh``
   builds it the first time, ~1-3 minutes). Always torn down, also when a test or the
   set-up fails; VMs left by a run that was killed are removed first.
 - ``vm_ansible``: ``vm_ansible(pattern, module, args=None) -> {host: result}``, one
@@ -63,14 +63,14 @@ def vm_support_problem():
 
 
 def ensure_rootfs():
-    """Run scripts/vm-rootfs.sh (builds the base tree once); return the tree's path."""
+    """Run roles/vms_local/files/vm-rootfs.sh (builds the base tree once); return the tree's path."""
     started = time.monotonic()
-    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "vm-rootfs.sh")],
+    proc = subprocess.run(["bash", os.path.join(REPO, "roles", "vms_local", "files", "vm-rootfs.sh")],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, check=False)
     sys.stderr.write(proc.stdout)
     if proc.returncode != 0:
-        raise RuntimeError("scripts/vm-rootfs.sh failed:\n%s" % proc.stdout)
+        raise RuntimeError("roles/vms_local/files/vm-rootfs.sh failed:\n%s" % proc.stdout)
     path = proc.stdout.strip().splitlines()[-1]
     sys.stderr.write("[vm-test] rootfs ready in %.1fs: %s\n" % (time.monotonic() - started, path))
     return path

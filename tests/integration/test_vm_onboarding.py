@@ -130,6 +130,16 @@ def test_verify_playbook_proves_identity_and_cross_network_mtls(onboarded):
         in " ".join(run.output.split()), run.tail(40)
 
 
+def test_verify_playbook_checks_the_mesh(onboarded):
+    """playbooks/verify.yml: meshfleet.mesh.mesh_verify (its own Kubernetes client) on the two
+    primaries - sync, one root, intermediates, cross-network discovery of a probe Service."""
+    run = onboarded.play("verify.yml")
+    assert_ok(run)
+    text = " ".join(run.output.split())
+    assert "checks passed" in text and "istio-ca-root-cert holds the mesh root" in text, run.tail(60)
+    assert "behind" in text and "east-west gateway" in text, run.tail(60)
+
+
 def test_bootstrap_files_equal_istioctls(onboarded, tmp_path):
     vm, (group, cluster, ns, _sa, _addr) = "mfi-web1", VMS["mfi-web1"]
     wg = tmp_path / "wg.yaml"

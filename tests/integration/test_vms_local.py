@@ -4,7 +4,7 @@
 """The netns VM provider for real: VMs that Ansible reaches over SSH and that are other hosts.
 
 Needs root (network namespaces), and the base rootfs (built on first use by
-scripts/vm-rootfs.sh). Run: ``.venv/bin/pytest -m vm tests/integration``.
+roles/vms_local/files/vm-rootfs.sh). Run: ``.venv/bin/pytest -m vm tests/integration``.
 """
 
 from __future__ import absolute_import, division, print_function

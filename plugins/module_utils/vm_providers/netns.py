@@ -13,7 +13,7 @@ Each VM of a group is
   a per-interface setting), and nothing is NATed: the VMs reach each other on one subnet
   and the host's .1 address, nothing else;
 - its own root filesystem, a copy (``cp -a --reflink=auto``) of the base tree that
-  ``scripts/vm-rootfs.sh`` debootstraps once into the cache, at
+  ``roles/vms_local/files/vm-rootfs.sh`` debootstraps once into the cache, at
   ``<state_dir>/vms/<name>/rootfs``;
 - a "boot": ``unshare --mount --pid --uts --ipc --fork`` in the netns, ``chroot`` into the
   rootfs and run ``/sbin/meshfleet-init`` as PID 1 of the new PID namespace. It mounts
@@ -175,8 +175,8 @@ def find_base_rootfs(cache=None):
              and os.path.isfile(os.path.join(d, ROOTFS_MARKER))]
     if not built:
         raise MeshfleetError(
-            "no VM root filesystem in %s; build it with scripts/vm-rootfs.sh "
-            "(MESHFLEET_VM_CACHE=%s scripts/vm-rootfs.sh; the meshfleet.mesh.vms_local role "
+            "no VM root filesystem in %s; build it with roles/vms_local/files/vm-rootfs.sh "
+            "(MESHFLEET_VM_CACHE=%s roles/vms_local/files/vm-rootfs.sh; the meshfleet.mesh.vms_local role "
             "runs it)" % (cache, cache))
     return max(built, key=lambda d: os.stat(os.path.join(d, ROOTFS_MARKER)).st_mtime)
 

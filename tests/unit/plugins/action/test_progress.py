@@ -138,3 +138,23 @@ def test_interval_from_the_environment(monkeypatch, progress):
     assert progress.interval() == 30.0
     monkeypatch.delenv("MESHFLEET_PROGRESS_INTERVAL")
     assert progress.interval() == 30.0
+
+
+# Modules that wait (wait_for in their module_utils: clusters, VMs, istiod readiness, the
+# Istio kinds and the gateway's load balancer address, the mesh's sync): each has an action
+# plugin that prints the progress lines.
+WAITING_MODULES = {
+    "cluster": "cluster.py", "vm_instance": "vm_providers/openstack.py", "istiod_local": "istiod_local.py",
+    "istio_install": "istio_install.py", "gateway_address": "gateway_address.py", "mesh_verify": "mesh_verify.py",
+}
+
+
+@pytest.mark.parametrize("module", sorted(WAITING_MODULES))
+def test_modules_that_wait_print_progress(module, progress):
+    import importlib
+    utils = os.path.join(ROOT, "plugins", "module_utils", WAITING_MODULES[module])
+    with open(utils) as f:
+        code = f.read()
+    assert "wait_for(" in code or "recorded_wait(" in code
+    action = importlib.import_module("ansible_collections.meshfleet.mesh.plugins.action.%s" % module)
+    assert issubclass(action.ActionModule, progress.ProgressActionBase)

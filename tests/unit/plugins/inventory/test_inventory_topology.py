@@ -315,6 +315,29 @@ def test_state_dir(tmp_path):
     assert all_vars(load(path))["meshfleet_state_dir"] == "/srv/mesh"
 
 
+def test_state_dir_from_the_environment(tmp_path, monkeypatch):
+    """MESHFLEET_STATE_DIR (e.g. a persistent volume in AWX) wins over mesh.state_dir and the
+    default, for the inventory vars every role and module reads (meshfleet_state_dir and
+    meshfleet_mesh.state_dir); relative to the topology's folder like mesh.state_dir."""
+    topo = "plugin: %s\nmesh: {id: m%s}\nclusters: {c: {provider: kwok, network: n}}\n"
+    for mesh_extra in ("", ", state_dir: /srv/mesh"):
+        path = write(tmp_path, topo % (NAME, mesh_extra))
+        monkeypatch.setenv("MESHFLEET_STATE_DIR", "/var/lib/meshfleet/m")
+        av = all_vars(load(path))
+        assert av["meshfleet_state_dir"] == "/var/lib/meshfleet/m"
+        assert av["meshfleet_mesh"]["state_dir"] == "/var/lib/meshfleet/m"
+        monkeypatch.setenv("MESHFLEET_STATE_DIR", "state")
+        assert all_vars(load(path))["meshfleet_state_dir"] == str(tmp_path / "state")
+        monkeypatch.setenv("MESHFLEET_STATE_DIR", "")  # empty: as if unset
+        assert all_vars(load(path))["meshfleet_state_dir"] == (
+            "/srv/mesh" if mesh_extra else str(tmp_path / ".meshfleet"))
+    # a bad mesh.state_dir is still reported, whatever the environment says
+    monkeypatch.setenv("MESHFLEET_STATE_DIR", "/var/lib/meshfleet/m")
+    path = write(tmp_path, topo % (NAME, ", state_dir: 5"))
+    assert any(e.startswith("mesh.state_dir: must be a non-empty path string")
+               for e in all_vars(load(path))["meshfleet_topology_errors"])
+
+
 def test_relative_path_is_made_absolute(tmp_path, monkeypatch):
     write(tmp_path, open(os.path.join(FIXTURES, "good", "minimal.meshfleet.yml")).read())
     monkeypatch.chdir(tmp_path)

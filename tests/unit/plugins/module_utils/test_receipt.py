@@ -107,6 +107,30 @@ def test_big_files_are_fingerprinted_by_size_and_mtime(tmp_path):
     assert fp([str(big)], {}) != before
 
 
+def test_fingerprint_is_free_of_host_names(tmp_path, monkeypatch):
+    """An AWX/AAP job runs in a new container each time (another host name, the image's
+    files at other inode numbers): the same inputs must give the same fingerprint there."""
+    for name, size in (("istioctl", receipt.BIG_FILE + 1), ("site.yml", 10)):
+        (tmp_path / "a" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "a" / name).write_bytes(b"\0" * size)
+        os.utime(str(tmp_path / "a" / name), ns=(10 ** 18, 10 ** 18))
+    monkeypatch.setattr(receipt.platform, "node", lambda: "awx-job-1-abcde")
+    before = fp([str(tmp_path / "a")], receipt.environment_extras())
+    # the next job: another container name, the same files copied to new inodes
+    monkeypatch.setattr(receipt.platform, "node", lambda: "awx-job-2-fghij")
+    (tmp_path / "a").rename(tmp_path / "old")
+    (tmp_path / "a").mkdir()
+    for name in ("istioctl", "site.yml"):
+        (tmp_path / "a" / name).write_bytes((tmp_path / "old" / name).read_bytes())
+        os.utime(str(tmp_path / "a" / name), ns=(10 ** 18, 10 ** 18))
+    assert os.stat(str(tmp_path / "a" / "istioctl")).st_ino != os.stat(str(tmp_path / "old" / "istioctl")).st_ino
+    assert fp([str(tmp_path / "a")], receipt.environment_extras()) == before
+    assert "awx-job" not in json.dumps(receipt.environment_extras())
+    # what the steps' arguments depend on still counts: another architecture, another big file
+    monkeypatch.setattr(receipt.platform, "machine", lambda: "riscv64")
+    assert fp([str(tmp_path / "a")], receipt.environment_extras()) != before
+
+
 # --- recording -----------------------------------------------------------------------------
 def result(**kw):
     out = dict(changed=True, module_args=dict(name="c1"), cluster=dict(api_server="https://x"))

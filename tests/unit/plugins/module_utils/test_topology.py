@@ -166,6 +166,21 @@ def test_mesh_defaults_for_a_bad_mesh():
     assert t.mesh_defaults([1], "/x")["state_dir"] == "/x/.meshfleet"
 
 
+def test_state_dir_is_worked_out_in_one_place(monkeypatch):
+    monkeypatch.delenv("MESHFLEET_STATE_DIR", raising=False)
+    assert t.state_dir(None, "/x") == "/x/.meshfleet"
+    assert t.state_dir("s", "/x") == "/x/s"
+    assert t.state_dir("~/s", "/x") == os.path.expanduser("~/s")
+    env = {"MESHFLEET_STATE_DIR": "/pv/mesh1"}
+    assert t.state_dir(None, "/x", env) == "/pv/mesh1"
+    assert t.state_dir("s", "/x", env) == "/pv/mesh1"
+    assert t.state_dir(None, "/x", {"MESHFLEET_STATE_DIR": "rel"}) == "/x/rel"
+    assert t.state_dir(7, "/x", env) == 7          # kept for validate to report
+    monkeypatch.setenv("MESHFLEET_STATE_DIR", "/pv/mesh2")
+    assert t.normalise(dict(mesh=dict(id="m")), "/x")["mesh"]["state_dir"] == "/pv/mesh2"
+    assert t.mesh_defaults(None, "/x")["state_dir"] == "/pv/mesh2"
+
+
 # --- single rules --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("version,ok", [

@@ -162,7 +162,7 @@ def test_known_hosts_filter(tmp_path):
 
 def test_base_rootfs_lookup(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    with pytest.raises(MeshfleetError, match="scripts/vm-rootfs.sh"):
+    with pytest.raises(MeshfleetError, match="roles/vms_local/files/vm-rootfs.sh"):
         netns.find_base_rootfs(str(cache))
     for name, mtime in (("old", 1000), ("new", 2000)):
         (cache / name).mkdir(parents=True)
@@ -218,7 +218,7 @@ def test_module_reports_bad_settings(run_module, tmp_path):
 
 def test_rootfs_script_prints_its_cache_dir(tmp_path, repo_root):
     env = dict(os.environ, MESHFLEET_VM_CACHE=str(tmp_path))
-    script = os.path.join(repo_root, "scripts", "vm-rootfs.sh")
+    script = os.path.join(repo_root, "roles", "vms_local", "files", "vm-rootfs.sh")
     out = subprocess.run(["bash", script, "--print-dir"], env=env, stdout=subprocess.PIPE,
                          universal_newlines=True, check=True).stdout.strip()
     assert os.path.dirname(out) == str(tmp_path)

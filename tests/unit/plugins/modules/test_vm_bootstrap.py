@@ -11,14 +11,13 @@ import base64
 import datetime
 import json
 import os
-import types
 
 import pytest
 import yaml
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils import k8s_client
 from ansible_collections.meshfleet.mesh.plugins.module_utils import vm_bootstrap as vb
 from ansible_collections.meshfleet.mesh.plugins.modules import vm_bootstrap as module
+from ansible_collections.meshfleet.mesh.tests.fakes.kubeapi import RecordedApi
 
 MESH = """defaultConfig:
   discoveryAddress: istiod.istio-system.svc:15012
@@ -229,54 +228,54 @@ def test_redact_token_never_shows_it():
     assert "vm-web/web" in text and "2026-11-25T19:00:00Z" in text
 
 
-# --- the module against a fake cluster --------------------------------------------------------------
+# --- the module against a local API server with recorded answers ------------------------------------
 class FakeCluster:
-    """What VmBootstrapModule uses of KubeCluster, with an in-memory cluster."""
+    """The API answers VmBootstrapModule reads, served over HTTP by a local server
+    (tests/fakes/kubeapi.py); TokenRequests mint a token each, kept in ``tokens``."""
 
     tokens = []
-
-    def __init__(self, kubeconfig, context=None, label="cluster", **_kw):
-        self.api_client = None
-        ns = types.SimpleNamespace
-        self.core = ns(
-            read_namespaced_config_map=self._cm, read_namespaced_service=self._svc,
-            read_namespaced_service_account=lambda name, namespace, **kw: ns(metadata=ns(uid="uid-1")),
-            create_namespaced_service_account_token=self._token)
-
-    def call(self, what, fn, *args, **kwargs):
-        not_found = kwargs.pop("not_found", None)
-        result = fn(*args)
-        return not_found if result is None else result
+    requests = []
 
     @staticmethod
-    def _cm(name, namespace):
-        ns = types.SimpleNamespace
-        data = {("istio", "istio-system"): {"mesh": MESH},
-                ("istio-ca-root-cert", "vm-web"): {"root-cert.pem": "ROOT\n"}}.get((name, namespace))
-        return ns(data=data) if data else None
+    def routes():
+        def cm(name, ns, data):
+            return (200, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns},
+                          "data": data})
 
-    @staticmethod
-    def _svc(name, namespace):
-        ns = types.SimpleNamespace
-        return ns(status=ns(load_balancer=ns(ingress=[ns(ip="10.77.0.1")])), spec=ns(external_i_ps=None))
+        def token_request(body):
+            FakeCluster.requests.append(body)
+            exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+                seconds=body["spec"]["expirationSeconds"])
+            token = sa_token(exp)
+            FakeCluster.tokens.append(token)
+            return 201, dict(body, status={"token": token, "expirationTimestamp": exp.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
-    def _token(self, name, namespace, body):
-        exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
-            seconds=body.spec.expiration_seconds)
-        token = sa_token(exp)
-        FakeCluster.tokens.append(token)
-        ns = types.SimpleNamespace
-        return ns(status=ns(token=token, expiration_timestamp=exp))
+        return {
+            ("GET", "/api/v1/namespaces/istio-system/configmaps/istio"): cm("istio", "istio-system", {"mesh": MESH}),
+            ("GET", "/api/v1/namespaces/vm-web/configmaps/istio-ca-root-cert"): cm(
+                "istio-ca-root-cert", "vm-web", {"root-cert.pem": "ROOT\n"}),
+            ("GET", "/api/v1/namespaces/istio-system/services/istio-eastwestgateway"): (200, {
+                "apiVersion": "v1", "kind": "Service", "metadata": {"name": "istio-eastwestgateway"},
+                "spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {"ingress": [{"ip": "10.77.0.1"}]}}}),
+            ("GET", "/api/v1/namespaces/vm-web/serviceaccounts/web"): (200, {
+                "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "web", "uid": "uid-1"}}),
+            ("POST", "/api/v1/namespaces/vm-web/serviceaccounts/web/token"): token_request,
+        }
 
 
 @pytest.fixture
-def fake_cluster(monkeypatch, tmp_path):
+def fake_cluster(tmp_path):
     FakeCluster.tokens = []
-    monkeypatch.setattr(k8s_client, "KubeCluster", FakeCluster)
-    kc = tmp_path / "kubeconfig"
-    kc.write_text("x")
-    return dict(kubeconfig=str(kc), workload_group=WG, cluster_id="cluster1",
-                dest=str(tmp_path / "state" / "vms" / "vm1" / "bootstrap"))
+    FakeCluster.requests = []
+    with RecordedApi(FakeCluster.routes()) as api:
+        kc = tmp_path / "kubeconfig"
+        kc.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "c", "cluster": {"server": api.url}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "users": [{"name": "u", "user": {"token": "admin-token"}}]}))
+        yield dict(kubeconfig=str(kc), workload_group=WG, cluster_id="cluster1",
+                   dest=str(tmp_path / "state" / "vms" / "vm1" / "bootstrap"))
 
 
 def test_module_writes_files_then_is_idempotent(run_module, fake_cluster):
@@ -333,3 +332,16 @@ def test_module_absent(run_module, fake_cluster):
     res = run_module(module, {"dest": fake_cluster["dest"], "state": "absent"})
     assert res["changed"] and not os.path.exists(fake_cluster["dest"])
     assert not run_module(module, {"dest": fake_cluster["dest"], "state": "absent"})["changed"]
+
+
+def test_module_token_request_asks_for_istio_ca_and_the_lifetime(run_module, fake_cluster):
+    res = run_module(module, dict(fake_cluster, token_lifetime=7200))
+    assert res["token_renewed"], res
+    assert [r["spec"] for r in FakeCluster.requests] == [{"audiences": ["istio-ca"], "expirationSeconds": 7200}]
+
+
+def test_module_names_a_missing_service_account(run_module, fake_cluster):
+    wg = json.loads(json.dumps(WG))
+    wg["spec"]["template"]["serviceAccount"] = "nobody"
+    res = run_module(module, dict(fake_cluster, workload_group=wg))
+    assert res["failed"] and "ServiceAccount vm-web/nobody does not exist" in res["msg"]

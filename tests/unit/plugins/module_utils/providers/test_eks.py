@@ -473,7 +473,7 @@ def test_kube_rest_authenticates_through_the_kubeconfig_plugin(eks_env, eks_rule
 
 
 def test_kubernetes_python_client_reads_the_exec_entry(eks_env, state_dir):
-    """The kubernetes package (kubernetes.core, KubeCluster) runs the same plugin."""
+    """The kubernetes package (what kubernetes.core uses in roles) runs the same plugin."""
     from kubernetes import client, config
     r = run(state_dir, settings(node_group=None))
     assert r["rc"] == 0, r

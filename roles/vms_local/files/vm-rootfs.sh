@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build (once) and cache the base root filesystem of the local `netns` test VMs:
 # a Debian bookworm tree made by debootstrap (minbase + sshd, python3, iproute2, ...).
+# It lives in the role that runs it (roles/vms_local/files/), so an installed collection has it.
 #
-#   scripts/vm-rootfs.sh               ensure the cached rootfs exists; print its path last
-#   scripts/vm-rootfs.sh --print-dir   print where the rootfs is (or will be) and exit
-#   scripts/vm-rootfs.sh --check       exit 0 when it is built, 1 when not
+#   vm-rootfs.sh               ensure the cached rootfs exists; print its path last
+#   vm-rootfs.sh --print-dir   print where the rootfs is (or will be) and exit
+#   vm-rootfs.sh --check       exit 0 when it is built, 1 when not
 #
 # Cache: ${MESHFLEET_VM_CACHE:-$HOME/.cache/meshfleet/vm-rootfs}/<key>/, where <key>
 # names the suite, architecture and a hash of the package list and of this script's

@@ -1,0 +1,258 @@
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Local servers for the Kubernetes client's tests (127.0.0.1 only, threads, no mocks).
+
+- :class:`ConnectProxy`: an HTTP proxy: ``CONNECT host:port`` tunnels (counted in
+  ``tunnels``) and absolute-URL forwarding for ``http://`` servers (counted in
+  ``forwarded``). ``hosts`` maps names the proxy alone can resolve (``api.meshfleet.test``)
+  to addresses, so a test can prove a request went through it; ``credentials`` makes it
+  answer 407 without the matching ``Proxy-Authorization``.
+- :class:`RecordedApi`: an HTTP(S) server answering like a kube-apiserver from a table of
+  recorded answers (``routes``: ``{(method, path): (status, body)}``, the path without its
+  query), JSON bodies; unknown paths get the API server's 404 Status. Every request is kept
+  in ``seen`` (method, path with query, headers as a list of pairs, decoded body). POST
+  handlers can be callables ``fn(body) -> (status, body)``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import base64
+import json
+import select
+import socket
+import ssl
+import threading
+
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover
+    from urlparse import urlsplit  # type: ignore
+
+
+def status(code, message, reason=None):
+    """A Kubernetes Status body."""
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+            "reason": reason or "", "code": code}
+
+
+def not_found(path):
+    return status(404, "the server could not find the requested resource (%s)" % path, "NotFound")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def get_request(self):
+        # the headers and the body of an answer are two writes: without TCP_NODELAY the body
+        # waits for the client's delayed ACK (~40 ms a request), as no real API server does
+        conn, addr = ThreadingHTTPServer.get_request(self)
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        return conn, addr
+
+
+class RecordedApi:
+    """An API server from recorded answers; ``url`` once started (``with`` or :meth:`start`)."""
+
+    def __init__(self, routes=None, tls=None):
+        self.routes = dict(routes or {})
+        self.seen = []
+        self.tls = tls  # (cert file, key file) for HTTPS
+        self._httpd = None
+
+    def add(self, method, path, code, body):
+        self.routes[(method, path)] = (code, body)
+
+    def requests(self, method=None):
+        return [r for r in self.seen if method is None or r[0] == method]
+
+    def _handler(self):
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, code, body):
+                data = json.dumps(body).encode("utf-8")
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw
+                api.seen.append((self.command, self.path, list(self.headers.items()), body))
+                path = urlsplit(self.path).path
+                answer = api.routes.get((self.command, path))
+                if answer is None:
+                    return self._answer(404, not_found(path))
+                if callable(answer):
+                    answer = answer(body)
+                return self._answer(*answer)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+        return Handler
+
+    def start(self):
+        self._httpd = _Server(("127.0.0.1", 0), self._handler())
+        scheme = "http"
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
+            scheme = "https"
+        self.port = self._httpd.server_address[1]
+        self.url = "%s://127.0.0.1:%d" % (scheme, self.port)
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class ConnectProxy:
+    """A CONNECT (and forwarding) HTTP proxy on 127.0.0.1; ``url`` once started."""
+
+    def __init__(self, hosts=None, credentials=None):
+        self.hosts = dict(hosts or {})
+        self.credentials = credentials  # "user:password" or None
+        self.tunnels = []     # "host:port" of each CONNECT tunnel opened
+        self.forwarded = []   # absolute URLs forwarded
+        self.refused = []     # (request line, code)
+        self._httpd = None
+
+    def _resolve(self, host, port):
+        return self.hosts.get(host, host), port
+
+    def _handler(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _refuse(self, code, message):
+                proxy.refused.append((self.requestline, code))
+                self.send_response(code, message)
+                if code == 407:
+                    self.send_header("Proxy-Authenticate", 'Basic realm="meshfleet-test"')
+                self.send_header("Content-Length", "0")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+
+            def _authorized(self):
+                if proxy.credentials is None:
+                    return True
+                want = "Basic " + base64.b64encode(proxy.credentials.encode()).decode()
+                return self.headers.get("Proxy-Authorization") == want
+
+            def do_CONNECT(self):
+                if not self._authorized():
+                    return self._refuse(407, "Proxy Authentication Required")
+                host, _sep, port = self.path.rpartition(":")
+                host = host.strip("[]")
+                try:
+                    upstream = socket.create_connection(self._target(host, int(port)), 10)
+                except (OSError, ValueError):
+                    return self._refuse(502, "Bad Gateway")
+                proxy.tunnels.append(self.path)
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self._pipe(self.connection, upstream)
+                self.close_connection = True
+
+            def _target(self, host, port):
+                return proxy._resolve(host, port)
+
+            def _pipe(self, a, b):
+                try:
+                    while True:
+                        ready, _w, _x = select.select([a, b], [], [], 30)
+                        if not ready:
+                            return
+                        for s in ready:
+                            data = s.recv(65536)
+                            if not data:
+                                return
+                            (b if s is a else a).sendall(data)
+                except OSError:
+                    return
+                finally:
+                    b.close()
+
+            def _forward(self):
+                if not self._authorized():
+                    return self._refuse(407, "Proxy Authentication Required")
+                url = urlsplit(self.path)
+                if url.scheme != "http":
+                    return self._refuse(400, "Bad Request")
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                proxy.forwarded.append(self.path)
+                import http.client
+                host, port = proxy._resolve(url.hostname, url.port or 80)
+                conn = http.client.HTTPConnection(host, port, timeout=10)
+                headers = dict((k, v) for k, v in self.headers.items() if k.lower() != "proxy-authorization")
+                conn.request(self.command, url.path + ("?" + url.query if url.query else ""), body=body,
+                             headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status, resp.reason)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
+
+        return Handler
+
+    def start(self):
+        self._httpd = _Server(("127.0.0.1", 0), self._handler())
+        self.port = self._httpd.server_address[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
