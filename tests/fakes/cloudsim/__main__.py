@@ -34,7 +34,8 @@ def main(argv=None):
     ap.add_argument("--vms", action="store_true",
                     help="back every instance (EC2, OpenStack) with a netns VM at its address (root; "
                          "tests/fakes/cloudsim/vms.py)")
-    ap.add_argument("--vm-rootfs", help="the base VM rootfs (scripts/vm-rootfs.sh; default: the cached one)")
+    ap.add_argument("--vm-rootfs",
+                    help="the base VM rootfs (roles/vms_local/files/vm-rootfs.sh; default: the cached one)")
     ap.add_argument("--parent-pid", type=int, help="exit when this process is gone")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
