@@ -313,19 +313,20 @@ class FakeOpenStack:
     def _create_keypair(self, req):
         name = req.get("name")
         if not name or not re.match(r"^[A-Za-z0-9_ .-]{1,255}$", name):
-            return 400, {"badRequest": {"code": 400, "message": "Keypair data is invalid: Keypair name "
-                                                                 "contains unsafe characters"}}, {}
+            return self._bad("Keypair data is invalid: Keypair name contains unsafe characters")
         if name in self.keypairs:
             # nova KeyPairExists -> 409
             return 409, {"conflictingRequest": {"code": 409, "message": "Key pair '%s' already exists." % name}}, {}
         public = req.get("public_key")
         if not public:
-            return 400, {"badRequest": {"code": 400, "message": "this fake imports key pairs only "
-                                                                 "(give public_key)"}}, {}
+            return self._bad("this fake imports key pairs only (give public_key)")
         if _fingerprint(public) is None:
-            return 400, {"badRequest": {"code": 400, "message": "Keypair data is invalid: failed to "
-                                                                 "generate fingerprint"}}, {}
+            return self._bad("Keypair data is invalid: failed to generate fingerprint")
         return 200, {"keypair": dict(self.add_keypair(name, public))}, {}
+
+    @staticmethod
+    def _bad(message):
+        return 400, {"badRequest": {"code": 400, "message": message}}, {}
 
     def _server_json(self, s):
         f = self.flavors[s["flavor_id"]]

@@ -222,7 +222,7 @@ class CloudVms:
 
     def _delete(self, rec):
         vm = netns.NetnsVm(self.state_dir, rec["name"])
-        for _ in range(50):  # a create still copying the rootfs: wait for it
+        for _attempt in range(50):  # a create still copying the rootfs: wait for it
             try:
                 vm.delete()
                 break
