@@ -15,7 +15,7 @@ TOOLS_ARGS := $(if $(TOOLS_SOURCE),--source $(TOOLS_SOURCE))
 demo verify: TOOLS_ARGS += --inventory $(INVENTORY)
 export MESHFLEET_TOOLS_BIN = $(shell bash tools/build-tools.sh --print-bin $(TOOLS_ARGS) 2>/dev/null)
 
-.PHONY: setup tools demo validate test unit lint sanity integration molecule verify teardown bench clean help
+.PHONY: setup tools browser demo validate test unit lint sanity integration molecule verify teardown bench clean help
 
 help:
 	@echo "make demo      converge the local demo mesh ($(INVENTORY))"
@@ -31,6 +31,10 @@ setup:
 tools:
 	@scripts/setup.sh --tools $(TOOLS_ARGS)
 
+# Debian's Chromium, for the mesh report's headless-browser test (only when missing)
+browser:
+	@scripts/setup.sh --browser
+
 demo: tools
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/site.yml
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/verify.yml
@@ -44,7 +48,7 @@ verify: tools
 teardown: setup
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/teardown.yml
 
-test: tools
+test: tools browser
 	@scripts/test.sh all
 
 unit: setup
@@ -56,7 +60,7 @@ lint: setup
 sanity: setup
 	@scripts/test.sh sanity
 
-integration: tools
+integration: tools browser
 	@scripts/test.sh integration
 
 molecule: tools

@@ -6,6 +6,8 @@
 #   scripts/setup.sh --tools    also fetch or build/reuse the tools (kwok, Kubernetes, etcd, Istio)
 #     [--source auto|release|build]  where from (default $MESHFLEET_TOOLS_SOURCE or auto)
 #     [--inventory PATH]             only what this inventory needs (default: every tool)
+#   scripts/setup.sh --browser  also Debian's Chromium (and a font), for the mesh report's
+#                               headless-browser test (apt-get, root; only when missing)
 #   Everything the tools step prints is also written to $MESHFLEET_TOOLS_LOG (.venv/.tools.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,14 +18,16 @@ PYTHON=${MESHFLEET_PYTHON:-python3}
 log() { printf '[setup] %s\n' "$*"; }
 
 want_tools=0
+want_browser=0
 tools_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --tools) want_tools=1 ;;
+    --browser) want_browser=1 ;;
     --source | --inventory)
-      [ $# -ge 2 ] || { echo "usage: $0 [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2; }
+      [ $# -ge 2 ] || { echo "usage: $0 [--browser] [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2; }
       tools_args+=("$1" "$2"); shift ;;
-    *) echo "usage: $0 [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--browser] [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -88,5 +92,24 @@ if [ "$want_tools" = 1 ]; then
     bash tools/build-tools.sh ${tools_args[@]+"${tools_args[@]}"} 2>&1 | tee "$tools_log"
   else
     log "no tools/build-tools.sh yet; skipping the Go tool build"
+  fi
+fi
+
+if [ "$want_browser" = 1 ]; then
+  # tests/integration/test_mesh_report.py opens the mesh report in headless Chromium
+  need=()
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+  if [ ${#need[@]} -eq 0 ]; then
+    log "browser ready ($(command -v chromium))"
+  elif [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] error: ${need[*]} missing; install them as root (apt-get install ${need[*]})" >&2; exit 1
+  else
+    log "installing ${need[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
+      apt-get update -q >/dev/null
+      apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    fi
   fi
 fi

@@ -10,7 +10,8 @@ __metaclass__ = type
 class ModuleDocFragment(object):
     # Provider-specific keys of O(settings) for meshfleet.mesh.cluster and cluster_info,
     # and where each provider takes its credentials from. docs/providers.md has the same
-    # tables; module_utils/topology.py SETTING_TYPES is the source of truth for names.
+    # tables; module_utils/provider_spec.py is the source of truth (a unit test checks this
+    # fragment documents each setting there with its type, choices and whether it is required).
     DOCUMENTATION = r'''
 options:
   settings:

@@ -9,7 +9,8 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
     # Options shared by meshfleet.mesh.vm_instance and vm_instance_info, with the keys of
-    # O(settings) per provider. Names as in module_utils/topology.py SETTING_TYPES.
+    # O(settings) per provider. Names, types and required ones as in module_utils/provider_spec.py
+    # (a unit test checks it).
     DOCUMENTATION = r'''
 options:
   group:

@@ -110,8 +110,8 @@ except ImportError:  # pragma: no cover - ansible-core < 2.19
         return value
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils import topology as topo_utils
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns import (
-    connection_vars, ssh_common_args)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns.addressing import (
+    connection_vars, group_addresses, ssh_common_args)
 
 EXTENSIONS = (".meshfleet.yml", ".meshfleet.yaml")
 
@@ -317,7 +317,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         if not topo_utils.is_mapping(hosts):
             return added
         # netns VMs: the address and SSH settings follow from the subnet and the state dir
-        netns_addresses = topo_utils.netns_addresses(name, group) if provider == "netns" else {}
+        netns_addresses = group_addresses(name, group) if provider == "netns" else {}
         for host in hosts:
             if not (topo_utils.is_str(host) and host.strip()):
                 continue  # reported by validate(); not a name Ansible takes

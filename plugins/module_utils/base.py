@@ -190,6 +190,8 @@ class Plan:
         #: show the diff also when nothing would change (a view that proves what is kept,
         #: e.g. a remote secret's redacted token and its expiry)
         self.always_diff = False
+        #: the file the diff is of (its before_header/after_header), when it is a file's text
+        self.header = None
 
     def add(self, what, action=None):
         self.steps.append((what, action))
@@ -333,6 +335,8 @@ class MeshfleetModule:
         out["changed"] = bool(plan)
         if (plan or plan.always_diff) and self.diff_mode and (plan.before is not None or plan.after is not None):
             out["diff"] = dict(before=plan.before, after=plan.after)
+            if plan.header:
+                out["diff"].update(before_header=plan.header, after_header=plan.header)
         return out
 
     def check(self):

@@ -7,6 +7,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+import shutil
 import time
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
@@ -239,6 +241,9 @@ class ClusterModule(MeshfleetModule):
         self.begin("delete")
         provider.delete()
         self._wait(lambda: provider.get() is None, "cluster %s to be deleted" % provider.cluster_name)
+        # the deleted cluster's local folder (kubeconfig, credential plugin, rendered files)
+        if os.path.isdir(provider.cluster_dir):
+            shutil.rmtree(provider.cluster_dir)
 
 
 class ClusterInfoModule(MeshfleetModule):

@@ -32,9 +32,9 @@ __metaclass__ = type
 
 import datetime
 import os
-import re
 import shutil
 
+from ansible_collections.meshfleet.mesh.plugins.module_utils.k8s_names import is_dns_label
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, ensure_private_dir, write_file_atomic)
 
@@ -59,7 +59,6 @@ CLUSTER_FILES = ("ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem")
 ROOT_DIR = "root"
 CERT_MODE = 0o644
 KEY_MODE = 0o600
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 RESERVED_NAMES = frozenset([ROOT_DIR])
 PEM_KEY_MARKER = b"PRIVATE KEY"
 
@@ -322,7 +321,7 @@ def check_ca_pair(cert, key, what, now=None):
 
 
 def validate_cluster_name(name):
-    if not isinstance(name, str) or not DNS1123_LABEL.match(name):
+    if not is_dns_label(name):
         raise MeshfleetError(
             "invalid cluster name %r: it must be a DNS-1123 label (lower-case letters, digits and "
             "'-', starting and ending with a letter or digit, at most 63 characters)" % (name,))

@@ -41,6 +41,7 @@ try:
 except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
     HAS_YAML = False
 
+from ansible_collections.meshfleet.mesh.plugins.module_utils.k8s_names import is_dns_label
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, MeshfleetModule, Plan, yaml_load
 from ansible_collections.meshfleet.mesh.plugins.module_utils.kubeconfig import build_kubeconfig, dump
 
@@ -56,7 +57,6 @@ READER_LABELS = {"app": "istio-reader", "app.kubernetes.io/name": "istio-reader"
 MIN_TOKEN_LIFETIME = 600  # the TokenRequest API refuses less than 10 minutes
 DEFAULT_TOKEN_LIFETIME = 30 * 86400
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 #: The ``istio-reader-clusterrole-<namespace>`` rules of Istio 1.30's istio-discovery chart
 #: (manifests/charts/istio-control/istio-discovery/templates/reader-clusterrole.yaml), with the
@@ -111,7 +111,7 @@ def reader_role_name(namespace):
 
 
 def check_cluster_name(name):
-    if not name or len(name) > 63 or not DNS1123_LABEL.match(name):
+    if not is_dns_label(name):
         raise MeshfleetError(
             "cluster_name %r is not a valid DNS-1123 label (lower-case letters, digits and '-', "
             "starting and ending with a letter or digit, at most 63 characters): Istio uses it "
@@ -598,7 +598,7 @@ class RemoteSecretModule(MeshfleetModule):
         if not HAS_YAML:
             raise MeshfleetError("PyYAML is required (it ships with ansible-core)")
         check_cluster_name(p["cluster_name"])
-        if not DNS1123_LABEL.match(p["namespace"] or ""):
+        if not is_dns_label(p["namespace"]):
             raise MeshfleetError("namespace %r is not a valid DNS-1123 label" % p["namespace"])
         if p["token_lifetime"] < MIN_TOKEN_LIFETIME:
             raise MeshfleetError("token_lifetime must be at least %d seconds (the TokenRequest API "

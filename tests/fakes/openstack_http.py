@@ -14,6 +14,8 @@ ports and floating IPs. Injected faults (``fail``) cover 409 conflicts and 429s.
 
 from __future__ import absolute_import, division, print_function
 
+import base64
+import hashlib
 import ipaddress
 import itertools
 import json
@@ -43,6 +45,19 @@ def _id():
     return str(uuid.uuid4())
 
 
+def _fingerprint(public_key):
+    """nova's MD5 fingerprint of an OpenSSH public key line, or None when it is not one."""
+    parts = (public_key or "").split()
+    if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-")):
+        return None
+    try:
+        blob = base64.b64decode(parts[1].encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        return None
+    digest = hashlib.md5(blob).hexdigest()  # nosec - nova's fingerprint format
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
 class FakeOpenStack:
     def __init__(self, build_polls=1):
         self.log = []
@@ -69,11 +84,13 @@ class FakeOpenStack:
         for k, v in self.subnets.items():
             v["id"] = k
         self.servers = {}
+        self.keypairs = {}
         self.security_groups = {}
         self.rules = {}
         self.ports = {}
         self.fips = {}
         self._ip = itertools.count(10)
+        self._subnet_ips = {}         # subnet id -> next host number
         for i, coll in enumerate((self.images, self.flavors, self.networks)):
             for k, v in coll.items():
                 v["id"] = k
@@ -87,6 +104,20 @@ class FakeOpenStack:
     def writes(self):
         return [(m, u) for m, u in self.log if m in ("POST", "PUT", "DELETE", "PATCH")
                 and "/auth/tokens" not in u]
+
+    def add_keypair(self, name, public_key):
+        """A key pair the user imported (``openstack keypair create --public-key``)."""
+        self.keypairs[name] = {"name": name, "type": "ssh", "public_key": public_key.strip(),
+                               "fingerprint": _fingerprint(public_key), "user_id": "u1"}
+        return self.keypairs[name]
+
+    # hooks for a fake that backs servers with machines (tests/fakes/cloudsim)
+    def server_ready(self, server):
+        """Whether a BUILD server may become ACTIVE (its polls done)."""
+        return True
+
+    def server_deleted(self, server):
+        """Called when a server is deleted (DELETE /servers/<id>)."""
 
     def install(self, mocker):
         mocker.add_matcher(self._match)
@@ -204,10 +235,23 @@ class FakeOpenStack:
             if method == "DELETE":
                 server["status"] = "DELETED"
                 server["task_state"] = "deleting"
+                self.server_deleted(server)
                 return 204, None, {}
+        if path == "/os-keypairs" and method == "GET":
+            return 200, {"keypairs": [{"keypair": dict(k)} for k in self.keypairs.values()]}, {}
+        if path == "/os-keypairs" and method == "POST":
+            return self._create_keypair((body or {}).get("keypair") or {})
         m = re.match(r"^/os-keypairs/([^/]+)$", path)
-        if m and method == "GET":
-            return 200, {"keypair": {"name": m.group(1), "type": "ssh", "fingerprint": "aa:bb"}}, {}
+        if m and method in ("GET", "DELETE"):
+            kp = self.keypairs.get(m.group(1))
+            if kp is None:
+                # nova/api/openstack/compute/keypairs.py: KeypairNotFound -> 404
+                return 404, {"itemNotFound": {"code": 404, "message": "Keypair %s not found for user u1"
+                                              % m.group(1)}}, {}
+            if method == "DELETE":
+                self.keypairs.pop(m.group(1))
+                return 202, None, {}
+            return 200, {"keypair": dict(kp)}, {}
         return 404, {"itemNotFound": {"code": 404, "message": "no route %s %s" % (method, path)}}, {}
 
     def _progress(self):
@@ -216,7 +260,7 @@ class FakeOpenStack:
             if s["status"] == "BUILD":
                 if s["polls"] > 0:
                     s["polls"] -= 1
-                else:
+                elif self.server_ready(s):
                     s["status"] = "ACTIVE"
             elif s["status"] == "DELETED":
                 if s.get("gone_next"):
@@ -237,9 +281,12 @@ class FakeOpenStack:
             if not any(g["name"] == sg["name"] for g in self.security_groups.values()):
                 return 400, {"badRequest": {"code": 400, "message": "Security group %s not found."
                                             % sg["name"]}}, {}
+        if req.get("key_name") and req["key_name"] not in self.keypairs:
+            # nova/api/openstack/compute/servers.py create(): KeypairNotFound -> 400
+            return 400, {"badRequest": {"code": 400, "message": "Invalid key_name provided."}}, {}
         sid = _id()
         net = self.networks[req["networks"][0]["uuid"]]
-        ip = "10.0.0.%d" % next(self._ip)
+        ip = self._allocate_ip(net)
         port = _id()
         self.ports[port] = {"id": port, "device_id": sid, "network_id": net["id"], "status": "ACTIVE",
                             "fixed_ips": [{"subnet_id": net["subnets"][0], "ip_address": ip}],
@@ -253,6 +300,33 @@ class FakeOpenStack:
         return 202, {"server": {"id": sid, "links": [], "OS-DCF:diskConfig": "MANUAL",
                                 "security_groups": self.servers[sid]["security_groups"],
                                 "adminPass": "fake-admin-pass"}}, {}
+
+    def _allocate_ip(self, net):
+        """The next address of the network's first subnet (.10, .11, ...; .1 is its gateway)."""
+        subnet = self.subnets.get((net.get("subnets") or [None])[0])
+        if subnet is None:
+            return "10.0.0.%d" % next(self._ip)
+        n = self._subnet_ips.get(subnet["id"], 10)
+        self._subnet_ips[subnet["id"]] = n + 1
+        return str(ipaddress.ip_network(subnet["cidr"]).network_address + n)
+
+    def _create_keypair(self, req):
+        name = req.get("name")
+        if not name or not re.match(r"^[A-Za-z0-9_ .-]{1,255}$", name):
+            return self._bad("Keypair data is invalid: Keypair name contains unsafe characters")
+        if name in self.keypairs:
+            # nova KeyPairExists -> 409
+            return 409, {"conflictingRequest": {"code": 409, "message": "Key pair '%s' already exists." % name}}, {}
+        public = req.get("public_key")
+        if not public:
+            return self._bad("this fake imports key pairs only (give public_key)")
+        if _fingerprint(public) is None:
+            return self._bad("Keypair data is invalid: failed to generate fingerprint")
+        return 200, {"keypair": dict(self.add_keypair(name, public))}, {}
+
+    @staticmethod
+    def _bad(message):
+        return 400, {"badRequest": {"code": 400, "message": message}}, {}
 
     def _server_json(self, s):
         f = self.flavors[s["flavor_id"]]

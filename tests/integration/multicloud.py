@@ -7,12 +7,19 @@
   ``python -m ansible_collections.meshfleet.mesh.tests.fakes.cloudsim`` (127.0.0.1 only), reads
   its endpoints, ``inventory()`` reads ``GET /sim/inventory``, ``stop()`` stops it (it deletes
   its kwok clusters on the way out) and kills whatever is left of its work dir.
-- ``make_overlay(dest, endpoints)``: a copy of inventories/multicloud-example pointed at the
-  sim. It changes only where things are (endpoints, credentials, the IDs the fake AWS account
-  has) and one thing that cannot be faked: the pods on kwok nodes do not run, so istiod runs
-  beside each kwok-backed cluster (``control_plane_local`` / ``control_plane_istiod_local``
-  in group_vars/clusters.yml), as for kwok clusters. The clusters, networks, roles and VM
-  groups stay those of the example.
+- ``make_overlay(dest, endpoints, vm_access=dict(key_file=...))``: a copy of
+  inventories/multicloud-example pointed at the sim. It changes only where things are
+  (endpoints, credentials, the IDs the fake AWS account has, the VMs' SSH key file) and one
+  thing that cannot be faked: the pods on kwok nodes do not run, so istiod runs beside each
+  kwok-backed cluster (``control_plane_local`` / ``control_plane_istiod_local`` in
+  group_vars/clusters.yml), as for kwok clusters, and a cluster with a VM group runs it on the
+  host's address in the group's subnet (``control_plane_istiod_address`` in host_vars: where
+  a real VM would reach istiod through the east-west gateway's load balancer); the VMs' subnets
+  do not route to each other, so the cross-network mTLS probe uses the controller's relay
+  (``vm_sidecar_mtls_relay``). The clusters, networks, roles and VM groups stay those of the
+  example.
+- ``register_key_pair(endpoints, name, public_key)``: import the key pair the example names into
+  EC2 and OpenStack, as a user does once.
 - ``overlay_env(endpoints, work_dir)``: the environment the providers read their credentials
   and endpoints from (AZURE_*, GOOGLE_APPLICATION_CREDENTIALS, AWS_*, OS_CLIENT_CONFIG_FILE,
   the sim's CA), with HTTP(S)_PROXY at a closed port so that nothing can reach a real cloud.
@@ -21,6 +28,7 @@
 from __future__ import absolute_import, division, print_function
 
 import copy
+import ipaddress
 import json
 import os
 import signal
@@ -36,7 +44,7 @@ import helpers
 EXAMPLE = os.path.join(helpers.REPO, "inventories", "multicloud-example", "mesh.meshfleet.yml")
 
 #: provider setting -> where it points, for settings the providers may not have yet; the
-#: overlay sets each one the validation knows (plugins/module_utils/topology.py SETTING_TYPES)
+#: overlay sets each one the validation knows (plugins/module_utils/provider_spec.py)
 ENDPOINT_SETTINGS = {
     "aks": {"arm_endpoint": lambda ep: ep["azure"]["arm_endpoint"]},
     "gke": {"api_endpoint": lambda ep: ep["gcp"]["api_endpoint"]},
@@ -58,7 +66,7 @@ control_plane_istiod_local: true
 
 
 class CloudSimProcess:
-    def __init__(self, work_dir, tools_bin, token_ttl=60, start_timeout=90):
+    def __init__(self, work_dir, tools_bin, token_ttl=60, start_timeout=90, vm_rootfs=None):
         self.work = os.path.abspath(work_dir)
         os.makedirs(self.work, 0o700, exist_ok=True)
         helpers.safety_net(self.work)
@@ -72,7 +80,8 @@ class CloudSimProcess:
         self.proc = subprocess.Popen(
             [helpers.VENV_PYTHON, "-m", "ansible_collections.meshfleet.mesh.tests.fakes.cloudsim",
              "--work-dir", self.work, "--tools-bin", tools_bin, "--token-ttl", str(token_ttl),
-             "--parent-pid", str(os.getpid())],
+             "--parent-pid", str(os.getpid())]
+            + (["--vms", "--vm-rootfs", vm_rootfs] if vm_rootfs else []),
             cwd=helpers.REPO, env=env, stdout=subprocess.PIPE, stderr=self._log)
         deadline = time.monotonic() + start_timeout
         line = b""
@@ -112,11 +121,15 @@ class CloudSimProcess:
         return helpers.force_cleanup(self.work)
 
 
-def make_overlay(dest, endpoints, setting_types=None, keep_vm_groups=True, clusters=None):
+def make_overlay(dest, endpoints, setting_types=None, keep_vm_groups=True, clusters=None, vm_access=None):
     """Write the overlay inventory folder ``dest``; return (path, notes).
 
     ``clusters`` (names) keeps only those clusters, their networks and VM groups (debugging).
     ``notes`` lists the endpoint settings the validation does not know yet.
+    ``vm_access`` (dict ``key_file``): the VM groups' hosts get that SSH key; each cluster with
+    a VM group runs its local istiod on the host's address in the group's subnet (.1), where
+    the VMs reach it (a real VM reaches istiod through the east-west gateway's load balancer).
+    Without it the VM groups are dropped (their VMs could not be reached).
     """
     if setting_types is None:
         from ansible_collections.meshfleet.mesh.plugins.module_utils.topology import SETTING_TYPES
@@ -145,20 +158,30 @@ def make_overlay(dest, endpoints, setting_types=None, keep_vm_groups=True, clust
     if clusters is not None:
         doc["networks"] = dict((n, v) for n, v in (doc.get("networks") or {}).items()
                                if any(c["network"] == n for c in doc["clusters"].values()))
+    istiod_addresses = {}
     for name, group in list((doc.get("vm_groups") or {}).items()):
-        if not keep_vm_groups or group.get("cluster") not in doc["clusters"]:
+        if not keep_vm_groups or vm_access is None or group.get("cluster") not in doc["clusters"]:
             doc["vm_groups"].pop(name)
             continue
         settings = group.setdefault("settings", {})
+        vm_subnets = (endpoints.get("vms") or {}).get("subnets") or {}
+        subnet = None
         if group.get("provider") == "ec2":
             settings.update(subnet_id=aws["subnet_ids"][0], ami=aws["ami"],
                             security_group_ids=aws["security_group_ids"][1:2])
+            subnet = vm_subnets.get("ec2", {}).get(settings["subnet_id"])
         if group.get("provider") == "openstack":
             settings["cloud"] = endpoints["openstack"]["cloud"]
-        # a second guard besides the test's --limit: ssh to a fake VM's made-up address never
-        # leaves this machine (ProxyCommand false fails at once, before any connection)
-        for host, hostvars in (group.get("hosts") or {}).items():
-            group["hosts"][host] = dict(hostvars or {}, ansible_ssh_common_args="-o ProxyCommand=/bin/false")
+            subnet = vm_subnets.get("openstack", {}).get(settings.get("network"))
+        if subnet:
+            istiod_addresses[group["cluster"]] = str(ipaddress.ip_network(subnet).network_address + 1)
+        if vm_access is not None:
+            # the user's side of SSH: the key pair's private key (the example uses ssh-agent or
+            # this variable); the fake clouds' VMs are on subnets that do not route to each
+            # other, so the cross-network mTLS probe goes through the controller's relay
+            for host, hostvars in (group.get("hosts") or {}).items():
+                group["hosts"][host] = dict(hostvars or {}, ansible_ssh_private_key_file=vm_access["key_file"],
+                                            vm_sidecar_mtls_relay=True)
     if not doc.get("vm_groups"):
         doc.pop("vm_groups", None)
     os.makedirs(os.path.join(dest, "group_vars"), 0o700, exist_ok=True)
@@ -169,10 +192,35 @@ def make_overlay(dest, endpoints, setting_types=None, keep_vm_groups=True, clust
         yaml.safe_dump(doc, f, default_flow_style=False, sort_keys=False)
     with open(os.path.join(dest, "group_vars", "clusters.yml"), "w") as f:
         f.write(LOCAL_CONTROL_PLANE_VARS)
-    with open(os.path.join(dest, "group_vars", "all.yml"), "w") as f:
-        # the same guard for the hosts vms_provision adds (its ssh arguments win over the file's)
-        f.write("---\nvms_provision_ssh_common_args: -o ProxyCommand=/bin/false\n")
+    if istiod_addresses:
+        os.makedirs(os.path.join(dest, "host_vars"), 0o700, exist_ok=True)
+    for cluster, address in istiod_addresses.items():
+        with open(os.path.join(dest, "host_vars", "%s.yml" % cluster), "w") as f:
+            f.write("---\n# istiod runs beside the kwok-backed cluster: it listens where this cluster's VMs\n"
+                    "# reach it, the host's address on their subnet (tests/integration/multicloud.py)\n"
+                    "control_plane_istiod_address: %s\n" % address)
     return path, notes
+
+
+def register_key_pair(endpoints, name, public_key):
+    """What a user does once before provisioning: import the key pair the example names
+    (``settings.key_name``) into EC2 and OpenStack, through their SDKs (the sim's clouds)."""
+    import boto3
+    import openstack
+    aws = endpoints["aws"]
+    ec2 = boto3.session.Session(aws_access_key_id=aws["access_key_id"], aws_secret_access_key=aws["secret_access_key"],
+                                region_name=aws["region"]).client("ec2", endpoint_url=aws["endpoint_url"])
+    ec2.import_key_pair(KeyName=name, PublicKeyMaterial=public_key.encode())
+    old = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    os.environ["OS_CLIENT_CONFIG_FILE"] = endpoints["openstack"]["clouds_yaml"]
+    try:
+        conn = openstack.connect(cloud=endpoints["openstack"]["cloud"])
+        conn.compute.create_keypair(name=name, public_key=public_key)
+    finally:
+        if old is None:
+            os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
+        else:
+            os.environ["OS_CLIENT_CONFIG_FILE"] = old
 
 
 def missing_endpoint_settings(setting_types=None):

@@ -50,8 +50,8 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils import kubeconfig a
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
 from ansible_collections.meshfleet.mesh.plugins.module_utils.topology import (
     aks_pool_mode, aks_settings_problems)
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.cloud import (
-    FieldPatterns, diff_flat, flatten_settings, group_new_items, module_timeout, module_wait,
+from ansible_collections.meshfleet.mesh.plugins.module_utils.cloud import (
+    diff_flat, flatten_settings, group_new_items, module_timeout, module_wait,
     version_matches)
 
 DEFAULT_POOL = dict(name="system", vm_size="Standard_D2s_v5", count=1, mode="System")
@@ -199,9 +199,6 @@ def compared_pool(pool):
 
 class AksProvider(ClusterProvider):
     name = "aks"
-    required_settings = ("resource_group", "location")
-    immutable_settings = FieldPatterns((
-        "location", "dns_prefix", "network_profile.*", "node_pools.*.vm_size"))
     compared_settings = ("location", "dns_prefix", "kubernetes_version", "tags", "node_pools",
                          "network_profile")
     NESTED = {"node_pools": "by_name", "network_profile": "dict"}

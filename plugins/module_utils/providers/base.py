@@ -18,17 +18,17 @@ import os
 from ansible_collections.meshfleet.mesh.plugins.module_utils import exec_credential as xc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, ensure_private_dir)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.cloud import FieldPatterns
+from ansible_collections.meshfleet.mesh.plugins.module_utils.provider_registry import require_settings
+from ansible_collections.meshfleet.mesh.plugins.module_utils.provider_spec import PROVIDERS
 
 
 class ClusterProvider:
     """Base class. Subclasses set the class attributes and implement the methods."""
 
-    #: provider name as used in the inventory (``provider: aks``)
+    #: provider name as used in the inventory (``provider: aks``); its spec
+    #: (provider_spec.PROVIDERS) says which settings it requires and which are immutable
     name = None
-    #: settings keys the provider cannot work without (validated before any call)
-    required_settings = ()
-    #: settings keys that cannot be changed on an existing cluster
-    immutable_settings = ()
     #: settings keys compared between desired and observed state (default: all given)
     compared_settings = None
 
@@ -51,13 +51,15 @@ class ClusterProvider:
         ensure_private_dir(os.path.join(self.state_dir, "clusters"))
         return ensure_private_dir(self.cluster_dir)
 
+    @property
+    def immutable_settings(self):
+        """Settings (dotted paths, wildcards) that cannot change on an existing cluster."""
+        return FieldPatterns(PROVIDERS[self.name]["immutable"])
+
     # --- validation -----------------------------------------------------------
     def validate(self):
         """Raise MeshfleetError for missing settings, SDKs, binaries or credentials."""
-        missing = [k for k in self.required_settings if self.settings.get(k) in (None, "", [])]
-        if missing:
-            raise MeshfleetError("cluster %s (provider %s): missing provider setting%s: %s" % (
-                self.cluster_name, self.name, "s" if len(missing) > 1 else "", ", ".join(missing)))
+        require_settings("cluster %s" % self.cluster_name, self.name, self.settings)
 
     # --- lifecycle (override) -------------------------------------------------
     def get(self):

@@ -36,8 +36,8 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
 from ansible_collections.meshfleet.mesh.plugins.module_utils import exec_credential as xc
 from ansible_collections.meshfleet.mesh.plugins.module_utils import kubeconfig as kc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.cloud import (
-    FieldPatterns, aws_client, aws_session, diff_flat, flatten_settings, module_timeout,
+from ansible_collections.meshfleet.mesh.plugins.module_utils.cloud import (
+    aws_client, aws_session, diff_flat, flatten_settings, module_timeout,
     module_wait, version_matches)
 
 K8S_AWS_ID_HEADER = xc.K8S_AWS_ID_HEADER
@@ -48,10 +48,6 @@ eks_token = xc.eks_token
 
 class EksProvider(ClusterProvider):
     name = "eks"
-    required_settings = ("region", "role_arn", "subnet_ids")
-    immutable_settings = FieldPatterns((
-        "region", "role_arn", "subnet_ids", "security_group_ids",
-        "node_group.name", "node_group.node_role_arn", "node_group.instance_types"))
     compared_settings = ("region", "role_arn", "subnet_ids", "security_group_ids",
                          "kubernetes_version", "tags", "node_group")
     NESTED = {"node_group": "dict"}

@@ -49,8 +49,8 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils.base import Meshfle
 from ansible_collections.meshfleet.mesh.plugins.module_utils import exec_credential as xc
 from ansible_collections.meshfleet.mesh.plugins.module_utils import kubeconfig as kc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.cloud import (
-    FieldPatterns, diff_flat, flatten_settings, group_new_items, module_timeout, module_wait,
+from ansible_collections.meshfleet.mesh.plugins.module_utils.cloud import (
+    diff_flat, flatten_settings, group_new_items, module_timeout, module_wait,
     version_matches)
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
@@ -106,9 +106,6 @@ def short_name(value):
 
 class GkeProvider(ClusterProvider):
     name = "gke"
-    required_settings = ("project", "location")
-    immutable_settings = FieldPatterns((
-        "location", "network", "subnetwork", "node_pools.*.machine_type", "node_pools.*.disk_size_gb"))
     compared_settings = ("location", "release_channel", "kubernetes_version", "network", "subnetwork",
                          "workload_identity", "node_pools")
     NESTED = {"node_pools": "by_name"}

@@ -58,7 +58,6 @@ MAX_RESTARTS = 3
 
 class KwokProvider(ClusterProvider):
     name = "kwok"
-    immutable_settings = ("bind_address",)
     compared_settings = ("bind_address", "nodes")
 
     def __init__(self, cluster_name, settings, state_dir, module=None):

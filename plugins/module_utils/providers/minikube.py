@@ -23,7 +23,7 @@ import subprocess
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
 from ansible_collections.meshfleet.mesh.plugins.module_utils import kubeconfig as kc
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.cloud import (
+from ansible_collections.meshfleet.mesh.plugins.module_utils.cloud import (
     module_timeout, version_matches)
 
 #: minikube's exit code for "profile not found" (status) / "no profile at all" (profile list)
@@ -131,8 +131,6 @@ def memory_mb(value):
 
 class MinikubeProvider(ClusterProvider):
     name = "minikube"
-    required_settings = ()
-    immutable_settings = ("driver", "cpus", "memory")
     compared_settings = ("driver", "kubernetes_version", "cpus", "memory")
 
     def __init__(self, *args, **kwargs):

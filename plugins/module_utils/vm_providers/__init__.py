@@ -4,14 +4,15 @@
 """VM providers: one interface (``base.VmProvider``), one class per cloud (openstack, ec2),
 and ``netns`` (local test VMs in network namespaces on the controller).
 
-The registry (:func:`base.get_vm_provider_class`) imports a provider only when it is
-used, with plain import statements so that AnsiballZ bundles it; the providers import
-their SDKs lazily, so a missing SDK only matters to the user of that provider.
+What each takes is in ``provider_spec.PROVIDERS``; ``provider_registry`` finds the class.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-#: VM provider names (the topology's ``vm_groups.<g>.provider``, besides ``existing``)
-VM_PROVIDERS = ("ec2", "netns", "openstack")
+from ansible_collections.meshfleet.mesh.plugins.module_utils.provider_spec import (
+    MANAGED_VM_PROVIDERS)
+
+#: VM provider names the modules take (the topology's ``vm_groups.<g>.provider``, besides ``existing``)
+VM_PROVIDERS = MANAGED_VM_PROVIDERS

@@ -16,6 +16,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
+from ansible_collections.meshfleet.mesh.plugins.module_utils.cloud import source_cidr_problem
+from ansible_collections.meshfleet.mesh.plugins.module_utils.provider_registry import (
+    provider_class, require_settings)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.provider_spec import (
+    DEFAULT_VM_COUNT, PROVIDERS)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers import VM_PROVIDERS
 
 #: ports every mesh VM accepts: istiod xDS/CA (15012), webhooks (15017), mTLS
@@ -41,20 +46,6 @@ CIDR_SETTINGS = ("ssh_cidrs", "mesh_cidrs")
 SSH_PORT = 22
 
 
-def cidr_problem(value):
-    """Why ``value`` is not an IPv4/IPv6 network in CIDR notation (e.g. 203.0.113.7/32), or None."""
-    import ipaddress
-    if not isinstance(value, str) or "/" not in value:
-        return "must be a network in CIDR notation such as 203.0.113.7/32, got %r" % (value,)
-    try:
-        net = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        return "%r is not a network in CIDR notation such as 203.0.113.7/32" % (value,)
-    if str(net) != value:
-        return "%r has host bits set; the network is %s" % (value, net)
-    return None
-
-
 def ingress_rules(ports, ssh_cidrs, mesh_cidrs):
     """The set of (tcp port, source CIDR) a VM group's security group admits."""
     rules = set()
@@ -77,10 +68,9 @@ def describe_rules(verb, rules, group):
 class VmProvider:
     """Base class of the VM providers. Subclasses implement the cloud calls."""
 
+    #: the provider name; its spec (provider_spec.PROVIDERS) says which settings it requires
+    #: and which are compared on existing instances (all of them immutable)
     name = None
-    required_settings = ()
-    #: settings compared on existing instances; all of them immutable
-    compared_settings = ()
 
     def __init__(self, group, mesh, settings, ports=None, module=None):
         self.group = group
@@ -90,11 +80,8 @@ class VmProvider:
         self.module = module
 
     def validate(self):
-        missing = [k for k in self.required_settings if self.settings.get(k) in (None, "", [])]
-        if missing:
-            raise MeshfleetError("VM group %s (provider %s): missing provider setting%s: %s" % (
-                self.group, self.name, "s" if len(missing) > 1 else "", ", ".join(missing)))
-        count = self.settings.get("count", 1)
+        require_settings("VM group %s" % self.group, self.name, self.settings)
+        count = self.settings.get("count", DEFAULT_VM_COUNT)
         if not isinstance(count, int) or count < 0:
             raise MeshfleetError("VM group %s: settings.count must be a number >= 0" % self.group)
         for key in CIDR_SETTINGS:
@@ -105,7 +92,7 @@ class VmProvider:
                 raise MeshfleetError("VM group %s: settings.%s must be a list of CIDRs, got %r"
                                      % (self.group, key, value))
             for i, cidr in enumerate(value):
-                problem = cidr_problem(cidr)
+                problem = source_cidr_problem(cidr)
                 if problem:
                     raise MeshfleetError("VM group %s: settings.%s[%d] %s" % (self.group, key, i, problem))
 
@@ -120,7 +107,7 @@ class VmProvider:
 
     @property
     def count(self):
-        return self.settings.get("count", 1)
+        return self.settings.get("count", DEFAULT_VM_COUNT)
 
     def desired_names(self):
         return ["%s-%d" % (self.group, i) for i in range(1, self.count + 1)]
@@ -167,26 +154,14 @@ class VmProvider:
 
     def immutable_changes(self, instance):
         seen = instance.get("settings") or {}
-        return sorted(k for k in self.compared_settings
+        return sorted(k for k in PROVIDERS[self.name]["immutable"]
                       if self.settings.get(k) is not None and k in seen
                       and not self.same(k, seen[k], self.settings[k]))
 
 
 def get_vm_provider_class(name):
-    """The provider class for ``name``, imported on first use (plain imports: AnsiballZ sees them)."""
-    if name == "openstack":
-        from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.openstack import (
-            OpenStackVmProvider as cls)
-    elif name == "ec2":
-        from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.ec2 import (
-            Ec2VmProvider as cls)
-    elif name == "netns":
-        from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns import (
-            NetnsVmProvider as cls)
-    else:
-        raise MeshfleetError("unknown VM provider %r; choose one of: %s"
-                             % (name, ", ".join(sorted(VM_PROVIDERS))))
-    return cls
+    """The provider class for ``name``, imported on first use (see provider_registry)."""
+    return provider_class(name, "vm")
 
 
 def public_view(instance):

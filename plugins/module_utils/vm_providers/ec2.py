@@ -19,7 +19,7 @@ __metaclass__ = type
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, WaitTimeout, recorded_wait
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.base import (
     TAG_GROUP, TAG_MESH, VmProvider, describe_rules, ingress_rules)
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.cloud import (
+from ansible_collections.meshfleet.mesh.plugins.module_utils.cloud import (
     aws_client, aws_session)
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
@@ -27,8 +27,6 @@ LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
 class Ec2VmProvider(VmProvider):
     name = "ec2"
-    required_settings = ("region", "ami", "instance_type", "subnet_id")
-    compared_settings = ("ami", "instance_type", "subnet_id", "key_name")
     #: seconds between waiter polls (tests lower it)
     waiter_delay = 10
 

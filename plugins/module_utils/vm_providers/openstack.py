@@ -34,8 +34,6 @@ CLOUDS_HELP = ("define it in clouds.yaml (OS_CLIENT_CONFIG_FILE, ./clouds.yaml, 
 
 class OpenStackVmProvider(VmProvider):
     name = "openstack"
-    required_settings = ("cloud", "image", "flavor", "network")
-    compared_settings = ("image", "flavor", "network", "key_name")
     #: seconds between status polls (tests lower it)
     poll_interval = 5
 

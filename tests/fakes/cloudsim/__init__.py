@@ -19,6 +19,10 @@
     ``GET /sim/inventory``: what is left (clusters, kwok processes, load balancers, VMs).
 - moto's ThreadedMotoServer (plain http; EKS, EC2, ELBv2, STS, ...) in the same process; its EKS
   backend is wrapped so a new cluster stays CREATING until its kwok cluster is up.
+- with ``--vms`` (root): every EC2 instance and OpenStack server is a netns VM at the address the
+  cloud reports, its key pair authorised for the image's default user as cloud-init does
+  (``vms.py``); the instance is running/ACTIVE once the VM answers SSH, and deleting it deletes
+  the VM. RunInstances then refuses an unknown key pair or AMI, as EC2 does.
 
 Each cloud cluster becomes a real kwok cluster (the project's KwokProvider) whose
 kube-apiserver authenticates bearer tokens through the sim's token webhook, the way the

@@ -31,6 +31,11 @@ def main(argv=None):
     ap.add_argument("--gcp-project", default="acme-mesh-prod")
     ap.add_argument("--no-kube", action="store_true",
                     help="no kwok clusters (cloud APIs only; clusters never become ready)")
+    ap.add_argument("--vms", action="store_true",
+                    help="back every instance (EC2, OpenStack) with a netns VM at its address (root; "
+                         "tests/fakes/cloudsim/vms.py)")
+    ap.add_argument("--vm-rootfs",
+                    help="the base VM rootfs (roles/vms_local/files/vm-rootfs.sh; default: the cached one)")
     ap.add_argument("--parent-pid", type=int, help="exit when this process is gone")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
@@ -39,7 +44,7 @@ def main(argv=None):
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sim = CloudSim(args.work_dir, tools_bin=args.tools_bin, token_ttl=args.token_ttl,
                    aws_region=args.aws_region, gcp_project=args.gcp_project,
-                   with_kube=not args.no_kube).start()
+                   with_kube=not args.no_kube, with_vms=args.vms, vm_rootfs=args.vm_rootfs).start()
     stop = threading.Event()
 
     def on_signal(signum, frame):

@@ -26,6 +26,7 @@ from __future__ import absolute_import, division, print_function
 import base64
 import hashlib
 import hmac
+import ipaddress
 import itertools
 import json
 import logging
@@ -44,6 +45,7 @@ from requests.structures import CaseInsensitiveDict
 from ansible_collections.meshfleet.mesh.tests.fakes import azure_transport, gcp_http, openstack_http
 from ansible_collections.meshfleet.mesh.tests.fakes.cloudsim.kube import KubeClusters
 from ansible_collections.meshfleet.mesh.tests.fakes.cloudsim.pki import ServiceAccountKey, make_server_pki
+from ansible_collections.meshfleet.mesh.tests.fakes.cloudsim.vms import CloudVms, default_user
 
 LOG = logging.getLogger("cloudsim")
 JSON = {"Content-Type": "application/json"}
@@ -210,9 +212,11 @@ class SimGke(gcp_http.FakeGke):
 
 class CloudSim:
     def __init__(self, work_dir, tools_bin=None, token_ttl=3600, aws_region="eu-central-1",
-                 gcp_project="acme-mesh-prod", with_kube=True):
+                 gcp_project="acme-mesh-prod", with_kube=True, with_vms=False, vm_rootfs=None):
         self.work = os.path.abspath(work_dir)
         os.makedirs(self.work, 0o700, exist_ok=True)
+        # instances backed by netns VMs (tests/fakes/cloudsim/vms.py); else records only
+        self.vms = CloudVms(self.work, vm_rootfs) if with_vms else None
         self.token_ttl = int(token_ttl)
         self.aws_region = aws_region
         self.lock = threading.RLock()
@@ -236,7 +240,7 @@ class CloudSim:
         self.sa_key_file = self.sa_key.write(os.path.join(self.work, "gcp-sa-key.json"))
         self.arm = SimArm(self)
         self.gke = SimGke(self)
-        self.openstack = openstack_http.FakeOpenStack(build_polls=1)
+        self.openstack = SimOpenStack(self, build_polls=1)
         self._seed_openstack()
         self.lbs = {}                 # (cluster id, namespace, name) -> record
         self.orphaned_lbs = []        # records of GKE load balancers left by a cluster deletion
@@ -252,7 +256,12 @@ class CloudSim:
 
     # --- start / stop ------------------------------------------------------------------
     def start(self):
-        self._start_moto()
+        try:
+            self._start_moto()
+        except BaseException:
+            if self.vms is not None:
+                self.vms.shutdown()
+            raise
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="https", daemon=True)
         self._thread.start()
         return self
@@ -261,14 +270,19 @@ class CloudSim:
         try:
             self.kube.shutdown()
         finally:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            if self.moto is not None:
-                self.moto.stop()
+            try:
+                if self.vms is not None:
+                    self.vms.shutdown()
+            finally:
+                self.httpd.shutdown()
+                self.httpd.server_close()
+                if self.moto is not None:
+                    self.moto.stop()
 
     def _start_moto(self):
         from moto.server import ThreadedMotoServer
         _wrap_moto_eks(self)
+        _wrap_moto_ec2(self)
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
         host, port = self.moto.get_host_and_port()
@@ -276,8 +290,11 @@ class CloudSim:
         self.aws = dict(endpoint_url=self.moto_url, region=self.aws_region, access_key_id="testing",
                         secret_access_key="testing")
         ec2 = self.boto("ec2")
-        vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
-        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock="10.20.%d.0/24" % i,
+        # with VMs, the VPC is the sim's VM range (its subnets become the VMs' bridges)
+        vpc_cidr = str(self.vms.range) if self.vms else "10.20.0.0/16"
+        subnet_cidr = (lambda i: str(self.vms.subnet(i))) if self.vms else (lambda i: "10.20.%d.0/24" % i)
+        vpc = ec2.create_vpc(CidrBlock=vpc_cidr)["Vpc"]["VpcId"]
+        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=subnet_cidr(i),
                                      AvailabilityZone="%s%s" % (self.aws_region, az))["Subnet"]["SubnetId"]
                    for i, az in ((1, "a"), (2, "b"))]
         sgs = [ec2.create_security_group(GroupName="mesh-%d" % i, Description="mesh", VpcId=vpc)["GroupId"]
@@ -298,9 +315,13 @@ class CloudSim:
         """What the example inventory's OpenStack VM group names: flavor and network."""
         os_ = self.openstack
         os_.flavors["f-medium"] = {"id": "f-medium", "name": "m1.medium", "vcpus": 2, "ram": 4096, "disk": 40}
-        net = secrets.token_hex(16)
+        net, subnet = secrets.token_hex(16), secrets.token_hex(16)
         os_.networks[net] = {"id": net, "name": "billing-net", "router:external": False,
-                             "status": "ACTIVE", "subnets": [secrets.token_hex(16)], "shared": False}
+                             "status": "ACTIVE", "subnets": [subnet], "shared": False}
+        cidr = str(self.vms.subnet(200)) if self.vms else "10.30.0.0/24"
+        os_.subnets[subnet] = {"id": subnet, "network_id": net, "cidr": cidr, "ip_version": 4,
+                               "name": "billing-subnet",
+                               "gateway_ip": str(ipaddress.ip_network(cidr).network_address + 1)}
 
     def endpoints(self):
         return {
@@ -313,6 +334,16 @@ class CloudSim:
             "aws": dict(self.aws),
             "openstack": {"clouds_yaml": self.clouds_yaml(), "cloud": "onprem",
                           "auth_url": self.url + "/openstack/keystone/v3"},
+            # with VMs: the range every instance address is in, and each VM subnet (the host is .1)
+            "vms": ({"range": str(self.vms.range), "subnets": {
+                "ec2": dict((sid, self.boto("ec2").describe_subnets(SubnetIds=[sid])["Subnets"][0]["CidrBlock"])
+                            for sid in self.aws["subnet_ids"]),
+                "openstack": dict((n["name"], self.openstack.subnets[n["subnets"][0]]["cidr"])
+                                  for n in self.openstack.networks.values()
+                                  if n["subnets"] and n["subnets"][0] in self.openstack.subnets
+                                  and ipaddress.ip_network(self.openstack.subnets[n["subnets"][0]]["cidr"])
+                                  .subnet_of(self.vms.range))}}
+                    if self.vms else None),
         }
 
     def clouds_yaml(self):
@@ -655,8 +686,11 @@ class CloudSim:
                     if inst.state not in ("terminated",):
                         instances.append(dict(provider="ec2", id=inst.id, state=inst.state, region=region,
                                               tags=dict((t["key"], t["value"]) for t in inst.get_tags())
-                                              if hasattr(inst, "get_tags") else {}))
-        servers = [dict(provider="openstack", id=s["id"], name=s["name"], state=s["status"])
+                                              if hasattr(inst, "get_tags") else {},
+                                              addresses=[a for a in (inst.private_ip, inst.public_ip) if a]))
+        servers = [dict(provider="openstack", id=s["id"], name=s["name"], state=s["status"],
+                        addresses=[s["fixed_ip"]] + [f["floating_ip_address"] for f in self.openstack.fips.values()
+                                                     if f.get("port_id") == s["port"]])
                    for s in self.openstack.servers.values() if s["status"] != "DELETED"]
         aks = [dict(name=k[2], resource_group=k[1], state=c["properties"].get("provisioningState"),
                     pools=[dict(name=p.get("name"), count=p.get("count"), vm_size=p.get("vmSize"),
@@ -672,9 +706,56 @@ class CloudSim:
             + [dict(r, orphaned=True) for r in self.orphaned_lbs]
         return {"clusters": {"aks": aks, "gke": gke, "eks": eks}, "kwok": self.kube.describe(),
                 "load_balancers": lbs, "vms": instances + servers, "stats": dict(self.stats),
+                # the netns VMs behind the instances (instance id -> name, address, user, state)
+                "netns_vms": self.vms.describe() if self.vms else {},
                 # when the last access token issued so far expires (epoch seconds)
                 "tokens_expire": max(list(self.google_tokens.values()) + list(self.aad_tokens.values()) or [0]),
                 "denials": list(self.denials[-10:])}
+
+
+class SimOpenStack(openstack_http.FakeOpenStack):
+    """The OpenStack fake behind the sim: with VMs, a server is a netns VM at its fixed address."""
+
+    def __init__(self, sim, **kwargs):
+        super(SimOpenStack, self).__init__(**kwargs)
+        self.sim = sim
+
+    def _create_server(self, req):
+        status, payload, headers = super(SimOpenStack, self)._create_server(req)
+        vms = self.sim.vms
+        if vms is None or status != 202:
+            return status, payload, headers
+        server = self.servers[payload["server"]["id"]]
+        image = self.images.get(server["image"]["id"]) or {}
+        kp = self.keypairs.get(server.get("key_name") or "")
+        subnet = self.subnets[self.networks[req["networks"][0]["uuid"]]["subnets"][0]]
+        server["vm"] = "creating"
+
+        def ready():
+            server["vm"] = "running"
+
+        def failed(msg):
+            server.update(vm="failed", status="ERROR", fault={"code": 500, "message": msg})
+        try:
+            vms.launch(server["id"][:13], subnet["cidr"], server["fixed_ip"], default_user(image.get("name")),
+                       kp["public_key"] if kp else "", ready, failed)
+        except ValueError as e:
+            failed(str(e))
+        return status, payload, headers
+
+    def server_ready(self, server):
+        return self.sim.vms is None or server.get("vm") == "running"
+
+    def server_deleted(self, server):
+        if self.sim.vms is not None:
+            self.sim.vms.remove(server["id"][:13])
+
+    def _server_json(self, s):
+        out = super(SimOpenStack, self)._server_json(s)
+        if s.get("fault"):
+            out["fault"] = dict(s["fault"], created="2026-01-01T00:00:00Z")
+            out["OS-EXT-STS:vm_state"] = "error"
+        return out
 
 
 class _NoKube:
@@ -708,6 +789,71 @@ class _NoKube:
 
     def describe(self):
         return {}
+
+
+def _wrap_moto_ec2(sim):
+    """With VMs: RunInstances refuses an unknown key pair or AMI, as EC2 does (moto checks neither
+    unless told), and each instance stays ``pending`` until its netns VM answers SSH at its private
+    address, then is ``running`` (a VM that fails: ``terminated``, Server.InternalError);
+    TerminateInstances deletes the VM."""
+    from moto.ec2.models import EC2Backend
+    from moto.ec2.models.instances import InstanceState, StateReason
+    backend = EC2Backend
+    backend._cloudsim = sim
+    if getattr(backend, "_cloudsim_wrapped", False):
+        return
+    orig_add, orig_terminate = backend.run_instances, backend.terminate_instances
+
+    def run_instances(self, image_id, count, user_data, security_group_names, **kwargs):
+        csim = backend._cloudsim
+        if csim is None or csim.vms is None:
+            return orig_add(self, image_id, count, user_data, security_group_names, **kwargs)
+        # EC2: InvalidKeyPair.NotFound "The key pair '<name>' does not exist" (RunInstances API
+        # reference, errors); InvalidAMIID.NotFound for an unknown image
+        if kwargs.get("key_name"):
+            self.describe_key_pairs(key_names=[kwargs["key_name"]])
+        self.describe_images(ami_ids=[image_id])
+        reservation = orig_add(self, image_id, count, user_data, security_group_names, **kwargs)
+        image = self.describe_images(ami_ids=[image_id])[0]
+        for inst in reservation.instances:
+            _launch_ec2_vm(csim, self, inst, image, InstanceState, StateReason)
+        return reservation
+
+    def terminate_instances(self, instance_ids):
+        out = orig_terminate(self, instance_ids)
+        csim = backend._cloudsim
+        if csim is not None and csim.vms is not None:
+            for inst, _previous in out:
+                csim.vms.remove(inst.id)
+        return out
+
+    backend.run_instances = run_instances
+    backend.terminate_instances = terminate_instances
+    backend._cloudsim_wrapped = True
+
+
+def _launch_ec2_vm(sim, backend, inst, image, InstanceState, StateReason):
+    inst._state = InstanceState("pending", 0)
+    key = backend.key_pairs.get(inst.key_name) if inst.key_name else None
+    public = key.material_public.decode() if key is not None and isinstance(key.material_public, bytes) \
+        else (key.material_public if key is not None else "")
+
+    def ready():
+        if inst._state.name == "pending":
+            inst._state = InstanceState("running", 16)
+
+    def failed(msg):
+        inst._state = InstanceState("terminated", 48)
+        inst.state_reason = StateReason("Server.InternalError: %s" % msg[:200], "Server.InternalError")
+    if inst.public_ip:
+        failed("cloudsim backs private addresses only (the instance got a public IP)")
+        return
+    subnet = backend.get_subnet(inst.subnet_id)
+    try:
+        sim.vms.launch(inst.id, subnet.cidr_block, inst.private_ip, default_user(getattr(image, "name", "")),
+                       public, ready, failed)
+    except ValueError as e:
+        failed(str(e))
 
 
 def _wrap_moto_eks(sim):

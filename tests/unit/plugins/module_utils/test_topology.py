@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""module_utils/topology.py: validate, normalise, duplicate keys, summary.
+"""module_utils/topology: validate, normalise, duplicate keys, summary.
 
 Bad topologies live in tests/unit/fixtures/topologies/bad/*.meshfleet.yml; each starts
 with one ``# expect: <field path> | <text>`` line per problem it must produce: the
@@ -388,12 +388,6 @@ def test_required_settings_table_matches_the_contract():
     for provider, required in t.REQUIRED_SETTINGS.items():
         assert set(required) <= set(t.SETTING_TYPES[provider])
     assert set(t.CLUSTER_PROVIDERS) | set(t.VM_PROVIDERS) == set(t.REQUIRED_SETTINGS)
-
-
-def test_cluster_providers_match_the_provider_registry():
-    from ansible_collections.meshfleet.mesh.plugins.module_utils.providers import (
-        CLUSTER_PROVIDERS)
-    assert set(t.CLUSTER_PROVIDERS) == set(CLUSTER_PROVIDERS)
 
 
 def test_remote_problems_are_not_cascaded():

@@ -16,6 +16,7 @@ import pytest
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers import netns
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns import runtime as netns_runtime
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.base import (
     get_vm_provider_class, public_view)
 from ansible_collections.meshfleet.mesh.plugins.module_utils import topology
@@ -237,10 +238,10 @@ def _fake_owner_records(tmp_path, monkeypatch, records):
     run_dir.mkdir()
     for rec in records:
         (run_dir / ("%s.json" % rec["netns"])).write_text(json.dumps(rec))
-    monkeypatch.setattr(netns, "RUN_DIR", str(run_dir))
-    monkeypatch.setattr(netns, "_kill_all", lambda ns: None)
-    monkeypatch.setattr(netns, "netns_exists", lambda ns: False)
-    monkeypatch.setattr(netns, "_link_exists", lambda name: False)
+    monkeypatch.setattr(netns_runtime, "RUN_DIR", str(run_dir))
+    monkeypatch.setattr(netns_runtime, "_kill_all", lambda ns: None)
+    monkeypatch.setattr(netns_runtime, "netns_exists", lambda ns: False)
+    monkeypatch.setattr(netns_runtime, "_link_exists", lambda name: False)
     return run_dir
 
 
@@ -263,3 +264,24 @@ def test_remove_orphans_keeps_vms_of_a_live_state_dir_unless_reclaimed(tmp_path,
 def test_remove_orphans_reclaim_needs_names():
     with pytest.raises(ValueError, match="needs the list of names"):
         netns.remove_orphans(reclaim=True)
+
+
+def test_the_inventory_plugin_and_the_validation_load_only_the_addressing():
+    """netns addressing is one module, shared by the topology validation, the inventory
+    plugin and the provider; the first two never import the runtime."""
+    import sys
+    code = ("import sys\n"
+            "from ansible_collections.meshfleet.mesh.plugins.inventory import topology as inv\n"
+            "from ansible_collections.meshfleet.mesh.plugins.module_utils import topology as t\n"
+            "t.validate({'mesh': {'id': 'm'}, 'clusters': {'c': {'provider': 'kwok', 'network': 'n'}},\n"
+            "            'vm_groups': {'g': {'cluster': 'c', 'provider': 'netns',\n"
+            "                                'settings': {'subnet': '10.77.0.0/24'}}}})\n"
+            "print(' '.join(sorted(m for m in sys.modules if '.netns' in m)))\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                         stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
+    prefix = "ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns"
+    assert out == [prefix, prefix + ".addressing"]
+    assert topology.netns_addresses("g", {"settings": {"subnet": "10.77.0.0/24", "count": 2}}) \
+        == netns.group_addresses("g", {"settings": {"subnet": "10.77.0.0/24", "count": 2}}) \
+        == {"g-1": "10.77.0.2", "g-2": "10.77.0.3"}

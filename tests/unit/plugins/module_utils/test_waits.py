@@ -14,7 +14,7 @@ import pytest
 from ansible_collections.meshfleet.mesh.plugins.module_utils import base
 from ansible_collections.meshfleet.mesh.plugins.module_utils.cluster import (
     DEFAULT_WAIT_TIMEOUTS, ClusterModule, wait_timeout_problems)
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.cloud import module_timeout
+from ansible_collections.meshfleet.mesh.plugins.module_utils.cloud import module_timeout
 from ansible_collections.meshfleet.mesh.plugins.modules import cluster as cluster_module
 
 

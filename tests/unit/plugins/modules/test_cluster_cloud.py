@@ -5,8 +5,7 @@ The per-provider lifecycles live in tests/unit/plugins/module_utils/providers/ (
 azure-mgmt SDK over a fake azure-core transport; GKE: real ClusterManagerClient over
 requests-mock; EKS: boto3 against moto in server mode; minikube: a fake executable).
 Here: the documentation (ansible-doc) covers every provider setting the topology accepts,
-AnsiballZ can see every provider module, the registries agree with the topology's
-required settings, and diff/info through the real module ``main()`` carry no secrets.
+AnsiballZ can see every provider module, and diff/info through the real module ``main()`` carry no secrets.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,11 +25,8 @@ import pytest  # noqa: E402
 
 from ansible_collections.meshfleet.mesh.plugins.modules import cluster as cluster_module  # noqa: E402
 from ansible_collections.meshfleet.mesh.plugins.modules import cluster_info  # noqa: E402
-from ansible_collections.meshfleet.mesh.plugins.module_utils import topology  # noqa: E402
-from ansible_collections.meshfleet.mesh.plugins.module_utils.providers import (  # noqa: E402
-    aks, get_provider_class)
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.base import (  # noqa: E402
-    get_vm_provider_class)
+from ansible_collections.meshfleet.mesh.plugins.module_utils import provider_spec  # noqa: E402
+from ansible_collections.meshfleet.mesh.plugins.module_utils.providers import aks  # noqa: E402
 from ansible_collections.meshfleet.mesh.tests.fakes.aws import (  # noqa: E402,F401 pylint: disable=unused-import
     aws_env, moto_endpoint)
 from ansible_collections.meshfleet.mesh.tests.fakes.azure_transport import (  # noqa: E402
@@ -60,9 +56,31 @@ def test_every_topology_setting_is_documented(docs, module, providers):
     doc = docs[module]["doc"]
     documented = set(doc["options"]["settings"]["suboptions"])
     for provider in providers:
-        missing = set(topology.SETTING_TYPES[provider]) - documented
+        missing = set(provider_spec.PROVIDERS[provider]["settings"]) - documented
         assert not missing, "%s: settings of %s not documented: %s" % (module, provider, sorted(missing))
     assert doc.get("notes") and any("Credentials" in n for n in doc["notes"])
+
+
+#: how ansible-doc may type a setting of each spec type
+DOC_TYPES = dict(str=("str", "path"), int=("int",), count=("int",), bool=("bool",), list=("list",),
+                 str_list=("list",), dict=("dict",), ip=("str",), size=("raw",), cidr=("str",),
+                 cidr_list=("list",))
+
+
+@pytest.mark.parametrize("module,providers", [
+    ("meshfleet.mesh.cluster", CLOUD_CLUSTER_PROVIDERS), ("meshfleet.mesh.vm_instance", VM_PROVIDERS)])
+def test_documented_types_and_choices_follow_the_spec(docs, module, providers):
+    options = docs[module]["doc"]["options"]["settings"]["suboptions"]
+    for provider in providers:
+        for key, setting in provider_spec.PROVIDERS[provider]["settings"].items():
+            doc = options[key]
+            assert doc["type"] in DOC_TYPES[setting["type"]], (provider, key, doc["type"])
+            if setting["type"] == "str_list":
+                assert doc.get("elements") == "str", (provider, key)
+            for choice in setting.get("choices", ()):
+                assert choice in doc.get("choices", ()), (provider, key, choice)
+            if key in provider_spec.PROVIDERS[provider]["required"]:
+                assert "V(%s), required" % provider in " ".join(doc["description"]), (provider, key)
 
 
 def test_examples_cover_each_provider(docs):
@@ -74,32 +92,19 @@ def test_examples_cover_each_provider(docs):
         assert "provider: %s" % provider in examples
 
 
-@pytest.mark.parametrize("provider", CLOUD_CLUSTER_PROVIDERS)
-def test_required_settings_match_the_topology(provider):
-    assert tuple(get_provider_class(provider).required_settings) == topology.REQUIRED_SETTINGS[provider]
-
-
-@pytest.mark.parametrize("provider", VM_PROVIDERS)
-def test_vm_required_settings_match_the_topology(provider):
-    assert tuple(get_vm_provider_class(provider).required_settings) == topology.REQUIRED_SETTINGS[provider]
-
-
-@pytest.mark.parametrize("registry,expected", [
-    ("plugins/module_utils/providers/__init__.py", ("minikube", "aks", "gke", "eks")),
-    ("plugins/module_utils/vm_providers/base.py", ("openstack", "ec2")),
-])
-def test_ansiballz_sees_every_provider(registry, expected):
-    """AnsiballZ bundles module_utils found through import statements: each provider must be one."""
+def test_ansiballz_sees_every_provider():
+    """AnsiballZ bundles module_utils found through import statements: the one registry must
+    import every provider the spec names a class for."""
     from ansible.executor.module_common import ModuleDepFinder
-    path = os.path.join(ROOT, registry)
-    with open(path) as f:
+    with open(os.path.join(ROOT, "plugins/module_utils/provider_registry.py")) as f:
         tree = ast.parse(f.read())
     finder = ModuleDepFinder("ansible_collections.meshfleet.mesh.plugins.module_utils.x", tree, is_pkg_init=False)
     found = set(".".join(m) for m in finder.submodules)
-    for name in expected:
-        mod = "ansible_collections.meshfleet.mesh.plugins.module_utils.%s.%s" % (
-            "providers" if "providers/" in registry and "vm_" not in registry else "vm_providers", name)
-        assert any(f == mod or f.startswith(mod + ".") for f in found), (name, sorted(found))
+    expected = [s["impl"][0] for s in provider_spec.PROVIDERS.values() if s["impl"]]
+    assert len(expected) == 8
+    for path in expected:
+        mod = "ansible_collections.meshfleet.mesh.plugins.module_utils.%s" % path
+        assert any(f == mod or f.startswith(mod + ".") for f in found), (path, sorted(found))
 
 
 # --- through main(): diff mode and info, no secrets ------------------------------------------

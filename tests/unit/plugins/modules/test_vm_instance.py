@@ -234,6 +234,9 @@ from ansible_collections.meshfleet.mesh.tests.fakes.openstack_http import (  # n
     NEUTRON, NOVA, FakeOpenStack, clouds_yaml)
 
 
+DEPLOY_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl deploy"
+
+
 @pytest.fixture
 def cloud(monkeypatch, tmp_path):
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", clouds_yaml(tmp_path / "clouds.yaml"))
@@ -241,6 +244,8 @@ def cloud(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os_provider.OpenStackVmProvider, "poll_interval", 0.01)
     fake = FakeOpenStack()
+    # the user imported the key pair the settings name (nova refuses an unknown key_name)
+    fake.add_keypair("deploy", DEPLOY_KEY)
     with requests_mock.Mocker() as m:
         fake.install(m)
         yield fake
@@ -389,6 +394,27 @@ def test_openstack_unknown_image(cloud):
     r = os_run(os_settings(image="no-such-image"))
     assert r["rc"] == 1 and "image 'no-such-image' not found" in r["msg"], r
     assert [w for w in cloud.writes if not w[1].startswith(NEUTRON)] == []
+
+
+def test_openstack_unknown_key_pair_is_refused_by_nova(cloud):
+    # nova: 400 "Invalid key_name provided." (servers.py create(), KeypairNotFound); nothing made
+    r = os_run(os_settings(key_name="nobody", count=1, floating_ip=False))
+    assert r["rc"] == 1 and "Invalid key_name provided" in r["msg"] and "web-1" in r["msg"], r
+    assert cloud.servers == {}
+
+
+def test_openstack_fake_keypairs_like_nova(cloud):
+    import requests
+    s = requests.Session()
+    s.headers["X-Auth-Token"] = "gAAAAA-fake-keystone-token"
+    url = NOVA + "/v2.1/os-keypairs"
+    assert s.get(url + "/nope").status_code == 404
+    r = s.post(url, json={"keypair": {"name": "k1", "public_key": DEPLOY_KEY}})
+    assert r.status_code == 200 and r.json()["keypair"]["fingerprint"].count(":") == 15
+    assert s.post(url, json={"keypair": {"name": "k1", "public_key": DEPLOY_KEY}}).status_code == 409
+    assert s.post(url, json={"keypair": {"name": "k2", "public_key": "not a key"}}).status_code == 400
+    assert s.get(url + "/k1").json()["keypair"]["public_key"] == DEPLOY_KEY
+    assert s.delete(url + "/k1").status_code == 202 and s.get(url + "/k1").status_code == 404
 
 
 def test_openstack_missing_cloud(monkeypatch, tmp_path):

@@ -183,6 +183,8 @@ def test_lifecycle(eks_env, eks_rules, state_dir):
     assert r["rc"] == 0 and r["changed"] is True, r
     assert eks_rules.writes()[n:] == ["DeleteNodegroup", "DeleteCluster"]
     assert r["cluster"]["exists"] is False
+    # nothing of the deleted cluster is left on the controller (kubeconfig, credential plugin)
+    assert not os.path.exists(os.path.join(state_dir, "clusters", "eks1"))
     r = run(state_dir, s2, args=dict(state="absent"))
     assert r["rc"] == 0 and r["changed"] is False
     assert boto3.client("eks").list_clusters()["clusters"] == []

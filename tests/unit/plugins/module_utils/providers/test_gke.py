@@ -345,9 +345,3 @@ def test_api_endpoint_and_exec_plugin_over_loopback(sa_key, tmp_path, state_dir,
         assert proc.returncode == 1 and proc.stdout == ""
         assert "meshfleet credential plugin (gke): cannot get a Google access token" in proc.stderr
         assert "invalid_grant" in proc.stderr
-
-
-def test_topology_choices_match_the_plugins():
-    from ansible_collections.meshfleet.mesh.plugins.module_utils import exec_credential as xc
-    from ansible_collections.meshfleet.mesh.plugins.module_utils import topology
-    assert {p: c["credential_plugin"] for p, c in topology.SETTING_CHOICES.items()} == xc.PLUGINS

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""kubeconfig helper (module_utils/kubeconfig.py) and the shared cloud helpers (vm_providers/cloud.py)."""
+"""kubeconfig helper (module_utils/kubeconfig.py) and the shared cloud helpers (module_utils/cloud.py)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils import kubeconfig as kc
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers import cloud
+from ansible_collections.meshfleet.mesh.plugins.module_utils import cloud
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
 

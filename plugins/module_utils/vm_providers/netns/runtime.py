@@ -1,37 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""netns VM provider: local test VMs that are really separate hosts, on this machine.
-
-Each VM of a group is
-
-- a network namespace ``mf-<name>`` whose ``eth0`` (one end of a veth pair) has the VM's
-  address from ``settings.subnet`` (.2, .3, ... in the order of the VM names), ``lo`` up
-  and a default route via .1; the host end ``mfv-<short>`` is a port of the bridge
-  ``mfbr-<subnet in hex>`` that carries .1 and is shared by the VMs of that subnet. The
-  bridge never forwards to other interfaces (``net.ipv4.conf.<bridge>.forwarding=0``,
-  a per-interface setting), and nothing is NATed: the VMs reach each other on one subnet
-  and the host's .1 address, nothing else;
-- its own root filesystem, a copy (``cp -a --reflink=auto``) of the base tree that
-  ``roles/vms_local/files/vm-rootfs.sh`` debootstraps once into the cache, at
-  ``<state_dir>/vms/<name>/rootfs``;
-- a "boot": ``unshare --mount --pid --uts --ipc --fork`` in the netns, ``chroot`` into the
-  rootfs and run ``/sbin/meshfleet-init`` as PID 1 of the new PID namespace. It mounts
-  /proc, /sys, a tmpfs /dev with the basic nodes, /dev/pts, /dev/shm and a tmpfs /run (in
-  the VM's own mount namespace only), sets the host name, runs ``sshd -D`` on the VM's
-  address (restarted if it dies) and then every ``/etc/rc2.d/S*`` script with ``start``,
-  as a SysV boot would, so an init script that a play installs and enables comes back
-  after :func:`reboot`. Killing that PID 1 kills every process of the VM.
-
-Ansible reaches a VM over real SSH as root with the mesh's key pair
-``<state_dir>/vms/ssh/id_ed25519``; the VM's ed25519 host key is generated in its rootfs
-when it is created and pinned in ``<state_dir>/vms/known_hosts``. Nothing here writes to
-the machine's /etc or ~/.ssh: the host side is the netns, veth and bridge, the state dir,
-and ``/run/meshfleet/netns`` (a lock and which state dir owns which VM name).
-
-VM names: the group's listed hosts (``settings.hosts``, in order), else ``<group>-1`` ..
-``<group>-<count>``. Network namespace names are host-wide, so a VM name belongs to one
-state dir at a time.
+"""The netns VM runtime: network namespaces, veths and bridges, the VM's root filesystem,
+its boot (unshare + chroot + /sbin/meshfleet-init), stop, reboot and removal, and the
+host-wide records of which state dir owns which VM (``/run/meshfleet/netns``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -40,11 +12,8 @@ __metaclass__ = type
 
 import fcntl
 import glob
-import hashlib
-import ipaddress
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -53,111 +22,15 @@ import time
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, WaitTimeout, ensure_private_dir, write_file_atomic)
-from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.base import VmProvider
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns.addressing import (
+    SSH_PORT, bridge_name, connection_vars, gateway_address, netns_name, parse_subnet, ssh_paths,
+    veth_name, vms_dir)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns.initscript import INIT_PATH, INIT_SCRIPT, SSHD_VM_CONF
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns.keys import ensure_ssh_key, filter_known_hosts
 
 ROOTFS_MARKER = ".meshfleet-rootfs"
 RUN_DIR = "/run/meshfleet/netns"
-INIT_PATH = "/sbin/meshfleet-init"
-SSH_PORT = 22
-VM_USER = "root"
-VM_PYTHON = "/usr/bin/python3"
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 TOOLS = ("ip", "unshare", "chroot", "setsid", "cp")
-
-
-# --- naming and addressing (pure) --------------------------------------------------
-
-def parse_subnet(subnet, what="settings.subnet"):
-    """``10.77.0.0/24`` -> IPv4Network; MeshfleetError with the reason otherwise."""
-    try:
-        net = ipaddress.ip_network(u"%s" % (subnet,), strict=True)
-    except ValueError as e:
-        raise MeshfleetError("%s: %r is not an IPv4 network in CIDR notation such as "
-                             "10.77.0.0/24 (%s)" % (what, subnet, e))
-    if net.version != 4 or net.prefixlen > 30:
-        raise MeshfleetError("%s: %s must be an IPv4 network of /30 or larger" % (what, subnet))
-    return net
-
-
-def capacity(net):
-    """How many VMs fit: every address but the network, .1 (the host) and broadcast."""
-    return net.num_addresses - 3
-
-
-def gateway_address(net):
-    return str(net.network_address + 1)
-
-
-def vm_address(net, index):
-    """The address of the ``index``-th (0-based) VM: .2, .3, ..."""
-    if index >= capacity(net):
-        raise MeshfleetError("subnet %s has room for %d VMs" % (net, capacity(net)))
-    return str(net.network_address + 2 + index)
-
-
-def netns_name(name):
-    return "mf-%s" % name
-
-
-def veth_name(name):
-    """Host end of the VM's veth pair; interface names have at most 15 characters."""
-    if len(name) <= 11 and re.match(r"^[a-z0-9-]+$", name):
-        return "mfv-%s" % name
-    return "mfv-%s-%s" % (re.sub(r"[^a-z0-9]", "", name)[:4],
-                          hashlib.sha1(name.encode("utf-8")).hexdigest()[:6])
-
-
-def bridge_name(net):
-    """``mfbr-0a4d000018`` for 10.77.0.0/24: the network address and prefix in hex."""
-    return "mfbr-%08x%02x" % (int(net.network_address), net.prefixlen)
-
-
-def vm_names(group, settings):
-    """The group's VM names: ``settings.hosts`` if given, else ``<group>-1`` .. ``<group>-N``."""
-    hosts = settings.get("hosts")
-    if hosts:
-        return ["%s" % h for h in hosts]
-    count = settings.get("count")
-    count = 1 if count is None else count
-    return ["%s-%d" % (group, i) for i in range(1, count + 1)]
-
-
-def vms_dir(state_dir):
-    return os.path.join(os.path.abspath(os.path.expanduser(state_dir)), "vms")
-
-
-def ssh_paths(state_dir):
-    base = vms_dir(state_dir)
-    return dict(dir=os.path.join(base, "ssh"), key=os.path.join(base, "ssh", "id_ed25519"),
-                pub=os.path.join(base, "ssh", "id_ed25519.pub"),
-                known_hosts=os.path.join(base, "known_hosts"))
-
-
-def ssh_common_args(state_dir, strict=True):
-    """``ansible_ssh_common_args`` of a mesh VM: host keys pinned in ``<state_dir>/vms/known_hosts``.
-
-    ``strict`` (netns VMs, whose keys the provider writes): only the pinned key is accepted.
-    Otherwise (``existing``, openstack, ec2 VMs) ``accept-new``: the key is recorded on first
-    contact (meshfleet.mesh.vm_host_key does it before the first connection) and enforced
-    from then on. Either way a changed key is refused.
-    """
-    return "-o StrictHostKeyChecking=%s -o UserKnownHostsFile=%s" % (
-        "yes" if strict else "accept-new", ssh_paths(state_dir)["known_hosts"])
-
-
-def connection_vars(state_dir, address):
-    """The host vars Ansible needs to reach a netns VM at ``address`` (for add_host/inventory)."""
-    paths = ssh_paths(state_dir)
-    return dict(
-        ansible_host=address,
-        ansible_user=VM_USER,
-        ansible_ssh_private_key_file=paths["key"],
-        ansible_ssh_common_args=ssh_common_args(state_dir, strict=True),
-        ansible_python_interpreter=VM_PYTHON,
-        # the VM's own address (ISTIO_SVC_IP): the same whether the host comes from the
-        # inventory plugin (vms.yml alone) or from add_host (site.yml)
-        meshfleet_vm_private_ip=address,
-    )
 
 
 def default_cache():
@@ -299,126 +172,6 @@ class _HostLock:
         os.close(self.fd)
 
 
-# --- files ---------------------------------------------------------------------------
-
-INIT_SCRIPT = r'''#!/bin/sh
-# Meshfleet netns VM init: PID 1 of the VM's PID namespace, in its own mount, UTS and
-# IPC namespaces, chrooted into the VM's rootfs. Written by the netns VM provider
-# (plugins/module_utils/vm_providers/netns.py); rewritten on every create.
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export PATH
-umask 022
-say() { echo "meshfleet-init: $*"; }
-say "booting $(cat /etc/hostname)"
-mount -t proc -o nosuid,nodev,noexec proc /proc
-mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys
-mount -t tmpfs -o nosuid,mode=0755,size=16m dev /dev
-for spec in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do
-  set -- $spec
-  mknod -m 666 "/dev/$1" c "$2" "$3"
-done
-mkdir -p /dev/pts /dev/shm
-mount -t devpts -o newinstance,nosuid,noexec,gid=5,mode=0620,ptmxmode=0666 devpts /dev/pts
-ln -s pts/ptmx /dev/ptmx
-ln -s /proc/self/fd /dev/fd
-ln -s /proc/self/fd/0 /dev/stdin
-ln -s /proc/self/fd/1 /dev/stdout
-ln -s /proc/self/fd/2 /dev/stderr
-mount -t tmpfs -o nosuid,nodev,mode=1777 shm /dev/shm
-mount -t tmpfs -o nosuid,nodev,mode=0755,size=64m run /run
-mkdir -p /run/lock /run/sshd
-chmod 1777 /run/lock
-: > /run/utmp
-cat /etc/hostname > /proc/sys/kernel/hostname
-[ -s /etc/machine-id ] || tr -d - < /proc/sys/kernel/random/uuid > /etc/machine-id
-[ -f /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
-# sshd on the VM's address (sshd_config.d/10-meshfleet-vm.conf), restarted if it dies
-(
-  while :; do
-    /usr/sbin/sshd -D -e
-    say "sshd exited ($?); restarting it"
-    sleep 1
-  done
-) &
-# SysV runlevel 2: what a play installs and enables (update-rc.d) starts on every boot
-RUNLEVEL=2
-PREVLEVEL=N
-export RUNLEVEL PREVLEVEL
-for script in /etc/rc2.d/S*; do
-  [ -x "$script" ] || continue
-  case "${script##*/}" in
-    S[0-9][0-9]ssh) continue ;;   # sshd is run above
-  esac
-  say "$script start"
-  "$script" start < /dev/null || say "$script start failed ($?)"
-done
-say "up"
-# reap orphans until killed (the host kills this PID 1: the whole VM goes with it)
-while :; do
-  wait
-  sleep 60
-done
-'''
-
-SSHD_VM_CONF = """# Written by the Meshfleet netns VM provider.
-ListenAddress %(address)s
-HostKey /etc/ssh/ssh_host_ed25519_key
-"""
-
-
-def _filter_known_hosts(path, addresses, add_lines=()):
-    """Drop the lines of ``addresses`` from a known_hosts file, then append ``add_lines``."""
-    keep = []
-    try:
-        with open(path) as f:
-            for line in f:
-                hosts = line.split(" ", 1)[0].split(",") if line.strip() else []
-                if any(h in addresses or h.strip("[]").split("]:")[0] in addresses
-                       for h in hosts):
-                    continue
-                keep.append(line if line.endswith("\n") else line + "\n")
-    except IOError:
-        pass
-    keep.extend(l + "\n" for l in add_lines)
-    write_file_atomic(path, "".join(keep), mode=0o600)
-
-
-def ensure_ssh_key(state_dir):
-    """The mesh's VM key pair (ed25519, OpenSSH format); created once. Returns the public key line."""
-    paths = ssh_paths(state_dir)
-    ensure_private_dir(vms_dir(state_dir))
-    ensure_private_dir(paths["dir"])
-    if os.path.isfile(paths["key"]) and os.path.isfile(paths["pub"]):
-        os.chmod(paths["key"], 0o600)
-        with open(paths["pub"]) as f:
-            return f.read().strip()
-    comment = "meshfleet-vms@%s" % socket.gethostname()
-    try:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-        key = ed25519.Ed25519PrivateKey.generate()
-        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                    serialization.NoEncryption())
-        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                               serialization.PublicFormat.OpenSSH)
-        public = public.decode("ascii") + " " + comment
-    except ImportError:
-        tmp = paths["key"] + ".new"
-        for p in (tmp, tmp + ".pub"):
-            if os.path.exists(p):
-                os.unlink(p)
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", tmp])
-        with open(tmp, "rb") as f:
-            private = f.read()
-        with open(tmp + ".pub") as f:
-            public = f.read().strip()
-        os.unlink(tmp)
-        os.unlink(tmp + ".pub")
-    write_file_atomic(paths["key"], private, mode=0o600)
-    write_file_atomic(paths["pub"], public + "\n", mode=0o644)
-    return public
-
-
 # --- one VM ------------------------------------------------------------------------------
 
 class NetnsVm:
@@ -486,8 +239,8 @@ class NetnsVm:
             rec["created"] = old.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             self._ensure_rootfs(base_rootfs)
             host_key = self._configure_rootfs(address, public_key)
-            _filter_known_hosts(ssh_paths(self.state_dir)["known_hosts"], {address},
-                                ["%s %s" % (address, host_key)])
+            filter_known_hosts(ssh_paths(self.state_dir)["known_hosts"], {address},
+                               ["%s %s" % (address, host_key)])
             write_file_atomic(self.record_path, json.dumps(rec, indent=2, sort_keys=True) + "\n")
             write_file_atomic(self.owner_path(), json.dumps(dict(
                 state_dir=self.state_dir, mesh=mesh, group=group, address=address,
@@ -668,7 +421,7 @@ class NetnsVm:
             if br and _link_exists(br) and not os.listdir("/sys/class/net/%s/brif" % br):
                 _run(["ip", "link", "del", br], check=False)
             if rec.get("address"):
-                _filter_known_hosts(ssh_paths(self.state_dir)["known_hosts"], {rec["address"]})
+                filter_known_hosts(ssh_paths(self.state_dir)["known_hosts"], {rec["address"]})
             if os.path.isdir(self.dir):
                 self._remove_tree(self.dir)
             if self.owner() in (None, self.state_dir) and os.path.exists(self.owner_path()):
@@ -764,106 +517,3 @@ def list_vms(state_dir):
         if rec:
             out.append(vm.view(rec))
     return out
-
-
-# --- the provider ----------------------------------------------------------------------
-
-class NetnsVmProvider(VmProvider):
-    """Local VMs in network namespaces (see the module docstring)."""
-
-    name = "netns"
-    required_settings = ("subnet", "state_dir")
-    compared_settings = ("subnet",)
-
-    def validate(self):
-        super(NetnsVmProvider, self).validate()
-        s = self.settings
-        self.net = parse_subnet(s["subnet"])
-        hosts = s.get("hosts")
-        if isinstance(hosts, dict):
-            hosts = list(hosts)
-            s["hosts"] = hosts
-        if hosts is not None and not (isinstance(hosts, list) and all(
-                isinstance(h, str) for h in hosts)):
-            raise MeshfleetError("VM group %s: settings.hosts must be a list of VM names" % self.group)
-        if hosts and s.get("count") is not None and s["count"] != len(hosts):
-            raise MeshfleetError("VM group %s: settings.count is %d but %d hosts are listed (%s); "
-                                 "drop count or make it match" % (
-                                     self.group, s["count"], len(hosts), ", ".join(hosts)))
-        self.names = vm_names(self.group, s)
-        for n in self.names:
-            if not (NAME_RE.match(n) and len(n) <= 63):
-                raise MeshfleetError("VM group %s: %r is not a valid VM name (lowercase letters, "
-                                     "digits, '-' and '.')" % (self.group, n))
-        if len(set(self.names)) != len(self.names):
-            raise MeshfleetError("VM group %s: VM names repeat: %s" % (self.group, ", ".join(self.names)))
-        if len(self.names) > capacity(self.net):
-            raise MeshfleetError("VM group %s: %d VMs do not fit in %s (room for %d)" % (
-                self.group, len(self.names), self.net, capacity(self.net)))
-        self.state_dir = os.path.abspath(os.path.expanduser(s["state_dir"]))
-        self.addresses = dict((n, vm_address(self.net, i)) for i, n in enumerate(self.names))
-
-    @property
-    def count(self):
-        return len(self.names)
-
-    def desired_names(self):
-        return list(self.names)
-
-    def _params(self):
-        return getattr(self.module, "params", None) or {}
-
-    def list(self):
-        # A VM whose processes are gone (host reboot, crash) counts as missing for
-        # state=present, so that create() boots it again on its kept disk; for
-        # state=absent and the _info module it is listed with status "stopped".
-        booting = self._params().get("state") == "present"
-        out = []
-        for view in list_vms(self.state_dir):
-            if view.get("group") != self.group or view.get("mesh") != self.mesh:
-                continue
-            if booting and view["status"] != "running":
-                continue
-            out.append(view)
-        return out
-
-    def immutable_changes(self, instance):
-        seen = instance.get("settings") or {}
-        changed = []
-        if seen.get("subnet") and seen["subnet"] != str(self.net):
-            changed.append("subnet")
-        want = self.addresses.get(instance.get("name"))
-        if want and seen.get("address") and seen["address"] != want:
-            changed.append("address (the VM's position in hosts)")
-        return changed
-
-    def create(self, name):
-        base = find_base_rootfs(self.settings.get("rootfs_cache"))
-        NetnsVm(self.state_dir, name).create(self.mesh, self.group, self.net,
-                                             self.addresses[name], base)
-        return netns_name(name)
-
-    def _vm(self, ident):
-        name = ident[len("mf-"):] if ident.startswith("mf-") else ident
-        return NetnsVm(self.state_dir, name)
-
-    def wait_ready(self, ids, timeout):
-        deadline = time.monotonic() + timeout
-        for ident in ids:
-            vm = self._vm(ident)
-            vm.wait_ssh((vm.record() or {}).get("address"), max(1, deadline - time.monotonic()))
-
-    def delete(self, instance):
-        NetnsVm(self.state_dir, instance["name"]).delete()
-
-    def wait_deleted(self, ids, timeout):
-        deadline = time.monotonic() + timeout
-        for ident in ids:
-            vm = self._vm(ident)
-            while not vm.gone():
-                if time.monotonic() > deadline:
-                    raise WaitTimeout("timed out after %ss waiting for VM %s to go" % (timeout, vm.name))
-                time.sleep(0.2)
-
-    def reboot(self, name, timeout=60):
-        NetnsVm(self.state_dir, name).reboot(timeout)

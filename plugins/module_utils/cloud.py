@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Helpers shared by the cloud cluster providers (aks, gke, eks, minikube) and the VM providers.
+"""Helpers shared by the cloud cluster providers (aks, gke, eks, minikube) and the cloud VM providers.
 
 - :class:`FieldPatterns`: an ``immutable_settings`` value matching dotted field paths
   with wildcards (``network_profile.*``, ``node_pools.*.vm_size``), so the generic
@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import fnmatch
+import ipaddress
 import os
 import time
 
@@ -135,6 +136,24 @@ def module_timeout(module):
 def module_wait(module):
     params = module_params(module)
     return params.get("wait", True) if "wait" in params else True
+
+
+# --- security group sources ----------------------------------------------------
+
+def source_cidr_problem(value, show=repr, kind=None):
+    """Why ``value`` is not an IPv4/IPv6 network in CIDR notation (a security group source such
+    as 203.0.113.7/32 or 2001:db8::/32), or None. ``show`` quotes a value and ``kind`` names a
+    type in the message (the topology validation passes its own)."""
+    if not isinstance(value, str) or "/" not in value:
+        return "must be a network in CIDR notation such as 203.0.113.7/32, got %s" % (
+            kind(value) if kind and isinstance(value, (list, dict)) else show(value))
+    try:
+        net = ipaddress.ip_network(u"%s" % value, strict=False)
+    except ValueError:
+        return "%s is not a network in CIDR notation such as 203.0.113.7/32" % show(value)
+    if str(net) != value:
+        return "%s has host bits set; the network is %s" % (show(value), net)
+    return None
 
 
 # --- AWS ----------------------------------------------------------------------
