@@ -43,3 +43,50 @@ class Teardowns:
                 problems = ["%s: %s" % (type(e).__name__, e)]
             if problems:
                 self.failures.append("%s teardown: %s" % (key, "; ".join(problems)))
+
+
+def mesh_folder(work, key, topology, tools_bin, teardowns, helpers):
+    """A folder ``<work>/<key>`` with the topology as its inventory, a safety net over its
+    state folder, and its teardown (teardown.yml, then anything left forced away) registered
+    under ``key``. Returns (folder, inventory, state_dir)."""
+    import os
+    import yaml
+    folder = os.path.join(work, key)
+    os.makedirs(folder)
+    inventory = os.path.join(folder, "mesh.meshfleet.yml")
+    with open(inventory, "w") as f:
+        yaml.safe_dump(topology, f, default_flow_style=False, sort_keys=False)
+    state_dir = os.path.join(folder, ".meshfleet")
+    helpers.safety_net(state_dir)
+
+    def down():
+        run = helpers.run_playbook("teardown.yml", inventory, tools_bin=tools_bin, timeout=3600)
+        problems = [] if run.rc == 0 else ["teardown.yml rc=%d: %s" % (run.rc, run.tail(20))]
+        left = helpers.leftovers(state_dir)
+        if left:
+            helpers.force_cleanup(state_dir)
+        return problems + left
+    teardowns.add(key, down)
+    return folder, inventory, state_dir
+
+
+def create_clusters(folder, inventory, tools_bin, helpers, timeout=3600):
+    """Create the inventory's clusters only (the meshfleet.mesh.clusters role; not timed)."""
+    import os
+    import yaml
+    plays = os.path.join(folder, "clusters.yml")
+    with open(plays, "w") as f:
+        yaml.safe_dump([dict(name="Create the clusters only (not timed)", hosts="clusters",
+                             gather_facts=False, roles=[dict(role="meshfleet.mesh.clusters")])],
+                       f, default_flow_style=False, sort_keys=False)
+    run = helpers.run_playbook(plays, inventory, tools_bin=tools_bin, timeout=timeout)
+    if run.rc != 0:
+        raise RuntimeError("creating the clusters failed:\n%s" % run.tail(40))
+
+
+def print_problems(failures):
+    if failures:
+        print()
+        print("problems:")
+        for f in failures:
+            print("  - %s" % f)

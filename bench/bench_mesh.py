@@ -71,7 +71,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import helpers  # noqa: E402  (tests/integration/helpers.py)
-from _common import Teardowns, log  # noqa: E402  (bench/_common.py)
+from _common import Teardowns, create_clusters, log, mesh_folder, print_problems  # noqa: E402
 
 RATIO_TARGET = 0.5
 NOOP_TARGET = 0.10
@@ -176,32 +176,10 @@ class Bench:
 
     # --- clusters (outside the timed region) -------------------------------------------------
     def fresh_clusters(self, key):
-        folder = os.path.join(self.work, key)
-        os.makedirs(folder)
-        inventory = os.path.join(folder, "mesh.meshfleet.yml")
-        with open(inventory, "w") as f:
-            yaml.safe_dump(topology(), f, default_flow_style=False, sort_keys=False)
-        state_dir = os.path.join(folder, ".meshfleet")
-        helpers.safety_net(state_dir)
-
-        def down():
-            run = helpers.run_playbook("teardown.yml", inventory, tools_bin=self.tools_bin)
-            problems = [] if run.rc == 0 else ["teardown.yml rc=%d: %s" % (run.rc, run.tail(20))]
-            left = helpers.leftovers(state_dir)
-            if left:
-                helpers.force_cleanup(state_dir)
-            return problems + left
-        self.teardowns.add(key, down)
-
-        plays = os.path.join(folder, "clusters.yml")
-        with open(plays, "w") as f:
-            yaml.safe_dump([dict(name="Create the clusters only (not timed)", hosts="clusters",
-                                 gather_facts=False, roles=[dict(role="meshfleet.mesh.clusters")])],
-                           f, default_flow_style=False, sort_keys=False)
+        folder, inventory, state_dir = mesh_folder(self.work, key, topology(), self.tools_bin,
+                                                   self.teardowns, helpers)
         log("%s: creating 3 fresh kwok clusters (not timed)" % key)
-        run = helpers.run_playbook(plays, inventory, tools_bin=self.tools_bin, timeout=1800)
-        if run.rc != 0:
-            raise RuntimeError("%s: creating the clusters failed:\n%s" % (key, run.tail(40)))
+        create_clusters(folder, inventory, self.tools_bin, helpers, timeout=1800)
         topo = topology()
         clusters = [dict(name=n, network=c["network"],
                          kubeconfig=os.path.join(state_dir, "clusters", n, "kubeconfig"))
@@ -400,11 +378,7 @@ class Bench:
               "injection webhook). Meshfleet's converge includes starting a real istiod per primary and "
               "waiting for it; the documented path runs none. Clusters are created and deleted outside the "
               "timed regions.")
-        if self.failures:
-            print()
-            print("problems:")
-            for f in self.failures:
-                print("  - %s" % f)
+        print_problems(self.failures)
 
 
 def main():

@@ -35,14 +35,13 @@ import sys
 import tempfile
 import time
 
-import yaml
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import helpers  # noqa: E402  (tests/integration/helpers.py)
-from _common import Teardowns, log  # noqa: E402  (bench/_common.py)
+from _common import Teardowns, create_clusters, log, mesh_folder, print_problems  # noqa: E402
 from bench_mesh import changed_total, children_cpu, parse_profile  # noqa: E402
 
 
@@ -87,32 +86,10 @@ class Scale:
 
     def run(self, count):
         key = "n%d" % count
-        folder = os.path.join(self.work, key)
-        os.makedirs(folder)
-        inventory = os.path.join(folder, "mesh.meshfleet.yml")
-        with open(inventory, "w") as f:
-            yaml.safe_dump(topology(count, self.networks), f, default_flow_style=False, sort_keys=False)
-        state_dir = os.path.join(folder, ".meshfleet")
-        helpers.safety_net(state_dir)
-
-        def down():
-            run = helpers.run_playbook("teardown.yml", inventory, tools_bin=self.tools_bin, timeout=3600)
-            problems = [] if run.rc == 0 else ["teardown.yml rc=%d: %s" % (run.rc, run.tail(20))]
-            left = helpers.leftovers(state_dir)
-            if left:
-                helpers.force_cleanup(state_dir)
-            return problems + left
-        self.teardowns.add(key, down)
-
-        plays = os.path.join(folder, "clusters.yml")
-        with open(plays, "w") as f:
-            yaml.safe_dump([dict(name="Create the clusters only (not timed)", hosts="clusters",
-                                 gather_facts=False, roles=[dict(role="meshfleet.mesh.clusters")])],
-                           f, default_flow_style=False, sort_keys=False)
+        folder, inventory, state_dir = mesh_folder(self.work, key, topology(count, self.networks),
+                                                   self.tools_bin, self.teardowns, helpers)
         log("%s: creating %d kwok clusters (not timed)" % (key, count))
-        run = self.play(plays, inventory)
-        if run.rc != 0:
-            raise RuntimeError("%s: creating the clusters failed:\n%s" % (key, run.tail(40)))
+        create_clusters(folder, inventory, self.tools_bin, helpers)
         before = mesh_rss_kib(state_dir)
         runs = {}
         for label, playbook, args in (("cold", "site.yml", ()), ("noop", "site.yml", ()),
@@ -173,11 +150,7 @@ class Scale:
                 print("slowest tasks at %d clusters, fast no-op off (profile_tasks, untimed):" % n)
                 for task, s in r[n]["profile"][:8]:
                     print("  %6.1f  %s" % (s, task))
-        if self.failures:
-            print()
-            print("problems:")
-            for f in self.failures:
-                print("  - %s" % f)
+        print_problems(self.failures)
 
 
 def main():
