@@ -100,7 +100,8 @@ class Scale:
                 raise RuntimeError("%s: %s (%s) failed:\n%s" % (key, playbook, label, run.tail(60)))
             runs[label] = run
         if "nothing to change" not in runs["noop"].output:
-            self.failures.append("%s: the no-op re-run did not take the fast path" % key)
+            why = [line.strip() for line in runs["noop"].output.splitlines() if "converged by the mesh plays (" in line]
+            self.failures.append("%s: the no-op re-run did not take the fast path: %s" % (key, " ".join(why)[:2000]))
         rss = mesh_rss_kib(state_dir)
         profile = []
         if self.profile:
