@@ -32,6 +32,16 @@ except ImportError:  # pragma: no cover
     from urlparse import urlsplit  # type: ignore
 
 
+def send_json(handler, code, body):
+    """Answer an http.server request with ``body`` as JSON (Content-Length set: keep-alive)."""
+    data = json.dumps(body).encode("utf-8")
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def status(code, message, reason=None):
     """A Kubernetes Status body."""
     return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
@@ -82,12 +92,7 @@ class RecordedApi:
                 pass
 
             def _answer(self, code, body):
-                data = json.dumps(body).encode("utf-8")
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, code, body)
 
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)

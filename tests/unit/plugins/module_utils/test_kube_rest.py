@@ -17,6 +17,7 @@ import yaml
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
 from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import KubeRest
+from ansible_collections.meshfleet.mesh.tests.fakes.kubeapi import send_json
 
 OBJECTS = {
     "/api/v1": {"resources": [{"name": "namespaces", "kind": "Namespace", "namespaced": False},
@@ -36,12 +37,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _answer(self, code, body):
-        data = json.dumps(body).encode("utf-8")
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, body)
 
     def do_GET(self):
         Handler.seen.append(("GET", self.path, self.headers.get("Authorization")))
