@@ -174,3 +174,28 @@ def test_module_reports_a_conflict_and_bad_arguments(cluster):
     assert out.failed and re.search(r"pool: 10.77.0.0/24 is not a load-balancer pool", out["msg"]), out
     out = run_module(local_lb.main, dict(kubeconfig=cluster.kubeconfig))
     assert out.failed and "one of the following is required: pool, node_slot" in out["msg"], out
+
+
+def test_gateway_address_from_the_pool_on_real_node_clusters(cluster):
+    """The east-west gateway's address on a real-node cluster comes from the pool, beside the other
+    LoadBalancer Services (sample/web holds .50); an override must be in the pool."""
+    from ansible_collections.meshfleet.mesh.plugins.modules import gateway_address
+    cluster.services["sample/web"]["status"] = {"loadBalancer": {"ingress": [{"ip": "10.130.3.10"}]}}
+    cluster.api.routes[("GET", "/api/v1/namespaces/istio-system/services/istio-eastwestgateway")] = \
+        lambda body: (200, copy.deepcopy(cluster.services["istio-system/istio-eastwestgateway"]))
+    args = dict(kubeconfig=cluster.kubeconfig, lb_pool="10.130.3.0/24", publish=True)
+    preview = run_module(gateway_address.main, args, check_mode=True, diff=True)
+    assert preview["changed"] and preview["address"] == "10.130.3.11" and cluster.patches == [], preview
+    assert preview["diff"] == {"before": {"ingress": []}, "after": {"ingress": ["10.130.3.11"]}}
+    res = run_module(gateway_address.main, args)
+    assert res["changed"] and res["address"] == "10.130.3.11" and res["source"] == "local load balancer", res
+    assert cluster.patches == [("istio-system/istio-eastwestgateway", ["10.130.3.11"])]   # only the gateway
+    assert run_module(gateway_address.main, args)["changed"] is False
+    moved = run_module(gateway_address.main, dict(args, address="10.130.3.99"))
+    assert moved["changed"] and moved["address"] == "10.130.3.99", moved
+    out = run_module(gateway_address.main, dict(args, address="10.77.0.1"))
+    assert out.failed and "the east-west address 10.77.0.1 is not in the cluster's load-balancer pool" in out["msg"]
+    # fake-node clusters (no pool): the override is published as before
+    fake = run_module(gateway_address.main, dict(kubeconfig=cluster.kubeconfig, address="10.77.0.1", publish=True))
+    assert fake["changed"] and fake["source"] == "inventory override"
+    assert cluster.patches[-1] == ("istio-system/istio-eastwestgateway", ["10.77.0.1"])
