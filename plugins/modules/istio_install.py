@@ -97,7 +97,7 @@ options:
         default: 300
       lb_pool:
         description:
-          - The load-balancer pool of a local real-node cluster (a CIDR inside C(10.130.0.0/16)):
+          - The load-balancer pool of a local real-node cluster (a CIDR inside C(10.130.0.0/16));
             the gateway gets its address from it as M(meshfleet.mesh.local_lb) gives one, the
             override (if any) must be in it, and C(publish) is not used.
         type: str

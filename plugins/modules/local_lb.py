@@ -22,7 +22,7 @@ description:
     are left to their controller.
   - A Service that cannot get an address (its request outside the pool or held by another, the
     pool full) keeps its status; it is returned in RV(unassigned) and warned about.
-  - Runs once per call (it is a converge step, not a controller): a Service created later gets
+  - Runs once per call (it is a converge step, not a controller); a Service created later gets
     its address at the next run.
 version_added: 0.1.0
 author: Meshfleet engineers (@meshfleet)
