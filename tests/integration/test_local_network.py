@@ -247,6 +247,6 @@ def test_a_missing_node_is_refused_before_anything_changes(standins):
     args["clusters"][3] = dict(name="cluster4", network="network2", node_slot=a.MAX_NODE_SLOTS - 1)
     out = run_module(local_network.main, args)
     assert out.failed and "node network namespace mfn-255 does not exist" in out["msg"], out
-    out = run_module(local_network.main, dict(state_dir=state_dir, clusters=[dict(name="x", network="n", node_slot=1,
-                                                                                      node_netns="mfn-1")]))
+    both = dict(name="x", network="n", node_slot=1, node_netns="mfn-1")
+    out = run_module(local_network.main, dict(state_dir=state_dir, clusters=[both]))
     assert out.failed and "give exactly one of node_slot, node_netns, cluster_dir" in out["msg"], out
