@@ -307,9 +307,6 @@ class LocalNetworkModule(MeshfleetModule):
             raise MeshfleetError("the %s slot %d planned for %s was taken meanwhile (another mesh converged at the "
                                  "same time); run again" % (kind, expected, owner))
 
-    def healthy(self, observed, plan):
-        return None
-
     def result(self, observed, plan):
         out = dict(getattr(self, "out_fields", None) or dict(clusters={}, routers={}, core=None))
         out["steps"] = plan.reasons

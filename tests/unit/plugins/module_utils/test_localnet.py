@@ -92,3 +92,16 @@ def test_registry_refuses_bad_requests_and_a_full_range(tmp_path):
         reg.reserve("node", "relative/dir")
     with pytest.raises(MeshfleetError, match="no free mesh slot left"):
         reg.reserve("mesh", str(tmp_path))
+
+
+def test_registry_peek_and_entries_write_nothing(tmp_path):
+    reg = SlotRegistry(str(tmp_path / "reg"), in_use=lambda kind, slot: slot == 1)
+    mesh = tmp_path / "mesh"
+    mesh.mkdir()
+    owner = str(mesh) + "#network1"
+    assert reg.peek("network", owner) == 0
+    assert reg.peek("network", owner, also_taken={0}) == 2          # 1 is a remnant namespace
+    assert not os.path.exists(reg.path) and reg.entries("network") == {}
+    assert reg.reserve("network", owner) == 0
+    assert reg.peek("network", owner) == 0                          # what it holds
+    assert reg.entries("network") == {owner: 0}
