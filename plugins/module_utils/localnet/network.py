@@ -149,10 +149,10 @@ class LocalNetworkModule(MeshfleetModule):
         return obs
 
     # --- plan -----------------------------------------------------------------------------
-    def plan(self, obs):
+    def plan(self, observed):
         if self.params["state"] == "absent":
-            return self._plan_absent(obs)
-        return self._plan_present(obs)
+            return self._plan_absent(observed)
+        return self._plan_present(observed)
 
     def _plan_absent(self, obs):
         reg, plan = self.registry, Plan(before={}, after={})
