@@ -113,3 +113,24 @@ if [ "$want_browser" = 1 ]; then
     fi
   fi
 fi
+
+if [ "$want_tools" = 1 ]; then
+  # The local networks of real-node clusters (meshfleet.mesh.local_network, docs/real-pods.md):
+  # ip (iproute2), sysctl (procps) and iptables, run inside the namespaces they create.
+  need=()
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)
+  command -v sysctl >/dev/null 2>&1 || need+=(procps)
+  command -v iptables >/dev/null 2>&1 || need+=(iptables)
+  if [ ${#need[@]} -eq 0 ]; then
+    log "local networks ready (ip, sysctl, iptables)"
+  elif [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    log "note: ${need[*]} missing; real-node clusters need them (apt-get install ${need[*]}, as root)"
+  else
+    log "installing ${need[*]} with apt-get (local networks of real-node clusters)"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
+      apt-get update -q >/dev/null
+      apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    fi
+  fi
+fi
