@@ -267,6 +267,10 @@ def test_a_missing_node_is_refused_before_anything_changes(standins):
     state_dir, nodes, registry = standins
     args = params(state_dir, nodes)
     args["clusters"].append(dict(name="cluster4", network="network2", cluster_dir=os.path.join(state_dir, "clusters", "c4")))
+    # check mode (a first run, before the clusters exist): said, not refused
+    preview = run_module(local_network.main, args, check_mode=True)
+    assert preview["changed"] and not preview.failed and preview["steps"][0] == \
+        "attach the node of cluster cluster4 (it has none yet)", preview
     out = run_module(local_network.main, args)
     assert out.failed and "cluster cluster4 has no real node yet" in out["msg"], out
     assert registry.get("mesh", os.path.abspath(state_dir)) is None
