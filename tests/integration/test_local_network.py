@@ -5,8 +5,8 @@
 
 No kubelet: each "node" is a stand-in made here the way the node runtime makes one - the
 network namespace ``mfn-<slot>`` with its host link (``mfnh-<slot>`` <-> ``host0``), a "pod"
-address from its pod CIDR and a "load balancer" address from its pool, both on its
-loopback. Three clusters: cluster1 and cluster2 on network1, cluster3 on network2. Then TCP
+address from its pod CIDR on its loopback, and a "load balancer" address from its pool that
+a DNAT rule sends to the pod, as kube-proxy does for a LoadBalancer Service. Three clusters: cluster1 and cluster2 on network1, cluster3 on network2. Then TCP
 between the namespaces: same-network pod to pod works, cross-network pod to pod fails
 (unreachable), cross-network to a load-balancer address works; the host gains no route, no
 link and no changed sysctl; a re-run changes nothing; state=absent leaves nothing.
@@ -123,8 +123,11 @@ class StandIn:
         sh("ip", "link", "set", self.veth, "up")
         sh("ip", "-n", self.ns, "addr", "add", "%s/30" % node_end, "dev", a.NODE_HOST_IF)
         sh("ip", "-n", self.ns, "link", "set", a.NODE_HOST_IF, "up")
-        for addr in (self.pod, self.lb):  # on lo: this kernel has no dummy links
-            sh("ip", "-n", self.ns, "addr", "add", addr + "/32", "dev", "lo")
+        # the pod address on lo (this kernel has no dummy links); the load-balancer address is not
+        # the node's own: it is translated to the pod on the way in, as kube-proxy does
+        sh("ip", "-n", self.ns, "addr", "add", self.pod + "/32", "dev", "lo")
+        sh("ip", "netns", "exec", self.ns, "iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-d", self.lb,
+           "-p", "tcp", "--dport", str(PORT), "-j", "DNAT", "--to-destination", self.pod)
 
     def serve(self):
         proc = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, "-c", SERVER, str(PORT), self.name],
@@ -205,10 +208,10 @@ def test_networks_for_real(standins):
     # across networks to a load-balancer address: through the core, from the router's uplink address
     uplink1 = a.core_link(res["network_slots"]["network1"])[2]
     uplink2 = a.core_link(res["network_slots"]["network2"])[2]
-    assert n1.connect(n3.lb) == {"answer": "cluster3 %s %s" % (n3.lb, uplink1)}
-    assert n3.connect(n2.lb) == {"answer": "cluster2 %s %s" % (n2.lb, uplink2)}
+    assert n1.connect(n3.lb) == {"answer": "cluster3 %s %s" % (n3.pod, uplink1)}
+    assert n3.connect(n2.lb) == {"answer": "cluster2 %s %s" % (n2.pod, uplink2)}
     # same network to a load-balancer address: direct
-    assert n2.connect(n1.lb) == {"answer": "cluster1 %s %s" % (n1.lb, n2.pod)}
+    assert n2.connect(n1.lb) == {"answer": "cluster1 %s %s" % (n1.pod, n2.pod)}
 
     # the host: not one route, link or forwarding sysctl more or changed
     assert_host_unchanged(before, set(n.veth for n in nodes.values()))
