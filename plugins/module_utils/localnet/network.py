@@ -58,7 +58,11 @@ def node_slot(cluster, registry, index=0):
             raise MeshfleetError("clusters[%d].node_netns: %r is not a node namespace (mfn-0 .. mfn-%d)"
                                  % (index, cluster["node_netns"], a.MAX_NODE_SLOTS - 1))
         return int(m.group(1))
-    return registry.get("node", mesh_owner(cluster["cluster_dir"]))
+    for owner in (mesh_owner(cluster["cluster_dir"]), os.path.realpath(mesh_owner(cluster["cluster_dir"]))):
+        slot = registry.get("node", owner)
+        if slot is not None:
+            return slot
+    return None
 
 
 # --- node plans: for the node runtime ---------------------------------------------------------
