@@ -200,7 +200,7 @@ def test_networks_for_real(standins):
     assert n1.connect(n2.pod) == {"answer": "cluster2 %s %s" % (n2.pod, n1.pod)}
     assert n2.connect(n1.pod) == {"answer": "cluster1 %s %s" % (n1.pod, n2.pod)}
     # across networks: no route, refused at the router at once (not a timeout)
-    for src, dst in ((n1, n3), (n3, n1), (n2, n3)):
+    for src, dst in ((n1, n3), (n3, n1), (n2, n3), (n1, n3), (n1, n3)):   # again and again: no rate limit
         out = src.connect(dst.pod)
         assert out.get("errno") in (errno.ENETUNREACH, errno.EHOSTUNREACH), (src.name, dst.name, out)
         out = src.connect(str(a.service_cidr(dst.slot).network_address + 1))
@@ -236,7 +236,7 @@ def test_networks_for_real(standins):
     # the node runtime's functions: detach a node (it is cut off), attach it again (as converged)
     plan2 = res["clusters"]["cluster2"]
     detach_node(plan2)
-    assert n1.connect(n2.pod).get("errno") in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT)
+    assert n1.connect(n2.pod).get("errno") in (errno.EHOSTUNREACH, errno.ENETUNREACH)
     assert "eth0" not in sh("ip", "-n", n2.ns, "link").stdout
     attach_node(plan2)
     assert n1.connect(n2.pod) == {"answer": "cluster2 %s %s" % (n2.pod, n1.pod)}

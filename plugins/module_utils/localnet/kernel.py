@@ -48,11 +48,12 @@ def _dst(route):
 
 def observe(ns, nat=False):
     """``{exists, links: {ifname: {kind, ifindex, peer_index, up, addresses}}, routes: {dst:
-    {via, dev}}, forward, snat}`` of ``ns``: links with their IPv4 addresses, the main table's
-    routes through a gateway (connected routes are the kernel's), ``net.ipv4.ip_forward``
+    {via, dev}}, forward, icmp_ratelimit, snat}`` of ``ns``: links with their IPv4 addresses, the
+    main table's routes through a gateway (connected routes are the kernel's),
+    ``net.ipv4.ip_forward``, ``net.ipv4.icmp_ratelimit``
     and (``nat``) the nat table's POSTROUTING rules."""
     if not netns_exists(ns):
-        return dict(exists=False, links={}, routes={}, forward=False, snat=[])
+        return dict(exists=False, links={}, routes={}, forward=False, icmp_ratelimit=None, snat=[])
     links = {}
     for link in _json(["ip", "-n", ns, "-d", "-j", "addr", "show"]):
         links[link["ifname"]] = dict(
@@ -64,12 +65,13 @@ def observe(ns, nat=False):
     for r in _json(["ip", "-n", ns, "-j", "route", "show", "table", "main"]):
         if r.get("gateway") and r.get("type", "unicast") == "unicast":
             routes[_dst(r)] = dict(via=r["gateway"], dev=r.get("dev"))
-    forward = run(["ip", "netns", "exec", ns, "sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip() == "1"
+    values = run(["ip", "netns", "exec", ns, "sysctl", "-n", "net.ipv4.ip_forward", "net.ipv4.icmp_ratelimit"]).stdout.split()
+    forward, ratelimit = values[0] == "1", int(values[1])
     snat = []
     if nat:
         out = run(["ip", "netns", "exec", ns, "iptables", "-w", "-t", "nat", "-S", "POSTROUTING"]).stdout
         snat = [line.strip() for line in out.splitlines() if line.startswith("-A POSTROUTING")]
-    return dict(exists=True, links=links, routes=routes, forward=forward, snat=snat)
+    return dict(exists=True, links=links, routes=routes, forward=forward, icmp_ratelimit=ratelimit, snat=snat)
 
 
 def is_pair(obs_a, if_a, obs_b, if_b):
@@ -99,8 +101,11 @@ def del_netns(ns):
     run(["ip", "netns", "del", ns])
 
 
-def set_forward(ns, on=True):
-    run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=%d" % (1 if on else 0)])
+def set_forward(ns):
+    """A router's settings: forwarding on; "unreachable" answered every time, not rate-limited
+    per destination (so a connection to another network's pod fails at once, not after SYN
+    retries). Both are settings of ``ns`` alone."""
+    run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.icmp_ratelimit=0"])
 
 
 def add_veth(ns_a, if_a, ns_b, if_b):

@@ -104,6 +104,7 @@ def _view(obs, role, want_ifs=None):
                                    dict((d, r) for d, r in obs["routes"].items() if d == "default")))
     if role != "node":
         view["forward"] = obs["forward"]
+        view["icmp_ratelimit"] = obs["icmp_ratelimit"]
     if role == ROUTER:
         view["snat"] = obs["snat"]
     return view
@@ -215,7 +216,7 @@ class LocalNetworkModule(MeshfleetModule):
 
         def seen(ns):
             if ns not in obs["kernel"]:
-                obs["kernel"][ns] = dict(exists=False, links={}, routes={}, forward=False, snat=[])
+                obs["kernel"][ns] = dict(exists=False, links={}, routes={}, forward=False, icmp_ratelimit=None, snat=[])
             return obs["kernel"][ns]
 
         # what is no longer wanted: routers of networks gone from the list, stale links
@@ -247,8 +248,9 @@ class LocalNetworkModule(MeshfleetModule):
                 plan.add("create network namespace %s (%s)" % (ns, spec["role"] if spec["role"] == "core" else
                                                                "router of %s" % spec["network"]),
                          lambda ns=ns: kernel.add_netns(ns))
-            if spec["forward"] and not o["forward"]:
-                plan.add("turn on forwarding in %s" % ns, lambda ns=ns: kernel.set_forward(ns))
+            if spec["forward"] and (not o["forward"] or o["icmp_ratelimit"] != 0):
+                plan.add("turn on forwarding (and unreachable answers without rate limit) in %s" % ns,
+                         lambda ns=ns: kernel.set_forward(ns))
 
         # links and their addresses (routes through a link made, re-addressed or set up now
         # are lost with it: they are planned again below)
@@ -296,6 +298,7 @@ class LocalNetworkModule(MeshfleetModule):
             view["links"].sort()
             if spec["owned"]:
                 view["forward"] = True
+                view["icmp_ratelimit"] = 0
             if spec["snat"]:
                 view["snat"] = [spec["snat"]]
             plan.after[ns] = view

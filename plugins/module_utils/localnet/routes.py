@@ -23,7 +23,7 @@ the one source NAT rule of each router:
   and a default route via the router; everything else in it belongs to the node runtime.
 
 Forwarding (``net.ipv4.ip_forward``) is on in the core and the routers only: namespaces the
-project creates. The host is never touched: no host route, no host sysctl.
+project creates (where "unreachable" is also answered without rate limit, ``kernel.set_forward``). The host is never touched: no host route, no host sysctl.
 """
 
 from __future__ import absolute_import, division, print_function
