@@ -31,8 +31,8 @@ def converged_state(plan):
         ia, ib = index[0], index[0] + 1
         index[0] += 2
         for end, me, peer in ((v["a"], ia, ib), (v["b"], ib, ia)):
-            state[end["netns"]]["links"][end["ifname"]] = dict(kind="veth", ifindex=me, peer_index=peer, up=True,
-                                                                addresses=[end["address"]])
+            link = dict(kind="veth", ifindex=me, peer_index=peer, up=True, addresses=[end["address"]])
+            state[end["netns"]]["links"][end["ifname"]] = link
     return state
 
 
