@@ -37,7 +37,9 @@ class NodeImagesModule(MeshfleetModule):
                                      names=p["images"])
             planned = builder.resolve(specs, p["cache_dir"])
         except (ValueError, builder.BuildError) as e:  # SpecError is a ValueError
-            field = "images" if not isinstance(e, SpecError) else "hub/istio_version"
+            field = "images"
+            if isinstance(e, SpecError):  # "image <name>: <spec field>: ..."
+                field = dict(version="istio_version", hub="hub").get(str(e).split(": ")[1], "images")
             raise MeshfleetError("%s: %s" % (field, e))
         try:
             present = containerd.list_images(p["address"], p["namespace"], p["ctr"])

