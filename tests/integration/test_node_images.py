@@ -65,7 +65,7 @@ def _missing():
 
 def _rootfs():
     """The VM root filesystem (built once and cached by vm-rootfs.sh when it is not yet)."""
-    proc = subprocess.run(["bash", ROOTFS_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.run(["bash", ROOTFS_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     assert proc.returncode == 0, proc.stdout.decode("utf-8", "replace")[-3000:]
     return proc.stdout.decode().strip().splitlines()[-1]
 
@@ -114,7 +114,7 @@ state = "{d}/state"
 
     def ctr(self, *args, **kwargs):
         argv = ["ctr", "--address", self.sock, "-n", "k8s.io"] + list(args)
-        return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120, **kwargs)
+        return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120, check=False, **kwargs)
 
     def run_args(self, name, ref, *command, **opts):
         """``ctr run`` of ``ref`` as container ``name`` with runc's state and the FIFOs in our dir."""
@@ -125,7 +125,7 @@ state = "{d}/state"
 
     def run(self, name, ref, *command, **opts):
         proc = subprocess.run(self.run_args(name, ref, *command, flags=["--rm"] + opts.get("flags", [])),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120, check=False)
         return proc.returncode, proc.stdout.decode("utf-8", "replace")
 
     def task_status(self, name):
@@ -176,7 +176,7 @@ state = "{d}/state"
         for pid in self.shims():  # only ours: their command line names our dir
             os.kill(pid, signal.SIGKILL)
         for m in sorted(self.mounts(), reverse=True):
-            subprocess.run(["umount", "-l", m])
+            subprocess.run(["umount", "-l", m], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
         # runc/shim entries outside our dir: remove the directories only if this run made them
         # and they are empty (another containerd on the machine may use them)
@@ -319,13 +319,13 @@ def test_helloworld_answers(env, imported):
     port = _free_port()
     argv = ctd.run_args("hello1", imported["refs"]["helloworld"],
                         flags=["-d", "--net-host", "--env", "PORT=%d" % port])
-    assert subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT).returncode == 0
+    assert subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False).returncode == 0
     try:
         body = None
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             proc = subprocess.run(["curl", "-s", "--max-time", "2", "http://127.0.0.1:%d/hello" % port],
-                                  stdout=subprocess.PIPE)
+                                  stdout=subprocess.PIPE, check=False)
             if proc.returncode == 0:
                 body = proc.stdout.decode()
                 break
@@ -359,7 +359,7 @@ def test_curl_image_has_curl_and_sleeps(env, imported):
     rc, out = ctd.run("curl1", ref, "curl", "--version")
     assert rc == 0 and out.startswith("curl "), out
     argv = ctd.run_args("curl2", ref, flags=["-d"])
-    assert subprocess.run(argv, stdout=subprocess.PIPE).returncode == 0
+    assert subprocess.run(argv, stdout=subprocess.PIPE, check=False).returncode == 0
     try:
         time.sleep(0.5)
         assert ctd.task_status("curl2") == "RUNNING"

@@ -255,14 +255,14 @@ def test_entries_layer_is_deterministic(tmp_path, tree, binaries):
 
 
 # --- containerd ------------------------------------------------------------------------------------
-CTR_LS = """REF                                                                     TYPE                                       DIGEST                                                                  SIZE      PLATFORMS   LABELS
-localhost/meshfleet/pause:t1                                            application/vnd.oci.image.manifest.v1+json sha256:9c08693858346a65352709e00665bcef9ced63bc72d5b4c040ee1d4825f16df7 314.4 KiB linux/amd64 io.cri-containerd.image=managed
-sha256:cf46eea5eb7b374770c9d03641e61ca024be817cf1a198a451d2962616cf180e application/vnd.oci.image.manifest.v1+json sha256:9c08693858346a65352709e00665bcef9ced63bc72d5b4c040ee1d4825f16df7 314.4 KiB linux/amd64 io.cri-containerd.image=managed
-"""
+#: ``ctr images ls`` as containerd 1.6.20 printed it after importing an OCI and a CRI-named image
+CTR_LS = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "ctr_images_ls.txt")
 
 
 def test_parse_images_ls():
-    got = containerd.parse_images_ls(CTR_LS)
+    with open(CTR_LS) as f:
+        got = containerd.parse_images_ls(f.read())
+    assert len(got) == 2
     assert got["localhost/meshfleet/pause:t1"] == "sha256:9c08693858346a65352709e00665bcef9ced63bc72d5b4c040ee1d4825f16df7"
     assert containerd.parse_images_ls("REF TYPE DIGEST SIZE PLATFORMS LABELS\n") == {}
 
