@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import warnings
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,9 +34,16 @@ def node_identity(node):
 PROXY_IDENTITY = ("system:kube-proxy", ())
 
 
+def _load(pem):
+    with warnings.catch_warnings():
+        # kwokctl's CA has a negative serial number, which cryptography warns about
+        warnings.simplefilter("ignore")
+        return x509.load_pem_x509_certificate(pem)
+
+
 def sign_client(ca_cert_pem, ca_key_pem, user, groups=(), now=None):
     """(cert PEM, key PEM) of a new client certificate for ``user`` in ``groups``."""
-    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
+    ca_cert = _load(ca_cert_pem)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
     key = ec.generate_private_key(ec.SECP256R1())
     now = now or datetime.datetime.now(datetime.timezone.utc)
@@ -67,7 +75,7 @@ def identity_of(cert_pem):
 
 def is_signed_by(cert_pem, ca_cert_pem):
     cert = x509.load_pem_x509_certificate(cert_pem)
-    ca = x509.load_pem_x509_certificate(ca_cert_pem)
+    ca = _load(ca_cert_pem)
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, Exception):  # InvalidSignature and friends

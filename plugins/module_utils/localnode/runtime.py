@@ -121,13 +121,14 @@ def current_cgroup():
 
 
 def cgroup_hierarchies():
-    """The cgroup v1 hierarchies' mount points (no unified/v2 one)."""
+    """Every cgroup hierarchy's mount point (v1 controllers and, on a hybrid host, the unified
+    one: runc creates the containers' cgroups there too)."""
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             left, dummy, right = line.partition(" - ")
             fstype = right.split()[0] if right else ""
-            if fstype == "cgroup":
+            if fstype in ("cgroup", "cgroup2"):
                 out.append(left.split()[4])
     return sorted(set(out))
 
@@ -486,9 +487,10 @@ class Node:
             try:
                 os.rmdir(d)
             except OSError as e:
-                if e.errno != errno.ENOENT:
-                    raise MeshfleetError("cluster %s: cannot remove the node's cgroup %s: %s"
-                                         % (self.cluster_name, d, e))
+                if e.errno == errno.ENOENT or (d in created and e.errno in (errno.EBUSY, errno.ENOTEMPTY)):
+                    continue  # gone, or a folder above the node's that another node still uses
+                raise MeshfleetError("cluster %s: cannot remove the node's cgroup %s: %s"
+                                     % (self.cluster_name, d, e))
         for d in (self.paths["run_dir"], self.paths["node_dir"]):
             if os.path.isdir(d):
                 shutil.rmtree(d)
