@@ -40,6 +40,8 @@ RUNC = "/usr/sbin/runc"
 #: the taint kept on kwok's fake nodes of a real-node cluster, so real workloads land on the real node
 FAKE_NODE_TAINT = dict(key="meshfleet.io/fake-node", value="true", effect="NoSchedule")
 COREDNS_NAMESPACE = "kube-system"
+#: the annotation of kwok's fake nodes (kwokctl's node template); kwok manages only those
+FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node=fake"
 
 
 def node_name(cluster_name):
@@ -272,7 +274,9 @@ def apiserver_settings(slot, api_port):
         cert_sans=[host_end, service_ip],
         extra_args={"advertise-address": host_end,
                     "service-cluster-ip-range": str(addressing.service_cidr(slot)),
-                    "enable-aggregator-routing": "true"},
+                    "enable-aggregator-routing": "true",
+                    # the node's name is no host name: dial kubelet (logs, exec) at its address
+                    "kubelet-preferred-address-types": "InternalIP,Hostname"},
     )
 
 
