@@ -194,10 +194,26 @@ def test_rerun_changes_nothing(real):
     assert dict((n, node_of(mesh).pid(n)) for n in runtime.PROCESSES) == pids
 
 
+def test_a_rerun_restarts_what_died(real):
+    """What an interrupted create or a crash leaves (kubelet and kube-proxy gone) is finished by
+    the next run."""
+    mesh = real["mesh"]
+    n = node_of(mesh)
+    for name in ("kubelet", "kube-proxy"):
+        os.kill(n.pid(name), 9)
+    helpers.wait_until(lambda: not n.pid("kubelet") and not n.pid("kube-proxy"), 20, "the kill")
+    res = mesh.converge({NAME: dict(real_node=True)})
+    assert res[NAME]["changed"] is True
+    assert n.running()
+    assert "Ready" in kubectl(mesh, "get", "node", config.node_name(NAME), "--no-headers")
+
+
 def test_absent_leaves_nothing(real):
     mesh = real["mesh"]
     n = node_of(mesh)
     slot = n.slot
+    # as a teardown interrupted halfway leaves it: the holder gone, the rest still running
+    os.kill(n.pid("holder"), 9)
     mesh.converge({NAME: dict(real_node=True)}, state="absent")
     assert n.leftovers() == []
     assert not runtime.netns_exists(addressing.node_netns(slot))
