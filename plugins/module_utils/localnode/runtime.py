@@ -23,8 +23,7 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    MeshfleetError, ensure_private_dir, write_file_atomic)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, write_file_atomic
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet import addressing
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localnode import certs, config, forward
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localproc import (
@@ -516,6 +515,3 @@ class Node:
                 out.append("folder %s" % d)
         return out
 
-
-def ensure_dir(path):
-    return ensure_private_dir(path)
