@@ -514,4 +514,3 @@ class Node:
             if os.path.exists(d):
                 out.append("folder %s" % d)
         return out
-
