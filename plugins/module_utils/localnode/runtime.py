@@ -334,8 +334,7 @@ class Node:
         write_file_atomic(p["proxy_conf"], yaml.safe_dump(config.kube_proxy_config(self.slot, p, self.name)),
                           mode=0o600)
         for folder in config.PRIVATE_TMPFS:  # mount points of the holder's private tmpfs
-            if not os.path.isdir(folder):
-                os.makedirs(folder, 0o711)
+            os.makedirs(folder, 0o711, exist_ok=True)
 
     def _cgroups(self):
         record = self._cgroup_record()
