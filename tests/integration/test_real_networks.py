@@ -100,8 +100,10 @@ def test_real_pods_across_the_local_networks(mesh):
     # refused by rnet1's router at once (curl: "Failed to connect", exit code 7), not a timeout
     assert "Hello version" not in other and "exit code 7" in other and "timed out" not in other, other
     lb_ip = lb["addresses"]["default/hello"]
-    answer = helpers.wait_until(lambda: (lambda out: out if "Hello version" in out else None)(
-        curl("http://%s:5000/hello" % lb_ip)), 60, "rnet3's load-balancer address from rnet1")
+    def through_lb():
+        out = curl("http://%s:5000/hello" % lb_ip)
+        return out if "Hello version" in out else None
+    answer = helpers.wait_until(through_lb, 60, "rnet3's load-balancer address from rnet1")
     assert "instance: hello" in answer
     print("[real-networks] same network %s ok; other network %s refused; load balancer %s ok"
           % (ips["rnet2"], ips["rnet3"], lb_ip))
