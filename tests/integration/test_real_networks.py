@@ -100,6 +100,7 @@ def test_real_pods_across_the_local_networks(mesh):
     # refused by rnet1's router at once (curl: "Failed to connect", exit code 7), not a timeout
     assert "Hello version" not in other and "exit code 7" in other and "timed out" not in other, other
     lb_ip = lb["addresses"]["default/hello"]
+
     def through_lb():
         out = curl("http://%s:5000/hello" % lb_ip)
         return out if "Hello version" in out else None
