@@ -11,10 +11,10 @@ DOCUMENTATION = r'''
 module: mesh_summary
 short_description: The converge's summary - whether the mesh plays ran, and each cluster's endpoints
 description:
-  - Returns the lines C(site.yml) ends with. The first says whether the mesh plays ran and why -
-    C(nothing to change - <reason>) when the gate (M(meshfleet.mesh.converge_receipt)) found
-    the mesh converged, C(converged by the mesh plays (<reason>)) when they ran, C(no mesh play
-    ran - <reason>) when the run's tags select none of them.
+  - 'Returns the lines C(site.yml) ends with. The first says whether the mesh plays ran and why -
+    C(nothing to change: <reason>) when the gate (M(meshfleet.mesh.converge_receipt)) found
+    the mesh converged, C(converged by the mesh plays) with the reason in brackets when they ran, C(no mesh play
+    ran: <reason>) when the run''s tags select none of them.'
   - Then one line per cluster - its role, network, API server, east-west gateway address and
     istiod (the local istiod's debug URL, or C(in cluster)). Each value is the one this run's
     mesh plays set on the cluster's host (C(clusters_api_server), C(control_plane_gateway),
