@@ -146,7 +146,7 @@ def run_site(tmp_path):
                 (out / name).unlink()
         r = subprocess.run([os.path.join(bin_dir, "ansible-playbook"), "-i", inventory, str(tmp_path / playbook),
                             "-e", "out_dir=%s" % out] + list(args),
-                           cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+                           cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False)
         assert (r.returncode == 0) is ok, r.stdout[-3000:] + r.stderr[-3000:]
         answers = dict((name[:-5], json.loads((out / name).read_text()))
                        for name in ("gate.json", "rec.json") if (out / name).exists())

@@ -156,7 +156,7 @@ def test_action_reads_every_cluster_and_the_gate(tmp_path):
                PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
     r = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", str(tmp_path / "hosts.ini"),
                         str(tmp_path / "play.yml"), "-e", "out=%s" % out],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     got = json.loads(out.read_text())
     assert got["summary"] == [
