@@ -58,8 +58,13 @@ NO_LOG_MARK = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 _PKG = "ansible_collections.meshfleet.mesh.plugins"
 #: ``<module_utils file>.<class>``, as MeshfleetModule.step_name() makes it
 STEP_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[A-Z][A-Za-z0-9]*$")
-# seconds the checks of all hosts may take together (a hung API server: the normal path runs)
+# seconds the checks of all hosts may take together (a hung API server: the normal path runs;
+# every Kubernetes request has its own 30 s timeout, so this is a backstop), plus
+# CHECK_STEP_SECONDS per recorded step: a 20-cluster full mesh records about 460 steps
+# (380 remote secrets) and its checks share the machine's cores, so a fixed bound that
+# suits 3 clusters would send a big mesh down the slow path on a busy machine
 CHECK_TIMEOUT = 120
+CHECK_STEP_SECONDS = 0.5
 # files bigger than this are fingerprinted by size and mtime (the Go tools are 100+ MB)
 BIG_FILE = 4 * 1024 * 1024
 
@@ -320,7 +325,7 @@ def _forked(fn, arg):
             os._exit(code)  # never return into the parent's code
     os.close(wfd)
 
-    def wait(deadline):
+    def wait(deadline, bound):
         chunks = []
         with os.fdopen(rfd, "rb") as f:
             while True:
@@ -329,7 +334,7 @@ def _forked(fn, arg):
                 if not ready:
                     os.kill(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
-                    return "check timed out after %ds" % CHECK_TIMEOUT, {}
+                    return "check timed out after %ds" % bound, {}
                 data = os.read(f.fileno(), 1 << 16)
                 if not data:
                     break
@@ -341,6 +346,11 @@ def _forked(fn, arg):
             return "check process died", {}
         return problem, results
     return wait
+
+
+def check_bound(count):
+    """Seconds the checks of ``count`` recorded steps may take together."""
+    return int(CHECK_TIMEOUT + CHECK_STEP_SECONDS * count)
 
 
 def check(steps, parallel=True):
@@ -355,8 +365,9 @@ def check(steps, parallel=True):
     hosts = sorted(by_host)
     if parallel and hasattr(os, "fork"):
         waits = [_forked(_check_host, by_host[h]) for h in hosts]
-        deadline = time.monotonic() + CHECK_TIMEOUT
-        outcomes = [w(deadline) for w in waits]
+        bound = check_bound(len(steps))
+        deadline = time.monotonic() + bound
+        outcomes = [w(deadline, bound) for w in waits]
     else:
         outcomes = [_check_host(by_host[h]) for h in hosts]
     problems = ["%s: %s" % (h, o[0]) for h, o in zip(hosts, outcomes) if o[0]]

@@ -251,9 +251,18 @@ def test_any_change_or_error_takes_the_normal_path(fake_steps, parallel, index, 
 
 def test_a_hung_check_times_out_into_the_normal_path(fake_steps, monkeypatch):
     monkeypatch.setattr(receipt, "CHECK_TIMEOUT", 1)
+    monkeypatch.setattr(receipt, "CHECK_STEP_SECONDS", 0)
     monkeypatch.setattr(FakeStep, "observe", lambda self: __import__("time").sleep(30))
     ok, reason, dummy = receipt.check(converged_steps(), parallel=True)
     assert not ok and "check timed out after 1s" in reason
+
+
+def test_the_check_bound_grows_with_the_recorded_steps():
+    # 3 clusters (about 20 steps) keep the two-minute backstop; a 20-cluster full mesh
+    # (about 460 steps, 380 of them remote secrets) gets room for its checks on a busy machine
+    assert receipt.check_bound(20) == 130
+    assert receipt.check_bound(460) == 350
+    assert receipt.check_bound(460) > receipt.check_bound(459)
 
 
 def test_no_steps_is_not_converged():

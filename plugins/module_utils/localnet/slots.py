@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+# Copyright: Meshfleet engineers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The machine-wide registry of local-network slots (node, network, mesh numbers).
+
+Several meshes share one machine (the demo, test runs), and the namespaces and host
+interfaces a slot names (``localnet.addressing``) are machine-wide, so numbers are handed
+out under a file lock from ``${MESHFLEET_LOCALNET_DIR:-~/.cache/meshfleet/localnet}/slots.json``:
+``{kind: {owner: slot}}``. An owner is the absolute path of the folder of what holds the
+slot (a cluster's folder, a mesh's state dir + network name); owners whose path is gone
+are pruned, as in the port registry. A slot whose namespace still exists (a crashed run's
+remnant) is not handed out again until it is gone (``in_use``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
+    MeshfleetError, ensure_private_dir, write_file_atomic)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet import addressing
+from ansible_collections.meshfleet.mesh.plugins.module_utils.ports import locked
+
+#: kind -> (number of slots, the namespace a slot names)
+KINDS = {
+    "node": (addressing.MAX_NODE_SLOTS, addressing.node_netns),
+    "network": (addressing.MAX_NETWORK_SLOTS, addressing.router_netns),
+    "mesh": (addressing.MAX_MESH_SLOTS, addressing.core_netns),
+}
+
+
+def netns_exists(name):
+    return os.path.exists(os.path.join("/run/netns", name))
+
+
+def _owner_path(owner):
+    """The folder that keeps ``owner`` alive: ``/a/b`` or ``/a/b#network1`` -> ``/a/b``."""
+    return owner.split("#", 1)[0]
+
+
+class SlotRegistry:
+
+    def __init__(self, directory=None, in_use=None):
+        if directory is None:
+            directory = os.environ.get("MESHFLEET_LOCALNET_DIR") or os.path.expanduser(
+                "~/.cache/meshfleet/localnet")
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o700)
+        self.directory = ensure_private_dir(directory)
+        self.path = os.path.join(self.directory, "slots.json")
+        self.lock_path = os.path.join(self.directory, "slots.lock")
+        self.in_use = in_use or (lambda kind, slot: netns_exists(KINDS[kind][1](slot)))
+
+    def _load(self):
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+        except (IOError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save(self, data):
+        write_file_atomic(self.path, json.dumps(data, indent=1, sort_keys=True), mode=0o600)
+
+    def get(self, kind, owner):
+        """The slot ``owner`` holds, or None."""
+        return self._load().get(kind, {}).get(owner)
+
+    def reserve(self, kind, owner):
+        """The slot of ``owner`` (an absolute path, optionally ``path#name``): kept if it
+        holds one, else the lowest free one."""
+        if kind not in KINDS:
+            raise MeshfleetError("unknown slot kind %r (one of %s)" % (kind, ", ".join(sorted(KINDS))))
+        if not os.path.isabs(_owner_path(owner)):
+            raise MeshfleetError("slot owner %r is not an absolute path" % (owner,))
+        limit = KINDS[kind][0]
+        with locked(self.lock_path):
+            data = self._load()
+            mine = data.setdefault(kind, {})
+            for other in [o for o in mine if o != owner and not os.path.exists(_owner_path(o))]:
+                del mine[other]
+            if owner in mine:
+                return mine[owner]
+            taken = set(mine.values())
+            for slot in range(limit):
+                if slot not in taken and not self.in_use(kind, slot):
+                    mine[owner] = slot
+                    self._save(data)
+                    return slot
+            raise MeshfleetError("no free %s slot left (%d in use on this machine)" % (kind, limit))
+
+    def release(self, kind, owner):
+        with locked(self.lock_path):
+            data = self._load()
+            if data.get(kind, {}).pop(owner, None) is not None:
+                self._save(data)
