@@ -5,9 +5,11 @@
 
 It runs on the controller, where the mesh state lives, because what it fingerprints is the
 controller's view of the run: the inventory sources, the collection's files, the Ansible
-config and the command line's extra vars, tags and limit (``ansible.context.CLIARGS``),
-none of which a module can see. The checks themselves are the step modules' own code
-(plugins/module_utils/receipt.py).
+config and the command line's extra vars and limit (``ansible.context.CLIARGS``), none of
+which a module can see. What else it needs it reads from the task's variables: the state
+dir (``meshfleet_state_dir``), ``meshfleet_fast_noop``, the run's tags (``ansible_run_tags``,
+``ansible_skip_tags``) and, to record, every host's registered results. The checks
+themselves are the step modules' own code (plugins/module_utils/receipt.py).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,6 +22,7 @@ import yaml
 
 from ansible import constants as C
 from ansible import context
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils import receipt
@@ -31,7 +34,7 @@ CODE_DIRS = ("roles", "plugins", "playbooks")
 
 ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["checked", "recorded", "absent"], default="checked"),
-    state_dir=dict(type="path", required=True),
+    state_dir=dict(type="path"),
     results=dict(type="list", elements="dict"),
     inputs=dict(type="list", elements="path", default=[]),
 )
@@ -72,23 +75,13 @@ def _extra_vars_text():
     return out
 
 
-def _relevant_tags(tags, default):
-    """The tags of the command line that can change which tasks run: Ansible's special ones,
-    and those whose name appears in the collection's roles or playbooks (molecule's
-    ``--skip-tags molecule-notest,notest`` selects nothing here and must not count)."""
-    tags = sorted(set(tags or ()) - set(default))
-    if not tags:
-        return []
-    text = []
-    for d in ("roles", "playbooks"):
-        for root, dummy, files in os.walk(os.path.join(COLLECTION_ROOT, d)):
-            for name in files:
-                if name.endswith((".yml", ".yaml")):
-                    with open(os.path.join(root, name), "rb") as f:
-                        text.append(f.read().decode("utf-8", "replace"))
-    text = "\n".join(text)
-    special = ("always", "never", "tagged", "untagged")
-    return [t for t in tags if t in special or t in text]
+def run_tags(task_vars):
+    """``(tags, skip_tags)`` of this run: Ansible's ``ansible_run_tags``/``ansible_skip_tags``
+    (the command line's, as ``ansible.context.CLIARGS`` has them when they are not set)."""
+    cli = context.CLIARGS
+    tags = task_vars.get("ansible_run_tags", cli.get("tags") or ("all",))
+    skip = task_vars.get("ansible_skip_tags", cli.get("skip_tags") or ())
+    return list(tags or ()), list(skip or ())
 
 
 def registered_steps(task_vars):
@@ -126,12 +119,17 @@ class ActionModule(ActionBase):
         paths += receipt.tool_dirs(steps)
         if C.CONFIG_FILE:
             paths.append(C.CONFIG_FILE)
-        cli = context.CLIARGS
+        # no tags: a run that checks or records selects every mesh step (receipt.out_of_scope)
         extras = dict(receipt.environment_extras(),
                       extra_vars=_extra_vars_text(),
-                      tags=_relevant_tags(cli.get("tags"), ("all",)), skip_tags=_relevant_tags(cli.get("skip_tags"), ()),
-                      limit=cli.get("subset"), ansible=task_vars.get("ansible_version", {}).get("full"))
+                      limit=context.CLIARGS.get("subset"), ansible=task_vars.get("ansible_version", {}).get("full"))
         return receipt.fingerprint(paths, extras, skip=[state_dir])
+
+    def _var(self, task_vars, name, default=None):
+        """A variable of the task's host, templated."""
+        if name not in task_vars:
+            return default
+        return self._templar.template(task_vars[name])
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
@@ -139,8 +137,29 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         ok, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         del ok
-        state_dir = args["state_dir"]
+        state_dir = args["state_dir"] or self._var(task_vars, "meshfleet_state_dir")
+        if not state_dir:
+            result.update(failed=True, changed=False,
+                          msg="state_dir: not given, and the inventory sets no meshfleet_state_dir "
+                              "(use an inventory with a *.meshfleet.yml file, or pass state_dir)")
+            return result
+        state_dir = os.path.expanduser(str(state_dir))
+        args["state_dir"] = state_dir
         result.update(changed=False, path=receipt.receipt_path(state_dir))
+
+        tags, skip_tags = run_tags(task_vars)
+        selected = receipt.selected_steps(tags, skip_tags)
+        why_not = receipt.out_of_scope(boolean(self._var(task_vars, "meshfleet_fast_noop", True), strict=False),
+                                       selected)
+        if args["state"] == "checked":
+            result.update(selected=selected)
+        if why_not and args["state"] != "absent":
+            # neither checked nor recorded; a receipt there stays (it is for whole runs)
+            if args["state"] == "checked":
+                result.update(converged=False, reason=why_not, results={})
+            else:
+                result.update(recorded=False, reason="nothing recorded: %s" % why_not)
+            return result
 
         if args["state"] in ("absent", "recorded"):
             if args["state"] == "recorded" and args["results"] is None:

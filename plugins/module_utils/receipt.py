@@ -9,8 +9,8 @@ run. So ``site.yml`` ends its mesh part by recording a *receipt* in the state di
 
 - a fingerprint of everything the modules' arguments are made from: the inventory
   sources, the collection's roles, plugins and playbooks, the Ansible config file, the
-  extra vars and tag/limit options of the command line, ``MESHFLEET_*`` environment
-  variables, the Ansible and Python versions, and the built tools (size and mtime);
+  extra vars and limit of the command line, ``MESHFLEET_*`` environment variables, the
+  Ansible and Python versions, and the built tools (size and mtime);
 - each mesh step's class and the arguments a re-run passes (``receipt_step`` and
   ``module_args`` of its registered result: every module class with ``receipt_step = True``
   returns them, see ``MeshfleetModule``), and its result.
@@ -24,6 +24,10 @@ and label, ``cacerts`` against the PKI, istiod's process, configuration and read
 each remote secret's server, CA and token expiry, the PKI's expiry). Only when none of
 them would change anything is the mesh part skipped; anything else (no receipt, other
 inputs, drift, an error) runs the normal path, which repairs and reports it.
+
+The receipt vouches for whole converges: a run whose ``--tags``/``--skip-tags`` leave out
+one of the mesh steps (:data:`MESH_STEPS`, the tags of ``playbooks/mesh.yml``'s plays) neither
+checks nor records it (:func:`selected_steps`).
 
 The receipt holds no secrets: a step whose arguments carry a ``no_log`` value, or whose
 result was censored, is not recorded and the receipt is dropped.
@@ -65,8 +69,60 @@ CHECK_STEP_SECONDS = 0.5
 BIG_FILE = 4 * 1024 * 1024
 
 
+#: The steps whose results the receipt records, in order: the tag of each play of
+#: ``playbooks/mesh.yml`` that runs one (the role of the same name). Validation carries the tag
+#: ``always``; the VM plays (``vms``) are not part of the receipt.
+MESH_STEPS = ("trust", "clusters", "control_plane", "mesh_links")
+
+
 def receipt_path(state_dir):
     return os.path.join(state_dir, FILE_NAME)
+
+
+# --- which steps this run selects ------------------------------------------------------------
+def _tag_set(tags):
+    """Tags as a set (``--tags a,b`` may arrive unsplit)."""
+    out = set()
+    for tag in tags or ():
+        out.update(t.strip() for t in str(tag).split(",") if t.strip())
+    return out
+
+
+def runs_with_tags(task_tags, only_tags, skip_tags):
+    """Whether a task tagged ``task_tags`` runs under ``--tags only_tags --skip-tags skip_tags``:
+    Ansible's rule (``Taggable.evaluate_tags``: ``always`` unless skipped by name or ``all``,
+    ``never`` only when named, ``tagged``/``untagged``, ``all``)."""
+    tags = _tag_set(task_tags) or {"untagged"}
+    only, skip = _tag_set(only_tags), _tag_set(skip_tags)
+    run = True
+    if only:
+        run = ("always" in tags or ("all" in only and "never" not in tags) or bool(tags & only)
+               or ("tagged" in only and tags != {"untagged"} and "never" not in tags))
+    if run and skip:
+        if "all" in skip:
+            run = "always" in tags and "always" not in skip
+        elif tags & skip or ("tagged" in skip and tags != {"untagged"}):
+            run = False
+    return run
+
+
+def selected_steps(only_tags, skip_tags):
+    """The mesh steps (:data:`MESH_STEPS`) a run with these ``--tags``/``--skip-tags`` runs."""
+    return [step for step in MESH_STEPS if runs_with_tags([step], only_tags, skip_tags)]
+
+
+def out_of_scope(fast_noop, selected):
+    """Why this run neither checks nor records the receipt (None: it does): the fast no-op is
+    off (``meshfleet_fast_noop=false``), or its tags leave out a mesh step (``selected``, from
+    :func:`selected_steps`)."""
+    if not fast_noop:
+        return "fast no-op off: meshfleet_fast_noop=false"
+    if not selected:
+        return "this run's tags select none of the mesh steps (%s)" % ", ".join(MESH_STEPS)
+    if len(selected) < len(MESH_STEPS):
+        return ("this run's tags select only %s of the mesh steps (the receipt is for whole converges)"
+                % ", ".join(selected))
+    return None
 
 
 # --- fingerprint -------------------------------------------------------------------------
@@ -146,8 +202,13 @@ def _has_no_log_value(value):
 
 def steps_from_results(results):
     """Receipt steps from ``[{host, var, result}]`` (registered results of receipt steps).
-    Returns ``(steps, problem)``; ``problem`` says why nothing can be recorded."""
+    Returns ``(steps, problem)``; ``problem`` says why nothing can be recorded.
+
+    A step that another host recorded already - the same variable, module and arguments - is
+    recorded once: a ``run_once`` task's result is registered on every host of its play (the
+    trust step), and the same arguments ask the same question."""
     steps = []
+    seen = []
     for item in results:
         host, var, result = item.get("host"), item.get("var"), item.get("result")
         where = "%s of %s" % (var, host)
@@ -165,6 +226,10 @@ def steps_from_results(results):
             return None, "%s has no recorded module arguments" % where
         if _has_no_log_value(args):
             return None, "%s has a no_log argument (the receipt never stores secrets)" % where
+        key = (var, name, json.dumps(args, sort_keys=True, default=str))
+        if key in seen:
+            continue
+        seen.append(key)
         keep = dict((k, v) for k, v in result.items()
                     if k not in ("module_args", "receipt_step", "diff", "changed"))
         steps.append(dict(host=host, var=var, module=name, args=dict(args), result=keep))

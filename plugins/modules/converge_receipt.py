@@ -11,19 +11,25 @@ DOCUMENTATION = r'''
 module: converge_receipt
 short_description: Check a converged mesh in one process, or record what converged
 description:
-  - C(state=recorded) (the end of C(site.yml)'s mesh part) writes a receipt into
+  - C(state=recorded) (the end of C(playbooks/mesh.yml)) writes a receipt into
     O(state_dir) - the module class and arguments of every mesh step that ran (every registered
     result of this run that carries C(receipt_step), on every host, or those in O(results)),
     and a fingerprint of what those arguments are made
     from - the inventory sources, the collection's C(roles), C(plugins) and C(playbooks),
-    the Ansible config file, the command line's extra vars, tags, skip-tags and limit,
+    the Ansible config file, the command line's extra vars and limit,
     C(MESHFLEET_*) environment variables, the Ansible and Python versions and the built
     tools (size and modification time).
-  - C(state=checked) (the start of C(site.yml)) loads the receipt. When the fingerprint is
+  - C(state=checked) (the gate at the start of C(playbooks/mesh.yml)) loads the receipt. When the fingerprint is
     unchanged it asks every recorded step's own module code one question in this process,
     one forked process per host - is its plan empty and is it healthy? (the same observation
-    and plan a normal run makes) - and returns C(converged=true) only when every answer is yes. C(site.yml) then skips
-    its mesh plays and sets the facts they would have set from the check results.
+    and plan a normal run makes) - and returns C(converged=true) only when every answer is yes.
+    The gate then leaves every cluster out of the group its mesh plays target, and the summary
+    (M(meshfleet.mesh.mesh_summary)) reads the check results.
+  - The receipt is for whole converges. A run whose C(--tags)/C(--skip-tags) leave out one of
+    the mesh steps (the plays tagged C(trust), C(clusters), C(control_plane), C(mesh_links)), or
+    that sets C(meshfleet_fast_noop=false), neither checks (C(converged=false), its C(reason) says
+    why) nor records it; a receipt already there is kept. Other tags (C(vms), C(summary),
+    molecule's C(notest)) do not matter.
   - Nothing is ever changed by C(checked). The receipt is bookkeeping, like a cache - writing
     it reports no change. It never holds secrets - a step with a C(no_log) argument or a
     censored result makes C(recorded) drop the receipt instead, and the next run takes the
@@ -38,9 +44,10 @@ options:
     choices: [checked, recorded, absent]
     default: checked
   state_dir:
-    description: The mesh state directory (the receipt is C(converge-receipt.json) in it, mode 0600).
+    description:
+      - The mesh state directory (the receipt is C(converge-receipt.json) in it, mode 0600).
+      - Default - the inventory's C(meshfleet_state_dir) (the topology's C(mesh.state_dir)).
     type: path
-    required: true
   results:
     description:
       - With C(state=recorded), the registered results of the mesh steps, as a list of
@@ -69,6 +76,9 @@ attributes:
     description: No diff; it changes nothing in the mesh.
     support: none
 notes:
+  - Read from the task's variables - C(meshfleet_state_dir) (the default of O(state_dir)),
+    C(meshfleet_fast_noop) (default C(true)), and the run's tags (C(ansible_run_tags),
+    C(ansible_skip_tags)).
   - Anything not in the fingerprint that changes a step's arguments (a vars file outside the
     inventory and the collection, an environment variable other than C(MESHFLEET_*)) must be
     listed in O(inputs); or delete the receipt (or run with C(-e meshfleet_fast_noop=false)).
@@ -77,13 +87,17 @@ notes:
 EXAMPLES = r'''
 - name: Is the mesh converged already?
   meshfleet.mesh.converge_receipt:
-    state_dir: "{{ meshfleet_state_dir }}"
-  register: gate
+  register: meshfleet_gate
 
-- name: Record what converged
+- name: Record what converged (every registered result of a receipt step, on every host)
   meshfleet.mesh.converge_receipt:
     state: recorded
-    state_dir: "{{ meshfleet_state_dir }}"
+  run_once: true
+
+- name: Forget the receipt (the next run checks everything)
+  meshfleet.mesh.converge_receipt:
+    state: absent
+    state_dir: /srv/mesh/.meshfleet
 '''
 
 RETURN = r'''
@@ -92,9 +106,16 @@ converged:
   returned: state=checked
   type: bool
 reason:
-  description: Why (no receipt, inputs changed, which host and step would change what, or how many steps were checked).
+  description: Why (no receipt, inputs changed, which host and step would change what, how many
+    steps were checked, or why this run neither checks nor records).
   returned: always
   type: str
+selected:
+  description: With C(state=checked), the mesh steps this run's tags select, in order.
+  returned: state=checked
+  type: list
+  elements: str
+  sample: [trust, clusters, control_plane, mesh_links]
 results:
   description: With C(state=checked) and C(converged), host to registered variable name to the check-mode result of its step.
   returned: state=checked

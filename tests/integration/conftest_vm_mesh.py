@@ -115,7 +115,7 @@ def vm_mesh(tmp_path_factory, tools_bin):
 def onboarded(vm_mesh):
     """site.yml imports vms.yml: the VMs are onboarded by then (else vms.yml does it)."""
     mesh = vm_mesh
-    if "PLAY [VM groups | Istio sidecar on every VM" not in mesh.site_run.output:
+    if "PLAY [VMs | Istio sidecar on every VM" not in mesh.site_run.output:
         run = mesh.play("vms.yml", timeout=900)
         assert_ok(run)
         log("onboarding %d VMs (vms.yml): %.1fs" % (len(VMS), run.seconds))

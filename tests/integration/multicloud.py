@@ -263,8 +263,8 @@ def overlay_env(endpoints, work_dir):
 
 
 def cloud_vms_wired():
-    """Whether site.yml provisions cloud VMs yet (role vms_provision in a playbook)."""
-    for name in ("site.yml", "vms.yml"):
+    """Whether site.yml provisions cloud VMs yet (role vms_provision in a playbook it imports)."""
+    for name in ("site.yml", "mesh.yml", "vms.yml"):
         with open(os.path.join(helpers.REPO, "playbooks", name)) as f:
             if "vms_provision" in f.read():
                 return True

@@ -210,7 +210,7 @@ def test_api_server_killed_mid_run_fails_naming_it_and_rerun_converges(site):
         os.kill(victim, signal.SIGKILL)
 
     run, fired = helpers.run_playbook_interrupted(
-        "site.yml", site.inventory, "PLAY [Install Istio on the primaries", kill_api_server,
+        "site.yml", site.inventory, "PLAY [Control plane | Install Istio on the primaries", kill_api_server,
         tools_bin=site.tools_bin, args=("-e", "meshfleet_fast_noop=false"))
     assert fired, run.tail(40)
     assert run.rc != 0, run.tail(40)
@@ -270,7 +270,7 @@ def test_interrupted_teardown_is_finished_by_a_rerun(site):
         os.killpg(process.pid, signal.SIGINT)
 
     run, fired = helpers.run_playbook_interrupted(
-        "teardown.yml", site.inventory, "PLAY [Remove the clusters]", interrupt, tools_bin=site.tools_bin)
+        "teardown.yml", site.inventory, "PLAY [Clusters | Remove the clusters]", interrupt, tools_bin=site.tools_bin)
     assert fired and run.rc != 0, run.tail(40)
     run = site.play("teardown.yml")
     assert_ok(run)

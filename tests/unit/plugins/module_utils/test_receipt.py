@@ -277,3 +277,77 @@ def test_a_step_checked_without_ansible_module_is_read_only():
     assert step.warnings == ["careful"]
     with pytest.raises(MeshfleetError, match="boom"):
         step.fail("boom")
+
+
+def test_a_run_once_result_registered_on_every_host_is_recorded_once():
+    """The trust step runs once (run_once) in a play over the clusters: Ansible registers its
+    result on every host of the play; the receipt records (and checks) it once."""
+    trust = dict(changed=False, module_args=dict(clusters=["c1", "c2"], state_dir="/s"),
+                 receipt_step="mesh_ca.MeshCAModule", summary="2 unchanged")
+    steps, problem = receipt.steps_from_results([
+        dict(host="c1", var="trust_result", result=trust),
+        dict(host="c1", var="clusters_result", result=result()),
+        dict(host="c2", var="trust_result", result=dict(trust)),
+        dict(host="c2", var="clusters_result", result=result(module_args=dict(name="c2"))),
+    ])
+    assert problem is None
+    assert [(s["host"], s["var"]) for s in steps] == [
+        ("c1", "trust_result"), ("c1", "clusters_result"), ("c2", "clusters_result")]
+    # other arguments are another step, also under the same variable name
+    other = dict(trust, module_args=dict(clusters=["c1"], state_dir="/s"))
+    steps, problem = receipt.steps_from_results([dict(host="c1", var="trust_result", result=trust),
+                                                 dict(host="c2", var="trust_result", result=other)])
+    assert problem is None and len(steps) == 2
+
+
+# --- which runs check and record the receipt -------------------------------------------------
+TAG_CASES = [
+    # (--tags, --skip-tags)
+    (["all"], []), ([], []), (["clusters"], []), (["trust", "clusters"], []), (["always"], []),
+    (["tagged"], []), (["untagged"], []), (["never"], []), (["all"], ["clusters"]),
+    (["all"], ["always"]), (["all"], ["all"]), (["all"], ["tagged"]), (["all"], ["untagged"]),
+    (["clusters"], ["clusters"]), (["all"], ["molecule-notest", "notest"]), (["clusters,trust"], []),
+    (["vms"], ["all"]), (["always"], ["always"]),
+]
+TASK_TAGS = [[], ["clusters"], ["always"], ["never"], ["never", "clusters"], ["always", "clusters"],
+             ["vms"], ["trust", "clusters"]]
+
+
+@pytest.mark.parametrize("only, skip", TAG_CASES)
+@pytest.mark.parametrize("task_tags", TASK_TAGS)
+def test_tag_rule_is_ansibles(only, skip, task_tags):
+    """runs_with_tags says what Ansible's own rule (Taggable.evaluate_tags) says."""
+    from ansible.playbook.play import Play
+    from ansible.parsing.dataloader import DataLoader
+    play = Play.load(dict(hosts="localhost", gather_facts=False,
+                          tasks=[dict(name="t", debug=dict(msg="x"), tags=task_tags)]), loader=DataLoader())
+    task = [t for block in play.compile() for t in block.block if t.name == "t"][0]
+    only_set = set(t.strip() for tag in only for t in tag.split(","))
+    assert receipt.runs_with_tags(task_tags, only, skip) is task.evaluate_tags(only_set, set(skip), {})
+
+
+@pytest.mark.parametrize("only, skip, selected", [
+    (["all"], [], list(receipt.MESH_STEPS)),
+    (["all"], ["vms", "summary"], list(receipt.MESH_STEPS)),
+    (["all"], ["molecule-notest", "notest"], list(receipt.MESH_STEPS)),
+    (["tagged"], [], list(receipt.MESH_STEPS)),
+    (["trust", "clusters", "control_plane", "mesh_links"], [], list(receipt.MESH_STEPS)),
+    (["clusters"], [], ["clusters"]),
+    (["mesh_links,trust"], [], ["trust", "mesh_links"]),
+    (["all"], ["clusters"], ["trust", "control_plane", "mesh_links"]),
+    (["always"], [], []),
+    (["vms"], [], []),
+    (["untagged"], [], []),
+    (["all"], ["all"], []),
+])
+def test_selected_steps(only, skip, selected):
+    assert receipt.selected_steps(only, skip) == selected
+
+
+def test_only_whole_runs_check_and_record():
+    assert receipt.out_of_scope(True, list(receipt.MESH_STEPS)) is None
+    assert receipt.out_of_scope(False, list(receipt.MESH_STEPS)) == "fast no-op off: meshfleet_fast_noop=false"
+    assert receipt.out_of_scope(True, ["clusters"]) == (
+        "this run's tags select only clusters of the mesh steps (the receipt is for whole converges)")
+    assert receipt.out_of_scope(True, []) == (
+        "this run's tags select none of the mesh steps (trust, clusters, control_plane, mesh_links)")
