@@ -15,7 +15,7 @@ TOOLS_ARGS := $(if $(TOOLS_SOURCE),--source $(TOOLS_SOURCE))
 demo verify: TOOLS_ARGS += --inventory $(INVENTORY)
 export MESHFLEET_TOOLS_BIN = $(shell bash tools/build-tools.sh --print-bin $(TOOLS_ARGS) 2>/dev/null)
 
-.PHONY: setup tools browser images demo validate test unit lint sanity integration molecule verify teardown bench clean help
+.PHONY: setup tools node browser images demo validate test unit lint sanity integration molecule verify teardown bench clean help
 
 help:
 	@echo "make demo      converge the local demo mesh ($(INVENTORY))"
@@ -35,6 +35,11 @@ tools:
 browser:
 	@scripts/setup.sh --browser
 
+# What a real node of a local cluster needs (`real_node: true`): Debian's containerd, runc,
+# CNI plugins and iptables, and the node tool set (kubelet, kube-proxy, coredns), cached
+node:
+	@scripts/setup.sh --node --tools $(TOOLS_ARGS)
+
 # Debian's umoci, skopeo and gcc, which build the real-pod images (only when missing)
 images:
 	@scripts/setup.sh --images
@@ -52,7 +57,7 @@ verify: tools
 teardown: setup
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/teardown.yml
 
-test: tools browser images
+test: tools node browser images
 	@scripts/test.sh all
 
 unit: setup
@@ -64,10 +69,10 @@ lint: setup
 sanity: setup
 	@scripts/test.sh sanity
 
-integration: tools browser images
+integration: tools node browser images
 	@scripts/test.sh integration
 
-molecule: tools
+molecule: tools node images
 	@scripts/test.sh molecule
 
 bench: tools
