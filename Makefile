@@ -15,7 +15,7 @@ TOOLS_ARGS := $(if $(TOOLS_SOURCE),--source $(TOOLS_SOURCE))
 demo verify: TOOLS_ARGS += --inventory $(INVENTORY)
 export MESHFLEET_TOOLS_BIN = $(shell bash tools/build-tools.sh --print-bin $(TOOLS_ARGS) 2>/dev/null)
 
-.PHONY: setup tools browser demo validate test unit lint sanity integration molecule verify teardown bench clean help
+.PHONY: setup tools browser images demo validate test unit lint sanity integration molecule verify teardown bench clean help
 
 help:
 	@echo "make demo      converge the local demo mesh ($(INVENTORY))"
@@ -35,6 +35,10 @@ tools:
 browser:
 	@scripts/setup.sh --browser
 
+# Debian's umoci, skopeo and gcc, which build the real-pod images (only when missing)
+images:
+	@scripts/setup.sh --images
+
 demo: tools
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/site.yml
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/verify.yml
@@ -48,7 +52,7 @@ verify: tools
 teardown: setup
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/teardown.yml
 
-test: tools browser
+test: tools browser images
 	@scripts/test.sh all
 
 unit: setup
@@ -60,7 +64,7 @@ lint: setup
 sanity: setup
 	@scripts/test.sh sanity
 
-integration: tools browser
+integration: tools browser images
 	@scripts/test.sh integration
 
 molecule: tools

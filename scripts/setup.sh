@@ -8,6 +8,8 @@
 #     [--inventory PATH]             only what this inventory needs (default: every tool)
 #   scripts/setup.sh --browser  also Debian's Chromium (and a font), for the mesh report's
 #                               headless-browser test (apt-get, root; only when missing)
+#   scripts/setup.sh --images   also Debian's umoci, skopeo, gcc and libc6-dev, which build the
+#                               real-pod images (docs/real-pods.md; apt-get, root; only when missing)
 #   Everything the tools step prints is also written to $MESHFLEET_TOOLS_LOG (.venv/.tools.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,15 +21,17 @@ log() { printf '[setup] %s\n' "$*"; }
 
 want_tools=0
 want_browser=0
+want_images=0
 tools_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --tools) want_tools=1 ;;
     --browser) want_browser=1 ;;
+    --images) want_images=1 ;;
     --source | --inventory)
-      [ $# -ge 2 ] || { echo "usage: $0 [--browser] [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2; }
+      [ $# -ge 2 ] || { echo "usage: $0 [--browser] [--images] [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2; }
       tools_args+=("$1" "$2"); shift ;;
-    *) echo "usage: $0 [--browser] [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--browser] [--images] [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -102,6 +106,27 @@ if [ "$want_browser" = 1 ]; then
   [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
   if [ ${#need[@]} -eq 0 ]; then
     log "browser ready ($(command -v chromium))"
+  elif [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] error: ${need[*]} missing; install them as root (apt-get install ${need[*]})" >&2; exit 1
+  else
+    log "installing ${need[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
+      apt-get update -q >/dev/null
+      apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    fi
+  fi
+fi
+
+if [ "$want_images" = 1 ]; then
+  # plugins/module_utils/images/: umoci and skopeo make the OCI archives, gcc -static the pause binary
+  need=()
+  command -v umoci >/dev/null 2>&1 || need+=(umoci)
+  command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+  command -v gcc >/dev/null 2>&1 || need+=(gcc)
+  [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || [ -n "$(find /usr/lib -name libc.a -print -quit 2>/dev/null)" ] || need+=(libc6-dev)
+  if [ ${#need[@]} -eq 0 ]; then
+    log "image tools ready (umoci, skopeo, gcc)"
   elif [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "[setup] error: ${need[*]} missing; install them as root (apt-get install ${need[*]})" >&2; exit 1
   else

@@ -40,9 +40,13 @@ class GatewayAddress:
     ``hostname``)."""
 
     def __init__(self, kube, namespace="istio-system", service="istio-eastwestgateway", address=None,
-                 publish=False, wait=True, wait_timeout=300):
+                 publish=False, wait=True, wait_timeout=300, pool=None):
         self.kube, self.namespace, self.service = kube, namespace, service
         self.address, self.publish, self.wait, self.wait_timeout = address, publish, wait, wait_timeout
+        #: a real-node cluster's load-balancer pool (addresses in order): the local load balancer
+        #: (localnet.lb) gives the gateway its address, the override only asks for one of the pool
+        self.pool = pool
+        self.local_lb = None
         self.what = "service %s/%s" % (namespace, service)
         self.path = "/api/v1/namespaces/%s/services/%s" % (namespace, service)
         self.svc = self.result = self.diff = None
@@ -55,6 +59,8 @@ class GatewayAddress:
         """``(result, diff)`` as far as the observed Service tells."""
         current = lb_ingress(self.svc)
         self.diff = None
+        if self.pool is not None:
+            return self._plan_pool(current)
         if self.address:
             self.result = dict(address=self.address, source="inventory override", changed=False)
             if self.publish and current != [(self.address, None)]:
@@ -73,7 +79,9 @@ class GatewayAddress:
         if self.svc is None:
             raise MeshfleetError("%s does not exist in %s; install the east-west gateway first"
                                  % (self.what, self.kube.kubeconfig))
-        if self.diff:
+        if self.pool is not None:
+            self.local_lb.apply()
+        elif self.diff:
             self.kube.request("publish the address of " + self.what, "PATCH", self.path + "/status",
                               {"status": {"loadBalancer": {"ingress": [{"ip": self.address}]}}},
                               content_type="application/merge-patch+json")
@@ -89,6 +97,29 @@ class GatewayAddress:
                     "to give the address explicitly" % (self.what, self.wait_timeout))
             self.result = self._from_ingress(ingress)
         return self.result
+
+    def _plan_pool(self, current):
+        """A real-node cluster: the gateway's address from its pool (localnet.lb), like every
+        other LoadBalancer Service of the cluster, so no address is handed out twice."""
+        from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet.lb import LocalLb
+        if self.address and self.address not in self.pool:
+            raise MeshfleetError("the east-west address %s is not in the cluster's load-balancer pool %s .. %s: "
+                                 "leave clusters.<name>.eastwest_address unset (the pool gives one) or pick one of it"
+                                 % (self.address, self.pool[0], self.pool[-1]))
+        if self.svc is None:
+            self.result = dict(address=None, source="unknown until the gateway exists", changed=False)
+            return self.result, None
+        key = "%s/%s" % (self.namespace, self.service)
+        self.local_lb = LocalLb(self.kube, self.pool, requests={key: self.address} if self.address else None)
+        self.local_lb.observe()
+        writes = self.local_lb.plan(only=[key])
+        ip, why = self.local_lb.assigned.get(key, (None, "it is not of type LoadBalancer"))
+        if ip is None:
+            raise MeshfleetError("%s gets no load-balancer address: %s" % (self.what, why))
+        self.result = dict(address=ip, source="local load balancer", changed=bool(writes))
+        if writes:
+            self.diff = dict(before=dict(ingress=[i for i, _h in current]), after=dict(ingress=[ip]))
+        return self.result, self.diff
 
     @staticmethod
     def _from_ingress(ingress):
@@ -108,13 +139,18 @@ class GatewayAddressModule(MeshfleetModule):
         service=dict(type="str", default="istio-eastwestgateway"),
         address=dict(type="str"),
         publish=dict(type="bool", default=False),
+        lb_pool=dict(type="str"),
     )
     with_wait = True
 
     def observe(self):
         p = self.params
+        pool = None
+        if p.get("lb_pool"):
+            from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet.lb import pool_addresses
+            pool = pool_addresses(p["lb_pool"], "lb_pool")
         self.gw = GatewayAddress(KubeRest(p["kubeconfig"], p["context"], label="cluster"), p["namespace"],
-                                 p["service"], p["address"], p["publish"], p["wait"], p["wait_timeout"])
+                                 p["service"], p["address"], p["publish"], p["wait"], p["wait_timeout"], pool=pool)
         return self.gw.observe()
 
     def plan(self, observed):

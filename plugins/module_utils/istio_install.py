@@ -231,6 +231,7 @@ class IstioInstallModule(MeshfleetModule):
             address=dict(type="str"),
             publish=dict(type="bool", default=False),
             wait_timeout=dict(type="int", default=300),
+            lb_pool=dict(type="str"),
         )),
     )
 
@@ -398,8 +399,12 @@ class IstioInstallModule(MeshfleetModule):
         self.gateway = None
         if p["gateway"]:
             g = p["gateway"]
+            pool = None
+            if g.get("lb_pool"):
+                from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet.lb import pool_addresses
+                pool = pool_addresses(g["lb_pool"], "gateway.lb_pool")
             self.gateway = GatewayAddress(kube, ns, g["service"], g["address"], g["publish"],
-                                          wait=True, wait_timeout=g["wait_timeout"])
+                                          wait=True, wait_timeout=g["wait_timeout"], pool=pool)
             self.gateway.observe()
             gw, gw_diff = self.gateway.plan()
             if gw_diff:

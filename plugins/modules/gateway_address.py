@@ -48,12 +48,19 @@ options:
     description: Write O(address) into the Service status (clusters without a load balancer controller).
     type: bool
     default: false
+  lb_pool:
+    description:
+      - The load-balancer pool of a local real-node cluster (a CIDR inside C(10.130.0.0/16)). The
+        gateway then gets its address from the pool as every LoadBalancer Service of the cluster
+        does (M(meshfleet.mesh.local_lb)); O(address), when given, must be in the pool and is the
+        address asked for; O(publish) is not used.
+    type: str
 attributes:
   check_mode:
     description: Reports whether the Service status would be written.
     support: full
   diff_mode:
-    description: Shows the load balancer ingress before and after publishing.
+    description: Shows the load balancer ingress before and after publishing (or assigning from O(lb_pool)).
     support: full
 '''
 

@@ -95,6 +95,12 @@ options:
         description: Seconds to wait for a load balancer address when there is no override.
         type: int
         default: 300
+      lb_pool:
+        description:
+          - The load-balancer pool of a local real-node cluster (a CIDR inside C(10.130.0.0/16)):
+            the gateway gets its address from it as M(meshfleet.mesh.local_lb) gives one, the
+            override (if any) must be in it, and C(publish) is not used.
+        type: str
 attributes:
   check_mode:
     description: Changes nothing and writes nothing (renders into a temporary folder);

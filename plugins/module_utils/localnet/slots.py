@@ -92,6 +92,22 @@ class SlotRegistry:
                     return slot
             raise MeshfleetError("no free %s slot left (%d in use on this machine)" % (kind, limit))
 
+    def entries(self, kind):
+        """{owner: slot} of every holder of a ``kind`` slot (as recorded; nothing pruned)."""
+        return dict(self._load().get(kind, {}))
+
+    def peek(self, kind, owner, also_taken=()):
+        """The slot :meth:`reserve` would give ``owner`` now, without recording it (check
+        mode); ``also_taken``: slots to skip as well (others peeked in the same plan)."""
+        data = self._load().get(kind, {})
+        if owner in data:
+            return data[owner]
+        taken = set(v for o, v in data.items() if os.path.exists(_owner_path(o))) | set(also_taken)
+        for slot in range(KINDS[kind][0]):
+            if slot not in taken and not self.in_use(kind, slot):
+                return slot
+        raise MeshfleetError("no free %s slot left (%d in use on this machine)" % (kind, KINDS[kind][0]))
+
     def release(self, kind, owner):
         with locked(self.lock_path):
             data = self._load()
