@@ -588,8 +588,9 @@ class KubeRest:
                 self._conn = None
 
     def request(self, what, method, path, body=None, query=None, content_type="application/json",
-                not_found=_NOT_GIVEN, accept=None):
-        """One API call; returns the decoded JSON body (a dict), or ``not_found`` on 404 when given.
+                not_found=_NOT_GIVEN, accept=None, raw_text=False):
+        """One API call; returns the decoded JSON body (a dict), or ``not_found`` on 404 when given;
+        with ``raw_text`` the body as text (a pod's log).
 
         ``what`` says what the call does ("read secret istio-system/cacerts"). Error messages
         never include the request body (it may carry a token or a key)."""
@@ -609,6 +610,8 @@ class KubeRest:
         if status >= 400:
             raise api_error(self._name(), self.kubeconfig, what, status, status_message(raw, status, reason),
                             cluster=self.label, server=self.server)
+        if raw_text:
+            return raw.decode("utf-8", "replace")
         if not raw:
             return {}
         try:

@@ -110,6 +110,8 @@ class RecordedApi:
         self.seen = []
         self.tls = tls  # (cert file, key file) for HTTPS
         self.pods = {}           # (namespace, name) -> (containers, run)
+        self.pod_objects = {}    # (namespace, name) -> Pod
+        self.pod_logs = {}       # (namespace, name) -> log(container) or None
         self.execs = []          # (namespace, pod, container, argv) of each exec answered
         self.client_frames = []  # (opcode, masked) of the client's frames after an exec
         self._httpd = None
@@ -120,9 +122,53 @@ class RecordedApi:
     def requests(self, method=None):
         return [r for r in self.seen if method is None or r[0] == method]
 
-    def add_pod(self, namespace, name, containers, run):
-        """A pod that answers exec: ``run(container, argv) -> (rc, stdout bytes, stderr bytes)``."""
+    def add_pod(self, namespace, name, containers, run=None, labels=None, ready=True, log=None):
+        """A pod: listed in its namespace (``GET .../pods?labelSelector=``, equality terms as the
+        API server filters them), answering exec with ``run(container, argv) -> (rc, stdout
+        bytes, stderr bytes)`` and ``GET .../pods/<name>/log?container=`` with ``log(container)``
+        (text)."""
         self.pods[(namespace, name)] = (list(containers), run)
+        self.pod_objects[(namespace, name)] = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+            "spec": {"containers": [{"name": c} for c in containers]},
+            "status": {"phase": "Running" if ready else "Pending",
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+        self.pod_logs[(namespace, name)] = log
+
+    def _list_pods(self, handler, namespace, query):
+        selector = (parse_qs(query).get("labelSelector") or [""])[0]
+        terms = []
+        for term in [t for t in selector.split(",") if t]:
+            key, sep, value = term.partition("=")
+            if not sep or not key or "!" in key or value.startswith("="):
+                # only equality terms here; the API server's own parse error for the rest
+                return handler._answer(400, status(400, "unable to parse requirement: %s" % term, "BadRequest"))
+            terms.append((key.strip(), value.strip()))
+        items = [obj for (ns, _n), obj in sorted(self.pod_objects.items())
+                 if ns == namespace and all(obj["metadata"]["labels"].get(k) == v for k, v in terms)]
+        return handler._answer(200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+
+    def _pod_log(self, handler, namespace, name, query):
+        if (namespace, name) not in self.pod_objects:
+            return handler._answer(404, status(404, 'pods "%s" not found' % name, "NotFound"))
+        containers, _run = self.pods[(namespace, name)]
+        container = (parse_qs(query).get("container") or [None])[0]
+        if container is None and len(containers) > 1:
+            return handler._answer(400, status(
+                400, "a container name must be specified for pod %s, choose one of: [%s]"
+                % (name, " ".join(containers)), "BadRequest"))
+        container = container or containers[0]
+        if container not in containers:
+            return handler._answer(400, status(400, "container %s is not valid for pod %s" % (container, name),
+                                               "BadRequest"))
+        log = self.pod_logs.get((namespace, name))
+        text = (log(container) if log else "").encode("utf-8")
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/plain")
+        handler.send_header("Content-Length", str(len(text)))
+        handler.end_headers()
+        handler.wfile.write(text)
 
     def _exec(self, handler, path, query):
         """Answer ``GET .../pods/<name>/exec`` as the API server does (see the module doc)."""
@@ -159,7 +205,8 @@ class RecordedApi:
         w = handler.wfile
         w.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         self.execs.append((ns, name, container, list(argv)))
-        rc, out, err = run(container, list(argv))
+        # a pod without a command table: as a container whose image lacks the program
+        rc, out, err = run(container, list(argv)) if run else (126, b"", b"exec: not found\n")
         # as wsstream does: one empty message per channel first, then the data, a stream in
         # several frames (one message fragmented), the exit Status last, then close
         for ch in (0, 1, 2, 3):
@@ -201,6 +248,13 @@ class RecordedApi:
                     body = raw
                 api.seen.append((self.command, self.path, list(self.headers.items()), body))
                 path = urlsplit(self.path).path
+                parts = path.split("/")
+                if self.command == "GET" and len(parts) == 6 and parts[1:4] == ["api", "v1", "namespaces"] \
+                        and parts[5] == "pods" and (self.command, path) not in api.routes:
+                    return api._list_pods(self, parts[4], urlsplit(self.path).query)
+                if self.command == "GET" and len(parts) == 8 and parts[1:4] == ["api", "v1", "namespaces"] \
+                        and parts[5] == "pods" and parts[7] == "log":
+                    return api._pod_log(self, parts[4], parts[6], urlsplit(self.path).query)
                 if self.command in ("GET", "POST") and path.endswith("/exec") and path.startswith("/api/v1/namespaces/") \
                         and len(path.split("/")) == 8 and path.split("/")[5] == "pods":
                     return api._exec(self, path, urlsplit(self.path).query)
