@@ -8,6 +8,10 @@
 #     [--inventory PATH]             only what this inventory needs (default: every tool)
 #   scripts/setup.sh --browser  also Debian's Chromium (and a font), for the mesh report's
 #                               headless-browser test (apt-get, root; only when missing)
+#   scripts/setup.sh --node     also what a real node of a local cluster needs (`real_node: true`):
+#                               Debian's containerd, runc, containernetworking-plugins and
+#                               iptables (apt-get, root; only when missing), and with --tools
+#                               the node tool set (kubelet, kube-proxy, coredns: build-tools.sh --node)
 #   scripts/setup.sh --images   also Debian's umoci, skopeo, gcc and libc6-dev, which build the
 #                               real-pod images (docs/real-pods.md; apt-get, root; only when missing)
 #   Everything the tools step prints is also written to $MESHFLEET_TOOLS_LOG (.venv/.tools.log).
@@ -21,17 +25,19 @@ log() { printf '[setup] %s\n' "$*"; }
 
 want_tools=0
 want_browser=0
+want_node=0
 want_images=0
 tools_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --tools) want_tools=1 ;;
     --browser) want_browser=1 ;;
+    --node) want_node=1 ;;
     --images) want_images=1 ;;
     --source | --inventory)
-      [ $# -ge 2 ] || { echo "usage: $0 [--browser] [--images] [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2; }
+      [ $# -ge 2 ] || { echo "usage: $0 [--browser] [--images] [--node] [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2; }
       tools_args+=("$1" "$2"); shift ;;
-    *) echo "usage: $0 [--browser] [--images] [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--browser] [--images] [--node] [--tools [--source auto|release|build] [--inventory PATH]]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -94,8 +100,32 @@ if [ "$want_tools" = 1 ]; then
     tools_log=${MESHFLEET_TOOLS_LOG:-.venv/.tools.log}
     log "tools log: $tools_log"
     bash tools/build-tools.sh ${tools_args[@]+"${tools_args[@]}"} 2>&1 | tee "$tools_log"
+    if [ "$want_node" = 1 ]; then
+      bash tools/build-tools.sh --node 2>&1 | tee -a "$tools_log"
+    fi
   else
     log "no tools/build-tools.sh yet; skipping the Go tool build"
+  fi
+fi
+
+if [ "$want_node" = 1 ]; then
+  # a real kubelet node per local cluster (docs/real-pods.md, "The node")
+  need=()
+  command -v containerd >/dev/null 2>&1 || need+=(containerd)
+  command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need+=(runc)
+  [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+  command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
+  if [ ${#need[@]} -eq 0 ]; then
+    log "node packages ready (containerd, runc, CNI plugins, iptables)"
+  elif [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] error: ${need[*]} missing; install them as root (apt-get install ${need[*]})" >&2; exit 1
+  else
+    log "installing ${need[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
+      apt-get update -q >/dev/null
+      apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    fi
   fi
 fi
 

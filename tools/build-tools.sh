@@ -12,6 +12,11 @@
 #   tools/build-tools.sh --sync      regenerate tools/*/go.mod + go.sum from
 #                                    tools/versions.env (needs the module proxy)
 #   tools/build-tools.sh --list      list the tools and where they come from
+#   tools/build-tools.sh --node ...  the same for the node tool set instead (kubelet,
+#                                    kube-proxy, coredns: a real node per local
+#                                    cluster), pinned in tools/node-versions.env,
+#                                    built from source into its own cache folder
+#                                    <cache>/node-<key>/ (never a release download)
 #
 # Tools SOURCE (--source auto|release|build, else $MESHFLEET_TOOLS_SOURCE, else
 # auto): everything but `build` -- and --inventory PATH (only what an inventory
@@ -39,6 +44,8 @@
 #                                      istio.service, sidecar.env) from the
 #                                      pinned istio module, for VM sidecars
 #   <cache>/current -> <key>           refreshed after a complete run
+#   <cache>/node-<key>/...             the node tool set (--node), same layout;
+#                                      its key also hashes node-versions.env
 # <key> hashes versions.env, the wrapper go.mod/go.sum files and the Go
 # version/platform, so a changed pin builds into a new folder and an
 # unchanged one is reused. Tools are built one after another (go build
@@ -50,7 +57,12 @@ TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=progress.sh
 . "$TOOLS_DIR/progress.sh"
 VERSIONS_FILE="$TOOLS_DIR/versions.env"
+NODE_VERSIONS_FILE="$TOOLS_DIR/node-versions.env"
 MODULE_DIRS=(kubernetes etcd kwok istio)
+# The node tool set (--node): its own wrapper modules and cache folder, so the main
+# set's key (and CI's cache) never changes when a node pin moves.
+NODE_MODULE_DIRS=(node-kubernetes coredns)
+TOOLSET=main
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -77,10 +89,18 @@ TOOLS=(
   "pilot-agent|istio|istio.io/istio/pilot/cmd/pilot-agent"
 )
 
+# name|wrapper module dir|main package, for --node
+NODE_TOOLS=(
+  "kubelet|node-kubernetes|k8s.io/kubernetes/cmd/kubelet"
+  "kube-proxy|node-kubernetes|k8s.io/kubernetes/cmd/kube-proxy"
+  "coredns|coredns|github.com/coredns/coredns"
+)
+
 # The upstream module (path + pinned version) behind each wrapper module.
 module_path() {
   case "$1" in
-    kubernetes) echo k8s.io/kubernetes ;;
+    kubernetes | node-kubernetes) echo k8s.io/kubernetes ;;
+    coredns) echo github.com/coredns/coredns ;;
     etcd) echo go.etcd.io/etcd/server/v3 ;;
     kwok) echo sigs.k8s.io/kwok ;;
     istio) echo istio.io/istio ;;
@@ -89,7 +109,8 @@ module_path() {
 }
 module_version() {
   case "$1" in
-    kubernetes) echo "$K8S_VERSION" ;;
+    kubernetes | node-kubernetes) echo "$K8S_VERSION" ;;
+    coredns) echo "${COREDNS_VERSION:?COREDNS_VERSION is not set (tools/node-versions.env)}" ;;
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     istio) echo "$ISTIO_MODULE_VERSION" ;;
@@ -161,9 +182,12 @@ check_pins() {
       fi
     done
   done
-  if ! grep -Eq "=>[[:space:]]+k8s\.io/api[[:space:]]+${K8S_STAGING_VERSION//./\\.}([[:space:]]|$)" "$TOOLS_DIR/kubernetes/go.mod" 2>/dev/null; then
-    log "tools/kubernetes/go.mod does not replace the staging modules with $K8S_STAGING_VERSION"; bad=1
-  fi
+  for dir in "${MODULE_DIRS[@]}"; do
+    [[ "$dir" == kubernetes || "$dir" == node-kubernetes ]] || continue
+    if ! grep -Eq "=>[[:space:]]+k8s\.io/api[[:space:]]+${K8S_STAGING_VERSION//./\\.}([[:space:]]|$)" "$TOOLS_DIR/$dir/go.mod" 2>/dev/null; then
+      log "tools/$dir/go.mod does not replace the staging modules with $K8S_STAGING_VERSION"; bad=1
+    fi
+  done
   ((bad == 0)) || die "tools/versions.env and the wrapper modules disagree; run tools/build-tools.sh --sync"
 }
 
@@ -180,10 +204,12 @@ compute_paths() {
         echo "--- $dir/go.mod"; cat "$TOOLS_DIR/$dir/go.mod"
         echo "--- $dir/go.sum"; cat "$TOOLS_DIR/$dir/go.sum"
       done
+      if [[ "$TOOLSET" == node ]]; then echo "--- node-versions.env"; cat "$NODE_VERSIONS_FILE"; fi
     } | sha256 | cut -c1-16
   )"
   CACHE_ROOT="${MESHFLEET_TOOLS_CACHE:-$HOME/.cache/meshfleet/tools}"
   KEY_DIR="$CACHE_ROOT/$KEY"
+  [[ "$TOOLSET" == node ]] && KEY_DIR="$CACHE_ROOT/node-$KEY"
   BIN_DIR="$KEY_DIR/bin"
   STAMP_DIR="$KEY_DIR/stamps"
   LOG_DIR="$KEY_DIR/logs"
@@ -205,10 +231,10 @@ module_time() { # RFC3339 publish time of the pinned upstream module version
 ldflags_for() { # wrapper module dir
   local dir="$1" goos goarch date rev
   case "$dir" in
-    kubernetes)
+    kubernetes | node-kubernetes)
       # Same variables hack/lib/version.sh sets; buildDate is the module's
       # publish time so that rebuilds are reproducible.
-      date="$(module_time kubernetes)"; date="${date:-1970-01-01T00:00:00Z}"
+      date="$(module_time "$dir")"; date="${date:-1970-01-01T00:00:00Z}"
       local minor="${K8S_VERSION#v*.}"; minor="${minor%%.*}"
       local major="${K8S_VERSION#v}"; major="${major%%.*}"
       local pkg flags=""
@@ -233,6 +259,10 @@ ldflags_for() { # wrapper module dir
       local p=istio.io/istio/pkg/version
       echo " -X $p.buildVersion=$ISTIO_BUILD_VERSION -X $p.buildGitRevision=$rev -X $p.buildStatus=Clean" \
         "-X $p.buildTag=$ISTIO_MODULE_VERSION -X $p.buildHub=$ISTIO_HUB -X $p.buildOS=$goos -X $p.buildArch=$goarch"
+      ;;
+    coredns)
+      # what CoreDNS's Makefile sets (the git commit is unknown for a module build)
+      echo " -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
       ;;
   esac
 }
@@ -441,7 +471,7 @@ sync_module() { # dir
       ./* | ../*)
         # Local-path replaces point into the upstream repository; use the
         # published copy of the same release instead.
-        if [[ "$dir" == kubernetes ]]; then
+        if [[ "$dir" == kubernetes || "$dir" == node-kubernetes ]]; then
           replaces+=("$lhs => ${lhs%% *} $K8S_STAGING_VERSION")   # staging modules
         elif [[ "$dir" == etcd && "$lhs" == go.etcd.io/etcd/* ]]; then
           replaces+=("$lhs => ${lhs%% *} $ETCD_VERSION")          # sibling modules
@@ -508,6 +538,7 @@ while (($#)); do
     --check) mode=check ;;
     --sync) mode=sync ;;
     --list) mode=list ;;
+    --node) TOOLSET=node ;;
     --source) [[ $# -ge 2 ]] || die "--source needs auto, release or build"; source_choice="$2"; shift ;;
     --source=*) source_choice="${1#*=}" ;;
     --inventory | --vm-install-method) [[ $# -ge 2 ]] || die "$1 needs a value"; delegate=1; shift ;;
@@ -522,6 +553,17 @@ case "$source_choice" in
   auto | release | build) ;;
   *) die "tools source '$source_choice' (--source / MESHFLEET_TOOLS_SOURCE): choose auto, release or build" ;;
 esac
+
+if [[ "$TOOLSET" == node ]]; then
+  # The node set has no release source yet: always the Go build, whatever the source.
+  ((delegate == 0)) || die "--node takes no --inventory, --needed, --explain or --vm-install-method"
+  [[ -f "$NODE_VERSIONS_FILE" ]] || die "missing $NODE_VERSIONS_FILE"
+  # shellcheck source=node-versions.env
+  . "$NODE_VERSIONS_FILE"
+  TOOLS=("${NODE_TOOLS[@]}")
+  MODULE_DIRS=("${NODE_MODULE_DIRS[@]}")
+  source_choice=build
+fi
 
 # Any source but `build`, or a tool set computed from an inventory: tools/fetch-tools.py
 # decides (release artefacts or this build) and calls back with --source build.
@@ -598,11 +640,12 @@ for entry in "${want[@]}"; do
   built=$((built + 1))
 done
 write_report
-stage_istio_share
-
-all_cached=1
-for entry in "${TOOLS[@]}"; do is_cached "${entry%%|*}" || all_cached=0; done
-((all_cached)) && update_current_link
+if [[ "$TOOLSET" == main ]]; then
+  stage_istio_share
+  all_cached=1
+  for entry in "${TOOLS[@]}"; do is_cached "${entry%%|*}" || all_cached=0; done
+  ((all_cached)) && update_current_link
+fi
 
 log "${#want[@]} tools ready ($built built) in $(($(date +%s) - run_start))s; report: $KEY_DIR/build-report.txt"
 echo "MESHFLEET_TOOLS_BIN=$BIN_DIR"

@@ -81,8 +81,13 @@ PROVIDERS = {
             nodes=_s("int", "how many fake nodes (default 1)"),
             tools_bin=_s("str", "the folder of the kwok, kube-apiserver and etcd binaries"),
             apiserver_extra_args=_s("dict", "extra kube-apiserver flags (names without --) to values"),
+            real_node=_s("bool", "also run a real node (kubelet, containerd, kube-proxy, CoreDNS) in network "
+                                 "and mount namespaces of its own, beside the fake nodes (default false; root; "
+                                 "docs/real-pods.md)"),
+            node_tools_bin=_s("str", "the folder of kubelet, kube-proxy and coredns for real_node "
+                                     "(default: tools/build-tools.sh --node's)"),
         ),
-        required=(), immutable=("bind_address",)),
+        required=(), immutable=("bind_address", "real_node")),
     "minikube": dict(
         kind="cluster", impl=("providers.minikube", "MinikubeProvider"),
         description="a minikube profile on this machine",

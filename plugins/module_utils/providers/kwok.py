@@ -14,6 +14,11 @@ be created in parallel.
 kube-apiserver flags through the kwokctl configuration's ``componentsPatches`` (e.g. a
 token webhook: ``authentication-token-webhook-config-file``); it applies when the
 cluster is created.
+
+``settings.real_node: true`` adds a real node (``localnode``: kubelet, containerd, kube-proxy in
+network and mount namespaces of its own, CoreDNS as the cluster DNS) beside kwok's fake nodes,
+which are tainted so real workloads land on the real node. It starts and stops with the
+cluster; docs/real-pods.md, "The node".
 """
 
 from __future__ import absolute_import, division, print_function
@@ -41,6 +46,8 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils.kubeconfig import (
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localproc import (
     TOOLS_HINT, https_get, pid_alive, read_pid, stop_pid, tool, tools_bin)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.ports import PortRegistry
+from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet.slots import SlotRegistry
+from ansible_collections.meshfleet.mesh.plugins.module_utils.localnode import config as node_config
 from ansible_collections.meshfleet.mesh.plugins.module_utils.providers.base import ClusterProvider
 
 PORT_NAMES = ("etcdPort", "etcdPeerPort", "kubeApiserverPort", "kwokControllerPort",
@@ -58,13 +65,16 @@ MAX_RESTARTS = 3
 
 class KwokProvider(ClusterProvider):
     name = "kwok"
-    compared_settings = ("bind_address", "nodes")
+    compared_settings = ("bind_address", "nodes", "real_node")
 
     def __init__(self, cluster_name, settings, state_dir, module=None):
         super(KwokProvider, self).__init__(cluster_name, settings, state_dir, module)
         self.settings.setdefault("bind_address", "127.0.0.1")
         self.settings.setdefault("nodes", 1)
+        self.settings.setdefault("real_node", False)
         self._bin = None
+        self._node_bin = None
+        self._dns_applied = False
         self._restarts = 0
 
     # --- paths ----------------------------------------------------------------------
@@ -85,6 +95,63 @@ class KwokProvider(ClusterProvider):
     def ports(self):
         return PortRegistry()
 
+    def slots(self):
+        return SlotRegistry()
+
+    @property
+    def real_node(self):
+        return bool(self.settings.get("real_node"))
+
+    @property
+    def node_record(self):
+        """Written when a real-node cluster is created: {"slot": N}."""
+        return os.path.join(self.cluster_dir, "real-node.json")
+
+    def _node_slot(self):
+        try:
+            with open(self.node_record) as f:
+                return json.load(f)["slot"]
+        except (IOError, ValueError, KeyError):
+            return self.slots().get("node", self.port_owner)
+
+    def _node(self, slot=None):
+        from ansible_collections.meshfleet.mesh.plugins.module_utils.localnode.runtime import Node, node_tools_bin
+        slot = self._node_slot() if slot is None else slot
+        if slot is None:
+            return None
+        if self._node_bin is None:
+            try:
+                self._node_bin = node_tools_bin(self.settings.get("node_tools_bin"))
+            except MeshfleetError:
+                if not self._removing():
+                    raise
+                self._node_bin = ""
+        api_port = ((self._config() or {}).get("options") or {}).get("kubeApiserverPort") \
+            if os.path.isdir(self.kwok_dir) else None
+        return Node(self.cluster_name, self.cluster_dir, slot, self.kwok_dir, api_port, self._node_bin,
+                    log=getattr(self.module, "log", None))
+
+    def _node_images(self, node):
+        """The pause and CoreDNS images (built once into the image cache) for the node."""
+        from ansible_collections.meshfleet.mesh.plugins.module_utils.images import builder, catalog, spec
+        try:
+            pause = builder.build(catalog.pause())
+            coredns = builder.build(spec.ImageSpec(
+                "coredns", entries=[spec.file("/coredns", os.path.join(node.bin_dir, "coredns"), mode=0o755)],
+                entrypoint=["/coredns"], ports=["53/udp", "53/tcp"]))
+        except Exception as e:  # the builder's own errors name the missing host tool
+            raise MeshfleetError("cluster %s: cannot build the node's images (pause, coredns): %s; "
+                                 "`scripts/setup.sh --images` installs what the build needs"
+                                 % (self.cluster_name, getattr(e, "msg", None) or e))
+        return dict(pause=pause["ref"], coredns=coredns["ref"], archives=[pause["archive"], coredns["archive"]])
+
+    def _node_up(self):
+        node = self._node()
+        images = self._node_images(node)
+        self._coredns_image = images["coredns"]
+        node.up(images)
+        return node
+
     @property
     def port_owner(self):
         return os.path.abspath(self.cluster_dir)  # exists before kwokctl runs
@@ -98,6 +165,8 @@ class KwokProvider(ClusterProvider):
                                  "kube-apiserver flag names (without --) to values" % self.cluster_name)
         if not HAS_YAML:
             raise MeshfleetError("the kwok provider needs PyYAML on the controller")
+        if self.settings.get("real_node") not in (None, True, False):
+            raise MeshfleetError("kwok cluster %s: settings.real_node must be true or false" % self.cluster_name)
         missing = []
         for name in list(BINARIES.values()) + ["kwokctl", "kubectl"]:
             try:
@@ -233,7 +302,8 @@ class KwokProvider(ClusterProvider):
     def _observe(self):
         if not os.path.isdir(self.kwok_dir):
             if self._removing() and (os.path.isdir(self.cluster_dir)
-                                     or self.ports().get(self.port_owner)):
+                                     or self.ports().get(self.port_owner)
+                                     or self.slots().get("node", self.port_owner) is not None):
                 # what a removal interrupted after kwokctl's part leaves (our folder, the port
                 # reservation): still there to remove, so the cluster is not absent yet
                 return dict(settings={}, ready=False, running=False, stopped=True,
@@ -260,8 +330,15 @@ class KwokProvider(ClusterProvider):
                                          cert_file=kc["cert"], key_file=kc["key"])
                 if status == 200:
                     nodes = len(json.loads(body).get("items") or [])
+        real = os.path.exists(self.node_record)
+        if real and running:
+            node = self._node()
+            running = bool(node) and node.running()
+            ready = ready and running and node.ready(self._kwok_kubeconfig())
+        if nodes is not None and real:
+            nodes -= 1  # the real node is not one of kwok's
         return dict(settings=dict(bind_address=bind, kube_version=opts.get("kubeVersion"),
-                                  nodes=nodes),
+                                  nodes=nodes, real_node=real),
                     ready=ready, running=running, stopped=not running, api_server=api,
                     context=self.cluster_name,
                     ports={k: opts.get(k) for k in PORT_NAMES})
@@ -281,11 +358,28 @@ class KwokProvider(ClusterProvider):
         options.update(ports)
         config = dict(apiVersion="config.kwok.x-k8s.io/v1alpha1", kind="KwokctlConfiguration",
                       options=options)
-        extra = self.settings.get("apiserver_extra_args") or {}
+        extra = dict(self.settings.get("apiserver_extra_args") or {})
+        if self.real_node:
+            slot = self.slots().reserve("node", self.port_owner)
+            node = self._node(slot)
+            node.check_host()
+            api = node_config.apiserver_settings(slot, ports["kubeApiserverPort"])
+            options["kubeApiserverCertSANs"] = api["cert_sans"]
+            pki = os.path.join(self.kwok_dir, "pki")
+            extra = dict(api["extra_args"], **extra)
+            extra.setdefault("kubelet-client-certificate", os.path.join(pki, "admin.crt"))
+            extra.setdefault("kubelet-client-key", os.path.join(pki, "admin.key"))
+            write_file_atomic(self.node_record, json.dumps(dict(slot=slot)), mode=0o600)
         if extra:
             # kwokctl (v0.8.0) appends componentsPatches extraArgs to the component's flags
             config["componentsPatches"] = [dict(name="kube-apiserver", extraArgs=[
                 dict(key=str(k), value=str(v)) for k, v in sorted(extra.items())])]
+        if self.real_node:
+            # kwokctl's binary runtime lets kwok manage every node (--manage-all-nodes=true);
+            # the later flags win: only the fake ones, never the real node
+            config.setdefault("componentsPatches", []).append(dict(name="kwok-controller", extraArgs=[
+                dict(key="manage-all-nodes", value="false"),
+                dict(key="manage-nodes-with-annotation-selector", value=node_config.FAKE_NODE_ANNOTATION)]))
         cfg_path = os.path.join(cdir, "kwokctl-config.yaml")
         write_file_atomic(cfg_path, yaml.safe_dump(config, default_flow_style=False), mode=0o600)
         args = ["--config", cfg_path, "create", "cluster", "--name", self.cluster_name,
@@ -300,12 +394,41 @@ class KwokProvider(ClusterProvider):
                           os.path.join(cdir, "kwokctl.kubeconfig"), check=False)
             raise
         self.update({"nodes": (0, self.settings["nodes"])})
+        if self.real_node:
+            self._node_up()
 
     def update(self, changes):
         if "nodes" in changes:
             # kwok nodes are fake: scaling them is how a kwok cluster is resized.
             self._kwokctl("scale", "node", "--replicas", str(int(changes["nodes"][1])),
                           "--name", self.cluster_name)
+            if os.path.exists(self.node_record):
+                self._taint_fake_nodes()
+
+    def _kubectl(self, *args, **kwargs):
+        kc = os.path.join(self.kwok_dir, "kubeconfig.yaml")
+        cmd = [tool(self.bin_dir, "kubectl"), "--kubeconfig", kc] + list(args)
+        p = subprocess.run(cmd, input=kwargs.get("input"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, timeout=120, check=False, env=self._env())
+        if p.returncode != 0:
+            raise MeshfleetError("cluster %s: kubectl %s failed: %s" % (self.cluster_name, args[0], p.stdout.strip()),
+                                 command=" ".join(cmd))
+        return p.stdout
+
+    def _taint_fake_nodes(self):
+        """Keep real workloads off kwok's fake nodes (kwok manages only nodes annotated
+        kwok.x-k8s.io/node=fake; kwokctl labels them type=kwok)."""
+        t = node_config.FAKE_NODE_TAINT
+        self._kubectl("taint", "nodes", "-l", "type=kwok", "--overwrite",
+                      "%s=%s:%s" % (t["key"], t["value"], t["effect"]))
+
+    def _apply_coredns(self):
+        image = getattr(self, "_coredns_image", None)
+        if image is None:
+            image = self._node_images(self._node())["coredns"]
+        docs = node_config.coredns_manifests(self._node_slot(), image)
+        self._kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in docs))
+        self._dns_applied = True
 
     def start(self):
         """Start the components that are not running (all of them after a reboot)."""
@@ -324,6 +447,8 @@ class KwokProvider(ClusterProvider):
                                if k in PORT_COMPONENTS and PORT_COMPONENTS[k] not in running),
                           opts.get("bindAddress") or "0.0.0.0")
         self._kwokctl("start", "cluster", "--name", self.cluster_name)
+        if os.path.exists(self.node_record):
+            self._node_up()
 
     def is_ready(self):
         observed = self.get()
@@ -334,10 +459,18 @@ class KwokProvider(ClusterProvider):
             self._restarts += 1
             self.start()
             return False
-        return bool(observed and observed.get("ready"))
+        ready = bool(observed and observed.get("ready"))
+        if ready and os.path.exists(self.node_record) and not self._dns_applied:
+            self._taint_fake_nodes()
+            self._apply_coredns()
+        return ready
 
     def delete(self):
         cdir = self.cluster_dir
+        slot = self._node_slot()
+        if slot is not None:
+            # the real node first (its processes talk to the API server), then kwok's part
+            self._node(slot).down()
         pids = self._pids()
         ok = True
         if os.path.isdir(self.kwok_dir):  # else kwokctl's part is done (an interrupted removal)
@@ -351,6 +484,7 @@ class KwokProvider(ClusterProvider):
         if os.path.isdir(cdir):
             shutil.rmtree(cdir)
         self.ports().release(self.port_owner)
+        self.slots().release("node", self.port_owner)
         return ok
 
     def write_kubeconfig(self):
