@@ -298,8 +298,8 @@ class MeshTrafficModule(MeshfleetModule):
             path = "/api/v1/namespaces/%s/pods/%s/log?%s" % (
                 quote(p["namespace"], safe=""), quote(pod, safe=""),
                 urlencode({"container": p["proxy_container"], "sinceSeconds": since}))
-            text = kube.request("read the access log of %s's sidecar" % pod, "GET", path, accept="text/plain",
-                                raw_text=True)
+            # the log is text, but the API server accepts only its own media types (406 for text/plain)
+            text = kube.request("read the access log of %s's sidecar" % pod, "GET", path, raw_text=True)
             by_source, plaintext = {}, 0
             for src, peer, _code in parse_access(text, p["path"]):
                 if src is None:

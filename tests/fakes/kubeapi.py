@@ -150,6 +150,12 @@ class RecordedApi:
         return handler._answer(200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
 
     def _pod_log(self, handler, namespace, name, query):
+        accept = [a.split(";")[0].strip() for a in (handler.headers.get("Accept") or "*/*").split(",")]
+        if not set(accept) & {"application/json", "application/yaml", "application/vnd.kubernetes.protobuf", "*/*"}:
+            # what kube-apiserver answers a log request that accepts only text/plain
+            return handler._answer(406, status(406, "only the following media types are accepted: application/json, "
+                                                    "application/yaml, application/vnd.kubernetes.protobuf",
+                                               "NotAcceptable"))
         if (namespace, name) not in self.pod_objects:
             return handler._answer(404, status(404, 'pods "%s" not found' % name, "NotFound"))
         containers, _run = self.pods[(namespace, name)]
