@@ -12,9 +12,10 @@ Everything goes through the clusters' API servers (:class:`~.kube_rest.KubeRest`
 - each answer (``Hello version: v2, instance: helloworld-v2-...``) names the serving pod,
   found among the clusters' helloworld pods: its cluster and network, so the answers that
   crossed networks are counted;
-- the east-west gateways' Envoy stats (``pilot-agent request GET stats`` in the gateway pod,
-  the admin port inside it), before and after: connections through the cross-network listener
-  (15443) and the helloworld SNI cluster;
+- the east-west gateways' Envoy counters (``pilot-agent request GET stats`` and ``clusters`` in
+  the gateway pod, the admin port inside it), before and after: connections through the
+  cross-network listener (15443) and to the hosts of the helloworld SNI cluster
+  (``outbound_.5000_._.helloworld.sample.svc.cluster.local``, where AUTO_PASSTHROUGH sends it);
 - the serving sidecars' access logs (the real-node clusters' ``accessLogFormat`` with
   ``peer=%DOWNSTREAM_PEER_URI_SAN%``): the caller's SPIFFE id as the serving sidecar verified
   it over mTLS, per calling cluster.
@@ -81,6 +82,17 @@ def gateway_counters(stats, host, port):
             out["listener_15443." + name[len(GATEWAY_LISTENER):]] = value
         elif name.startswith(sni) and name[len(sni):] in GATEWAY_COUNTERS:
             out["sni_cluster." + name[len(sni):]] = value
+    return out
+
+
+def parse_clusters(text, name):
+    """{counter: total over the hosts} of cluster ``name`` in Envoy's ``/clusters`` text
+    (``<cluster>::<host>::<counter>::<value>`` lines; kept whatever the proxy's stats matcher)."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.strip().split("::")
+        if len(parts) == 4 and parts[0] == name and parts[3].isdigit():
+            out[parts[2]] = out.get(parts[2], 0) + int(parts[3])
     return out
 
 
@@ -195,22 +207,35 @@ class MeshTrafficModule(MeshfleetModule):
                                              ready=self.is_ready(pod))
         return out
 
-    def gateway_stats(self, cluster, pod):
+    def admin(self, cluster, pod, what):
+        """The gateway's Envoy admin ``what`` (``stats``, ``clusters``) through pilot-agent in its pod."""
         p = self.params
-        res = self.kubes[cluster].exec("read the Envoy stats of the east-west gateway %s" % pod, p["gateway_namespace"],
-                                       pod, ["pilot-agent", "request", "GET", "stats"],
+        res = self.kubes[cluster].exec("read the Envoy %s of the east-west gateway %s" % (what, pod),
+                                       p["gateway_namespace"], pod, ["pilot-agent", "request", "GET", what],
                                        container=p["proxy_container"], timeout=30)
         if res["rc"] != 0:
-            raise MeshfleetError("%s: pilot-agent request GET stats in the east-west gateway %s exited %d: %s"
-                                 % (cluster, pod, res["rc"], (res["stderr"] or res["stdout"]).strip()[-300:]))
+            raise MeshfleetError("%s: pilot-agent request GET %s in the east-west gateway %s exited %d: %s"
+                                 % (cluster, what, pod, res["rc"], (res["stderr"] or res["stdout"]).strip()[-300:]))
+        return res["stdout"]
+
+    def gateway_stats(self, cluster, pod):
+        """The gateway's counters for this traffic: its cross-network listener (``stats``, when the
+        proxy's stats matcher keeps them) and the hosts of the service's SNI cluster (``clusters``:
+        connections and requests per host, always there)."""
+        p = self.params
         host = "%s.%s.svc.cluster.local" % (p["service"], p["namespace"])
-        return gateway_counters(parse_stats(res["stdout"]), host, p["port"])
+        out = gateway_counters(parse_stats(self.admin(cluster, pod, "stats")), host, p["port"])
+        sni = "outbound_.%d_._.%s" % (p["port"], host)
+        for counter, value in parse_clusters(self.admin(cluster, pod, "clusters"), sni).items():
+            if counter in ("cx_total", "rq_total", "rq_success", "rq_error", "cx_connect_fail"):
+                out["sni_hosts." + counter] = value
+        return out
 
     # --- the proof ----------------------------------------------------------------------
     def result(self, observed, plan):
         p = self.params
         url = "http://%s.%s:%d%s" % (p["service"], p["namespace"], p["port"], p["path"])
-        table, crossed, errors, unknown = {}, {}, {}, {}
+        table, crossed, errors, unknown, crossed_into = {}, {}, {}, {}, set()
         for src, pod in sorted(observed["clients"].items()):
             res = self.kubes[src].exec("send %d requests to %s from %s" % (p["requests"], url, pod), p["namespace"],
                                        pod, curl_loop(url, p["requests"], AGENT + src, p["request_timeout"]),
@@ -227,6 +252,7 @@ class MeshTrafficModule(MeshfleetModule):
                     unknown.setdefault(src, set()).add(instance)
                 elif server["network"] != self.network[src]:
                     crossed[src] += 1
+                    crossed_into.add(server["cluster"])
             table[src] = counts
 
         servers = observed["servers"]
@@ -253,6 +279,13 @@ class MeshTrafficModule(MeshfleetModule):
                     failures.append("%s: helloworld %s (in %s) never answered %d requests to %s; got %s"
                                     % (src, version, ", ".join(where) or "no cluster", p["requests"], url,
                                        ", ".join("%s x%d" % kv for kv in sorted(counts.items()))))
+        # the answers that crossed into a cluster came through its east-west gateway: its SNI
+        # cluster must have connected to the serving pods (cumulative: sidecars keep connections)
+        for name in sorted(n for n in crossed_into if n in gateways):
+            if not gateways[name]["counters"].get("sni_hosts.cx_total"):
+                failures.append("answers crossed into %s (%s), but its east-west gateway %s counts no connection to "
+                                "%s:%d (its Envoy /clusters)" % (name, self.network[name], gateways[name]["pod"],
+                                                                 p["service"], p["port"]))
         for pod, view in sorted(mtls.items()):
             if view["plaintext"]:
                 failures.append("%s's sidecar (%s) served %d requests from callers without a SPIFFE id (not mTLS)"

@@ -132,6 +132,10 @@ def test_real_node_primaries_run_the_local_images_for_upstream_envoy(rendered):
         assert env["PILOT_ENABLE_ALPN_FILTER"] == "false"
         assert iop["spec"]["values"]["pilot"]["autoscaleEnabled"] is False
         assert iop["spec"]["profile"] == "default"
+        gw = ops["eastwest-operator"][1]["spec"]["components"]["ingressGateways"][0]["k8s"]
+        matcher = json.loads(gw["podAnnotations"]["proxy.istio.io/config"])["proxyStatsMatcher"]
+        assert matcher == {"inclusionPrefixes": ["listener.0.0.0.0_15443.", "cluster.outbound_."]}
+        assert ops["eastwest-operator"][1]["spec"]["values"]["gateways"]["istio-ingressgateway"]["autoscaleEnabled"] is False
     # cluster1 has the remote cluster2: it is its external istiod
     assert rendered["cluster1"][0]["istio-operator"][1]["spec"]["values"]["pilot"]["env"]["EXTERNAL_ISTIOD"] is True
 
@@ -151,7 +155,8 @@ def test_fake_node_and_cloud_clusters_keep_todays_rendering(rendered):
         ops, _flags = rendered[cluster]
         for name, (text, iop) in ops.items():
             spec = iop["spec"]
-            for word in ("imagePullPolicy", "telemetry", "PILOT_ENABLE_METADATA_EXCHANGE",
+            for word in ("imagePullPolicy", "telemetry", "PILOT_ENABLE_METADATA_EXCHANGE", "podAnnotations",
+                         "accessLog", "proxyStatsMatcher",
                          "PILOT_ENABLE_ALPN_FILTER", "localhost/meshfleet", "autoscaleEnabled", "resources"):
                 assert word not in text, (cluster, name, word)
             assert "hub" not in spec and "tag" not in spec, (cluster, name)

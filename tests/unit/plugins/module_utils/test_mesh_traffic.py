@@ -60,6 +60,7 @@ class Mesh:
         self.set_mode("both")
         self.api = {}
         self.stats_reads = []
+        self.gateway_down = None
 
     def set_mode(self, mode):
         (self.state / "mode").write_text(mode)
@@ -79,13 +80,22 @@ class Mesh:
 
     def gateway(self, cluster):
         def run(container, argv):
-            assert argv == ["pilot-agent", "request", "GET", "stats"], argv
-            self.stats_reads.append(cluster)
+            assert argv[:3] == ["pilot-agent", "request", "GET"] and argv[3] in ("stats", "clusters"), argv
+            self.stats_reads.append((cluster, argv[3]))
             # requests that reached a pod of this gateway's cluster from another network
             crossed = [s for s in self.served() if SERVERS[s[0]][0] == cluster
                        and NETWORK[s[1].split("/")[1]] != NETWORK[cluster]]
             # a sidecar keeps its connection to a remote gateway: one per calling cluster
             conns = len(set(s[1] for s in crossed)) + 3
+            if argv[3] == "clusters" and self.gateway_down == cluster:
+                return 0, b"xds-grpc::10.131.0.2:15012::cx_total::1\n", b""
+            if argv[3] == "clusters":
+                # Envoy's /clusters: per host of each cluster (the SNI cluster has the pod's address)
+                sni = "outbound_.5000_._.helloworld.sample.svc.cluster.local::10.112.0.7:5000::"
+                return 0, "\n".join([
+                    sni + "cx_active::1", sni + "cx_total::%d" % conns, sni + "rq_total::%d" % conns,
+                    sni + "hostname::", "outbound|5000||helloworld.sample.svc.cluster.local::10.130.0.10:15443::"
+                    "cx_total::7", "xds-grpc::10.131.0.2:15012::cx_total::1"]).encode(), b""
             text = "\n".join([
                 "listener.0.0.0.0_15443.downstream_cx_total: %d" % conns,
                 "listener.0.0.0.0_15443.downstream_cx_active: 1",
@@ -179,7 +189,9 @@ def test_both_versions_answer_every_cluster_and_half_crosses_networks(run_module
     assert "sni_cluster.upstream_cx_length_ms" not in g3["counters"]
     assert report["gateways"]["c1"]["delta"]["listener_15443.downstream_cx_total"] == 1
     assert report["gateways"]["c2"]["delta"]["listener_15443.downstream_cx_total"] == 0
-    assert sorted(mesh.stats_reads) == ["c1", "c1", "c2", "c2", "c3", "c3"]
+    assert g3["delta"]["sni_hosts.cx_total"] == 2 and g3["counters"]["sni_hosts.rq_total"] == 5
+    assert "sni_hosts.cx_active" not in g3["counters"]
+    assert sorted(mesh.stats_reads) == sorted([(c, w) for c in ("c1", "c2", "c3") for w in ("stats", "clusters")] * 2)
     # the serving sidecars saw each caller's SPIFFE id (probe requests are not counted)
     v2 = report["mtls"]["helloworld-v2-5c4b-b2"]
     assert v2["cluster"] == "c3" and v2["version"] == "v2" and v2["plaintext"] == 0
@@ -209,6 +221,17 @@ def test_no_answer_at_all_shows_what_curl_said(run_module, mesh):
     assert "c2: none of 3 requests to http://helloworld.sample:5000/hello was answered (ERR 7 curl: (7) " \
            "Failed to connect to helloworld.sample port 5000)" in res["msg"]
     assert res["report"]["errors"]["c1"][0].startswith("ERR 7")
+
+
+def test_answers_that_crossed_without_the_gateway_fail(run_module, mesh):
+    """A gateway that never connected to the serving pod: the answers did not come through it."""
+    mesh.start()
+    mesh.gateway_down = "c3"
+    res = run_module(module, mesh.args(requests=2))
+    assert res["failed"]
+    assert "answers crossed into c3 (network2), but its east-west gateway istio-eastwestgateway-c3 counts no " \
+           "connection to helloworld:5000 (its Envoy /clusters)" in res["msg"]
+    assert "crossed into c1" not in res["msg"]
 
 
 def test_a_caller_without_spiffe_id_fails(run_module, mesh):
@@ -247,6 +270,8 @@ def test_parsers():
     assert mt.parse_answers("Hello version: v2, instance: hw-v2-x\n\nERR 28 timeout\n") == [
         ("v2", "hw-v2-x"), (None, "ERR 28 timeout")]
     assert mt.parse_stats("a.b: 3\nc: P0(nan,1)\nd: x\n") == {"a.b": 3}
+    assert mt.parse_clusters("c::h1:1::cx_total::2\nc::h2:1::cx_total::3\nc::h1:1::hostname::\nd::h::cx_total::9\n",
+                             "c") == {"cx_total": 5}
     assert mt.parse_access('[t] "GET /hello HTTP/1.1" 503 peer=- ua="meshfleet-traffic/c9" upstream=x\n'
                            '[t] "GET /other HTTP/1.1" 200 peer=- ua="meshfleet-traffic/c9" upstream=x\n',
                            "/hello") == [("c9", "", 503)]
