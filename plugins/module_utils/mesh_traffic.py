@@ -235,7 +235,7 @@ class MeshTrafficModule(MeshfleetModule):
     def result(self, observed, plan):
         p = self.params
         url = "http://%s.%s:%d%s" % (p["service"], p["namespace"], p["port"], p["path"])
-        table, crossed, errors, unknown, crossed_into = {}, {}, {}, {}, set()
+        table, crossed, errors, unknown, crossed_into, served = {}, {}, {}, {}, set(), {}
         for src, pod in sorted(observed["clients"].items()):
             res = self.kubes[src].exec("send %d requests to %s from %s" % (p["requests"], url, pod), p["namespace"],
                                        pod, curl_loop(url, p["requests"], AGENT + src, p["request_timeout"]),
@@ -247,6 +247,7 @@ class MeshTrafficModule(MeshfleetModule):
                     errors[src].append(instance)
                     continue
                 counts[version] = counts.get(version, 0) + 1
+                served[instance] = served.get(instance, 0) + 1
                 server = observed["servers"].get(instance)
                 if server is None:
                     unknown.setdefault(src, set()).add(instance)
@@ -264,7 +265,7 @@ class MeshTrafficModule(MeshfleetModule):
             before = observed["before"].get(name, {})
             gateways[name] = dict(pod=pod, network=self.network[name], counters=after,
                                   delta=dict((k, v - before.get(k, 0)) for k, v in sorted(after.items())))
-        mtls = self.sidecar_view(servers) if p["mtls"] else {}
+        mtls = self.sidecar_view(servers, served) if p["mtls"] else {}
 
         failures = []
         for src, counts in sorted(table.items()):
@@ -318,28 +319,34 @@ class MeshTrafficModule(MeshfleetModule):
         return dict(report=report, summary="%d requests from %d clusters answered by %s; %.0f%% crossed networks"
                     % (total, len(table), ", ".join(sorted(set(v for c in table.values() for v in c))), share * 100))
 
-    def sidecar_view(self, servers):
+    def sidecar_view(self, servers, served):
         """{serving pod: dict(cluster, peers, by_source, plaintext)} from the sidecars' access logs
-        since the check started."""
+        since the check started; ``served`` (pod -> answers) says how many lines to expect (Envoy
+        flushes its access log every second: read again for a few seconds until they are there)."""
         p = self.params
-        since = max(1, int(time.time() - self.started) + 5)
         out = {}
         for pod, info in sorted(servers.items()):
             if not info["ready"]:
                 continue
             kube = self.kubes[info["cluster"]]
-            path = "/api/v1/namespaces/%s/pods/%s/log?%s" % (
-                quote(p["namespace"], safe=""), quote(pod, safe=""),
-                urlencode({"container": p["proxy_container"], "sinceSeconds": since}))
-            # the log is text, but the API server accepts only its own media types (406 for text/plain)
-            text = kube.request("read the access log of %s's sidecar" % pod, "GET", path, raw_text=True)
-            by_source, plaintext = {}, 0
-            for src, peer, _code in parse_access(text, p["path"]):
-                if src is None:
-                    continue  # not one of this check's requests
-                by_source[(src, peer)] = by_source.get((src, peer), 0) + 1
-                if not peer:
-                    plaintext += 1
+            deadline = time.monotonic() + 10
+            while True:
+                since = max(1, int(time.time() - self.started) + 5)
+                path = "/api/v1/namespaces/%s/pods/%s/log?%s" % (
+                    quote(p["namespace"], safe=""), quote(pod, safe=""),
+                    urlencode({"container": p["proxy_container"], "sinceSeconds": since}))
+                # the log is text, but the API server accepts only its own media types (406 for text/plain)
+                text = kube.request("read the access log of %s's sidecar" % pod, "GET", path, raw_text=True)
+                by_source, plaintext = {}, 0
+                for src, peer, _code in parse_access(text, p["path"]):
+                    if src is None:
+                        continue  # not one of this check's requests
+                    by_source[(src, peer)] = by_source.get((src, peer), 0) + 1
+                    if not peer:
+                        plaintext += 1
+                if sum(by_source.values()) >= served.get(pod, 0) or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
             out[pod] = dict(cluster=info["cluster"], version=info["version"], by_source=by_source,
                             peers=sorted(set(peer for (_s, peer) in by_source if peer)), plaintext=plaintext)
         return out
