@@ -305,13 +305,14 @@ class MeshTrafficModule(MeshfleetModule):
             lines.append("%s (%s) saw %s" % (pod, view["cluster"], ", ".join(
                 "%s from %s x%d" % (peer or "no SPIFFE id", src, n)
                 for (src, peer), n in sorted(view["by_source"].items())) or "no request"))
+        views = {}
+        for pod, view in mtls.items():
+            views[pod] = dict(view, by_source=["%s|%s|%d" % (src, peer, n)
+                                               for (src, peer), n in sorted(view["by_source"].items())])
         report = dict(url=url, requests=p["requests"], table=table, crossed=crossed, cross_network_share=share,
                       errors=dict((k, v[:10]) for k, v in errors.items() if v),
                       unknown_instances=dict((k, sorted(v)) for k, v in unknown.items()),
-                      gateways=gateways, mtls=dict((k, dict(v, by_source=["%s|%s|%d" % (s, peer, n) for (s, peer), n
-                                                                       in sorted(v["by_source"].items())]))
-                                                   for k, v in mtls.items()),
-                      lines=lines)
+                      gateways=gateways, mtls=views, lines=lines)
         for kube in self.kubes.values():
             kube.close()
         if failures:
