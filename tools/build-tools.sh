@@ -174,7 +174,7 @@ check_pins() {
       log "tools/$dir/go.mod or go.sum is missing"; bad=1; continue
     fi
     if ! grep -Eq "^[[:space:]]*(require[[:space:]]+)?${mod//./\\.}[[:space:]]+${ver//./\\.}([[:space:]]|$)" "$gomod"; then
-      log "tools/$dir/go.mod does not require $mod $ver (pinned in tools/versions.env)"; bad=1
+      log "tools/$dir/go.mod does not require $mod $ver (pinned in tools/$([[ "$dir" == coredns ]] && echo node-versions.env || echo versions.env))"; bad=1
     fi
     for ov in $(dep_overrides "$dir"); do
       if ! grep -Eq "=>[[:space:]]+${ov%%=*}[[:space:]]+${ov#*=}([[:space:]]|$)" "$gomod"; then

@@ -62,9 +62,8 @@ class NodeImagesModule(MeshfleetModule):
                 self.status[pl.name] = dict(status="present", digest=have)
                 continue
             self.status[pl.name] = dict(status="missing", digest=want)
-            plan.add("%s %s into containerd at %s" % ("import" if pl.cached else "build and import",
-                                                       pl.ref, self.params["address"]),
-                     self._importer(pl))
+            how = "import" if pl.cached else "build and import"
+            plan.add("%s %s into containerd at %s" % (how, pl.ref, self.params["address"]), self._importer(pl))
         return plan
 
     def _importer(self, pl):

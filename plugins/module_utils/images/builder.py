@@ -217,10 +217,10 @@ def _require_tools(spec):
 
 
 def _run(argv, what, cwd=None):
-    proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
-        raise BuildError("%s failed (rc=%d): %s\n%s" % (what, proc.returncode, " ".join(argv),
-                                                       proc.stdout.decode("utf-8", "replace")[-2000:]))
+        output = proc.stdout.decode("utf-8", "replace")[-2000:]
+        raise BuildError("%s failed (rc=%d): %s\n%s" % (what, proc.returncode, " ".join(argv), output))
     return proc.stdout.decode("utf-8", "replace")
 
 
@@ -320,8 +320,8 @@ def _accounts(spec):
     for u in spec.users:
         gid = u.get("gid", u["uid"])
         if u["name"] not in have_users:
-            passwd += "%s:x:%d:%d::%s:%s\n" % (u["name"], u["uid"], gid, u.get("home", "/"),
-                                              u.get("shell", "/usr/sbin/nologin"))
+            passwd += "%s:x:%d:%d::%s:%s\n" % (
+                u["name"], u["uid"], gid, u.get("home", "/"), u.get("shell", "/usr/sbin/nologin"))
         if u["name"] not in have_groups:
             group += "%s:x:%d:\n" % (u["name"], gid)
     return passwd.encode("utf-8"), group.encode("utf-8")

@@ -47,14 +47,14 @@ def archive_manifest(archive):
 def _ctr(address, namespace, args, ctr="ctr", timeout=600):
     argv = [ctr, "--address", address, "--namespace", namespace] + list(args)
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, check=False)
     except OSError as e:
         raise ContainerdError("cannot run %s: %s (install containerd)" % (ctr, e.strerror))
     except subprocess.TimeoutExpired:
         raise ContainerdError("%s timed out after %ss" % (" ".join(argv), timeout))
     if proc.returncode != 0:
-        raise ContainerdError("%s failed (rc=%d): %s" % (" ".join(argv), proc.returncode,
-                                                        proc.stderr.decode("utf-8", "replace").strip()[-1500:]))
+        err = proc.stderr.decode("utf-8", "replace").strip()[-1500:]
+        raise ContainerdError("%s failed (rc=%d): %s" % (" ".join(argv), proc.returncode, err))
     return proc.stdout.decode("utf-8", "replace")
 
 

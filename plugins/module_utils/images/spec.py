@@ -285,8 +285,7 @@ def walk_tree(root, exclude=()):
             target = os.readlink(p) if stat.S_ISLNK(st.st_mode) else None
             yield r, st, target
             if stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev:
-                for item in walk(r):
-                    yield item
+                yield from walk(r)
     return walk("")
 
 

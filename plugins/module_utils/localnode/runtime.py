@@ -23,8 +23,7 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    MeshfleetError, ensure_private_dir, write_file_atomic)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, write_file_atomic
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet import addressing
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localnode import certs, config, forward
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localproc import (
@@ -335,8 +334,7 @@ class Node:
         write_file_atomic(p["proxy_conf"], yaml.safe_dump(config.kube_proxy_config(self.slot, p, self.name)),
                           mode=0o600)
         for folder in config.PRIVATE_TMPFS:  # mount points of the holder's private tmpfs
-            if not os.path.isdir(folder):
-                os.makedirs(folder, 0o711)
+            os.makedirs(folder, 0o711, exist_ok=True)
 
     def _cgroups(self):
         record = self._cgroup_record()
@@ -515,7 +513,3 @@ class Node:
             if os.path.exists(d):
                 out.append("folder %s" % d)
         return out
-
-
-def ensure_dir(path):
-    return ensure_private_dir(path)

@@ -126,8 +126,13 @@ class KwokProvider(ClusterProvider):
                 if not self._removing():
                     raise
                 self._node_bin = ""
-        api_port = ((self._config() or {}).get("options") or {}).get("kubeApiserverPort") \
-            if os.path.isdir(self.kwok_dir) else None
+        api_port = None
+        if os.path.isdir(self.kwok_dir):
+            try:
+                api_port = ((self._config() or {}).get("options") or {}).get("kubeApiserverPort")
+            except MeshfleetError:
+                if not self._removing():
+                    raise
         return Node(self.cluster_name, self.cluster_dir, slot, self.kwok_dir, api_port, self._node_bin,
                     log=getattr(self.module, "log", None))
 
