@@ -588,8 +588,9 @@ class KubeRest:
                 self._conn = None
 
     def request(self, what, method, path, body=None, query=None, content_type="application/json",
-                not_found=_NOT_GIVEN, accept=None):
-        """One API call; returns the decoded JSON body (a dict), or ``not_found`` on 404 when given.
+                not_found=_NOT_GIVEN, accept=None, raw_text=False):
+        """One API call; returns the decoded JSON body (a dict), or ``not_found`` on 404 when given;
+        with ``raw_text`` the body as text (a pod's log).
 
         ``what`` says what the call does ("read secret istio-system/cacerts"). Error messages
         never include the request body (it may carry a token or a key)."""
@@ -609,6 +610,8 @@ class KubeRest:
         if status >= 400:
             raise api_error(self._name(), self.kubeconfig, what, status, status_message(raw, status, reason),
                             cluster=self.label, server=self.server)
+        if raw_text:
+            return raw.decode("utf-8", "replace")
         if not raw:
             return {}
         try:
@@ -724,6 +727,64 @@ class KubeRest:
         doc = self.request("list %s%s" % (kind, " in " + namespace if namespace else ""), "GET", path,
                            accept=METADATA_LIST)
         return dict(((i.get("metadata") or {}).get("name"), i.get("metadata") or {}) for i in doc.get("items") or [])
+
+    # --- exec -------------------------------------------------------------------------
+    def exec(self, what, namespace, pod, command, container=None, timeout=60.0):
+        """Run ``command`` (argv list) in a container of a pod, like ``kubectl exec`` (a WebSocket
+        with Kubernetes' channel protocol, see :mod:`.kube_exec`); returns ``dict(rc, stdout,
+        stderr, protocol)``. A command that ran is a result whatever its exit code; an exec the
+        server refuses (no such pod or container, forbidden) or that times out is an error."""
+        from ansible_collections.meshfleet.mesh.plugins.module_utils import kube_exec
+        if not command or not all(isinstance(c, str) for c in command):
+            raise MeshfleetError("%s: cannot %s: the command must be a non-empty list of strings" % (self._name(), what))
+        if self.proxy is not None and not self._https:
+            raise MeshfleetError("%s: cannot %s: exec through a proxy to an http:// server is not supported "
+                                 "(use https, or no proxy)" % (self._name(), what),
+                                 cluster=self.label, server=self.server)
+        query = [("command", c) for c in command]
+        if container:
+            query.append(("container", container))
+        query += [("stdout", "true"), ("stderr", "true")]
+        path = "%s%s/exec?%s" % (self._prefix, _ns(namespace, "pods", pod), urlencode(query))
+        for attempt in (1, 2):
+            self._exec_credentials()
+            headers = [(k, v) for k, v in self._headers.items() if k != "Accept"] + list(self._impersonate)
+            conn = self._connect()
+            deadline = time.monotonic() + timeout
+            try:
+                conn.timeout = timeout
+                conn.connect()
+                sock = conn.sock
+
+                def recv(n):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise socket.timeout("timed out")
+                    sock.settimeout(left)
+                    return sock.recv(n)
+                rc, out, err, protocol = kube_exec.run(sock, path, self._host_header, headers, recv)
+                return dict(rc=rc, stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"),
+                            protocol=protocol)
+            except kube_exec.ExecError as e:
+                if e.status == 401 and attempt == 1 and self._exec_credentials(force=True):
+                    continue
+                if e.status:
+                    raise api_error(self._name(), self.kubeconfig, what, e.status, e.message,
+                                    cluster=self.label, server=self.server)
+                raise MeshfleetError("%s: cannot %s: %s" % (self._name(), what, e.message),
+                                     cluster=self.label, server=self.server)
+            except socket.timeout:
+                raise MeshfleetError("%s: %s did not end within %ss" % (self._name(), what, timeout),
+                                     cluster=self.label, server=self.server)
+            except ssl.SSLError as e:
+                raise MeshfleetError("%s: TLS failed while trying to %s: %s (check the CA and client certificate "
+                                     "of kubeconfig %s)" % (self._name(), what, e, self.kubeconfig),
+                                     cluster=self.label, server=self.server)
+            except OSError as e:
+                raise MeshfleetError("%s is unreachable while trying to %s: %s" % (self._name(), what, e),
+                                     cluster=self.label, server=self.server)
+            finally:
+                conn.close()
 
     # --- typed calls (the subset of the kubernetes client's API the modules use) ---------------
     def call(self, what, fn, *args, **kwargs):

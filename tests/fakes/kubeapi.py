@@ -12,24 +12,59 @@
   recorded answers (``routes``: ``{(method, path): (status, body)}``, the path without its
   query), JSON bodies; unknown paths get the API server's 404 Status. Every request is kept
   in ``seen`` (method, path with query, headers as a list of pairs, decoded body). POST
-  handlers can be callables ``fn(body) -> (status, body)``.
+  handlers can be callables ``fn(body) -> (status, body)``. Pods added with
+  :meth:`RecordedApi.add_pod` answer ``pods/<name>/exec`` over a WebSocket as the API server
+  does (``v5.channel.k8s.io``/``v4.channel.k8s.io``, channel bytes, a ``Status`` on the error
+  channel) and refuse what it refuses (no command, a container not named when the pod has
+  several, an unknown container, a request that is not a WebSocket upgrade, unmasked client
+  frames); ``execs`` keeps every (namespace, pod, container, argv) run.
 """
 
 from __future__ import absolute_import, division, print_function
 
 import base64
+import hashlib
 import json
 import select
 import socket
 import ssl
+import struct
 import threading
 
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 try:
-    from urllib.parse import urlsplit
+    from urllib.parse import parse_qs, urlsplit
 except ImportError:  # pragma: no cover
-    from urlparse import urlsplit  # type: ignore
+    from urlparse import parse_qs, urlsplit  # type: ignore
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: the channel protocols the API server speaks, in its order of preference
+WS_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io",
+                "channel.k8s.io")
+
+
+def ws_frame(opcode, payload, fin=True):
+    """A server frame (unmasked, RFC 6455 5.1)."""
+    n = len(payload)
+    head = bytearray([(0x80 if fin else 0) | opcode])
+    if n < 126:
+        head.append(n)
+    elif n < 65536:
+        head += bytes([126]) + struct.pack("!H", n)
+    else:
+        head += bytes([127]) + struct.pack("!Q", n)
+    return bytes(head) + payload
+
+
+def exit_status(rc):
+    """The Status the API server writes on the exec error channel for exit code ``rc``."""
+    if rc == 0:
+        return {"metadata": {}, "status": "Success"}
+    return {"metadata": {}, "status": "Failure",
+            "message": "command terminated with non-zero exit code: exit status %d" % rc,
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": str(rc)}]}}
 
 
 def send_json(handler, code, body):
@@ -74,6 +109,11 @@ class RecordedApi:
         self.routes = dict(routes or {})
         self.seen = []
         self.tls = tls  # (cert file, key file) for HTTPS
+        self.pods = {}           # (namespace, name) -> (containers, run)
+        self.pod_objects = {}    # (namespace, name) -> Pod
+        self.pod_logs = {}       # (namespace, name) -> log(container) or None
+        self.execs = []          # (namespace, pod, container, argv) of each exec answered
+        self.client_frames = []  # (opcode, masked) of the client's frames after an exec
         self._httpd = None
 
     def add(self, method, path, code, body):
@@ -81,6 +121,117 @@ class RecordedApi:
 
     def requests(self, method=None):
         return [r for r in self.seen if method is None or r[0] == method]
+
+    def add_pod(self, namespace, name, containers, run=None, labels=None, ready=True, log=None):
+        """A pod: listed in its namespace (``GET .../pods?labelSelector=``, equality terms as the
+        API server filters them), answering exec with ``run(container, argv) -> (rc, stdout
+        bytes, stderr bytes)`` and ``GET .../pods/<name>/log?container=`` with ``log(container)``
+        (text)."""
+        self.pods[(namespace, name)] = (list(containers), run)
+        self.pod_objects[(namespace, name)] = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+            "spec": {"containers": [{"name": c} for c in containers]},
+            "status": {"phase": "Running" if ready else "Pending",
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+        self.pod_logs[(namespace, name)] = log
+
+    def _list_pods(self, handler, namespace, query):
+        selector = (parse_qs(query).get("labelSelector") or [""])[0]
+        terms = []
+        for term in [t for t in selector.split(",") if t]:
+            key, sep, value = term.partition("=")
+            if not sep or not key or "!" in key or value.startswith("="):
+                # only equality terms here; the API server's own parse error for the rest
+                return handler._answer(400, status(400, "unable to parse requirement: %s" % term, "BadRequest"))
+            terms.append((key.strip(), value.strip()))
+        items = [obj for (ns, _n), obj in sorted(self.pod_objects.items())
+                 if ns == namespace and all(obj["metadata"]["labels"].get(k) == v for k, v in terms)]
+        return handler._answer(200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+
+    def _pod_log(self, handler, namespace, name, query):
+        accept = [a.split(";")[0].strip() for a in (handler.headers.get("Accept") or "*/*").split(",")]
+        if not set(accept) & {"application/json", "application/yaml", "application/vnd.kubernetes.protobuf", "*/*"}:
+            # what kube-apiserver answers a log request that accepts only text/plain
+            return handler._answer(406, status(406, "only the following media types are accepted: application/json, "
+                                                    "application/yaml, application/vnd.kubernetes.protobuf",
+                                               "NotAcceptable"))
+        if (namespace, name) not in self.pod_objects:
+            return handler._answer(404, status(404, 'pods "%s" not found' % name, "NotFound"))
+        containers, _run = self.pods[(namespace, name)]
+        container = (parse_qs(query).get("container") or [None])[0]
+        if container is None and len(containers) > 1:
+            return handler._answer(400, status(
+                400, "a container name must be specified for pod %s, choose one of: [%s]"
+                % (name, " ".join(containers)), "BadRequest"))
+        container = container or containers[0]
+        if container not in containers:
+            return handler._answer(400, status(400, "container %s is not valid for pod %s" % (container, name),
+                                               "BadRequest"))
+        log = self.pod_logs.get((namespace, name))
+        text = (log(container) if log else "").encode("utf-8")
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/plain")
+        handler.send_header("Content-Length", str(len(text)))
+        handler.end_headers()
+        handler.wfile.write(text)
+
+    def _exec(self, handler, path, query):
+        """Answer ``GET .../pods/<name>/exec`` as the API server does (see the module doc)."""
+        parts = path.split("/")  # ['', 'api', 'v1', 'namespaces', ns, 'pods', name, 'exec']
+        ns, name = parts[4], parts[6]
+        q = parse_qs(query)
+        argv, container = q.get("command") or [], (q.get("container") or [None])[0]
+        headers = handler.headers
+        if (headers.get("Upgrade") or "").lower() != "websocket" or not headers.get("Sec-WebSocket-Key"):
+            # kubectl's SPDY executor is not served here; a plain GET is refused as the server does
+            return handler._answer(400, status(400, "Upgrade request required", "BadRequest"))
+        pod = self.pods.get((ns, name))
+        if pod is None:
+            return handler._answer(404, status(404, 'pods "%s" not found' % name, "NotFound"))
+        containers, run = pod
+        if not argv:
+            return handler._answer(400, status(400, "you must specify at least 1 command", "BadRequest"))
+        if container is None:
+            if len(containers) > 1:
+                return handler._answer(400, status(
+                    400, "a container name must be specified for pod %s, choose one of: [%s]"
+                    % (name, " ".join(containers)), "BadRequest"))
+            container = containers[0]
+        if container not in containers:
+            return handler._answer(400, status(400, "container %s is not valid for pod %s" % (container, name),
+                                               "BadRequest"))
+        offered = [p.strip() for p in (headers.get("Sec-WebSocket-Protocol") or "").split(",") if p.strip()]
+        chosen = next((p for p in offered if p in WS_PROTOCOLS), "")
+        accept = base64.b64encode(hashlib.sha1((headers["Sec-WebSocket-Key"] + WS_GUID).encode()).digest()).decode()
+        lines = ["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade",
+                 "Sec-WebSocket-Accept: " + accept]
+        if chosen:
+            lines.append("Sec-WebSocket-Protocol: " + chosen)
+        w = handler.wfile
+        w.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self.execs.append((ns, name, container, list(argv)))
+        # a pod without a command table: as a container whose image lacks the program
+        rc, out, err = run(container, list(argv)) if run else (126, b"", b"exec: not found\n")
+        # as wsstream does: one empty message per channel first, then the data, a stream in
+        # several frames (one message fragmented), the exit Status last, then close
+        for ch in (0, 1, 2, 3):
+            w.write(ws_frame(2, bytes([ch])))
+        if out:
+            half = len(out) // 2
+            w.write(ws_frame(2, bytes([1]) + out[:half], fin=False))
+            w.write(ws_frame(0, out[half:], fin=True))
+        if err:
+            w.write(ws_frame(2, bytes([2]) + err))
+        w.write(ws_frame(2, bytes([3]) + json.dumps(exit_status(rc)).encode()))
+        w.write(ws_frame(8, struct.pack("!H", 1000)))
+        w.flush()
+        # the client's close frame must be masked
+        head = handler.rfile.read(2)
+        if len(head) == 2:
+            masked = bool(head[1] & 0x80)
+            self.client_frames.append((head[0] & 0x0F, masked))
+        handler.close_connection = True
 
     def _handler(self):
         api = self
@@ -103,6 +254,16 @@ class RecordedApi:
                     body = raw
                 api.seen.append((self.command, self.path, list(self.headers.items()), body))
                 path = urlsplit(self.path).path
+                parts = path.split("/")
+                if self.command == "GET" and len(parts) == 6 and parts[1:4] == ["api", "v1", "namespaces"] \
+                        and parts[5] == "pods" and (self.command, path) not in api.routes:
+                    return api._list_pods(self, parts[4], urlsplit(self.path).query)
+                if self.command == "GET" and len(parts) == 8 and parts[1:4] == ["api", "v1", "namespaces"] \
+                        and parts[5] == "pods" and parts[7] == "log":
+                    return api._pod_log(self, parts[4], parts[6], urlsplit(self.path).query)
+                if self.command in ("GET", "POST") and path.endswith("/exec") and path.startswith("/api/v1/namespaces/") \
+                        and len(path.split("/")) == 8 and path.split("/")[5] == "pods":
+                    return api._exec(self, path, urlsplit(self.path).query)
                 answer = api.routes.get((self.command, path))
                 if answer is None:
                     return self._answer(404, not_found(path))
