@@ -320,8 +320,9 @@ class MeshfleetModule:
 
     @classmethod
     def step_name(cls):
-        """``<module_utils file>.<class>``: where the receipt finds this step's class."""
-        return "%s.%s" % (cls.__module__.rsplit(".", 1)[-1], cls.__name__)
+        """``<module_utils module path>.<class>`` (``remote_secret.RemoteSecretModule``,
+        ``localnet.network.LocalNetworkModule``): where the receipt finds this step's class."""
+        return "%s.%s" % (cls.__module__.split(".module_utils.", 1)[-1], cls.__name__)
 
     # --- the contract -------------------------------------------------------
     def run(self):

@@ -57,7 +57,7 @@ FILE_NAME = "converge-receipt.json"
 NO_LOG_MARK = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 _PKG = "ansible_collections.meshfleet.mesh.plugins"
 #: ``<module_utils file>.<class>``, as MeshfleetModule.step_name() makes it
-STEP_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[A-Z][A-Za-z0-9]*$")
+STEP_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*\.[A-Z][A-Za-z0-9]*$")
 # seconds the checks of all hosts may take together (a hung API server: the normal path runs;
 # every Kubernetes request has its own 30 s timeout, so this is a backstop), plus
 # CHECK_STEP_SECONDS per recorded step: a 20-cluster full mesh records about 460 steps
@@ -267,10 +267,10 @@ def drop(state_dir):
 
 # --- checking ----------------------------------------------------------------------------
 def step_class(name):
-    """The module class of a recorded step (``<module_utils file>.<class>``)."""
+    """The module class of a recorded step (``<module_utils module path>.<class>``)."""
     if not isinstance(name, str) or not STEP_NAME.match(name):
         raise MeshfleetError("%r is not a converge-receipt step" % (name,))
-    mod, cls_name = name.split(".")
+    mod, cls_name = name.rsplit(".", 1)
     cls = getattr(importlib.import_module("%s.module_utils.%s" % (_PKG, mod)), cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, MeshfleetModule) and cls.receipt_step):
         raise MeshfleetError("%s is not a converge-receipt step" % name)

@@ -199,6 +199,26 @@ def test_only_receipt_step_classes_are_run():
             receipt.step_class(name)
 
 
+def test_every_receipt_step_class_is_found_by_its_name():
+    # a step class in a package (localnet/network.py) is recorded with its package path: a
+    # receipt naming only the file ("network.LocalNetworkModule") sent every re-run of a
+    # real-node mesh down the slow path (ModuleNotFoundError in the check)
+    import importlib
+    import pkgutil
+    from ansible_collections.meshfleet.mesh.plugins import module_utils
+    from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetModule
+    found = {}
+    for info in pkgutil.walk_packages(module_utils.__path__, module_utils.__name__ + "."):
+        mod = importlib.import_module(info.name)
+        for obj in vars(mod).values():
+            if isinstance(obj, type) and issubclass(obj, MeshfleetModule) and obj.receipt_step \
+                    and obj.__module__ == mod.__name__:
+                found[obj.step_name()] = obj
+    assert "localnet.network.LocalNetworkModule" in found and "remote_secret.RemoteSecretModule" in found
+    for name, cls in found.items():
+        assert receipt.step_class(name) is cls, name
+
+
 def test_save_and_load(tmp_path):
     state = str(tmp_path / "state")
     assert receipt.load(state) == (None, "no receipt yet (first converge, or the last one did not finish)")
