@@ -13,6 +13,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 TOOLS_SOURCE ?=
 TOOLS_ARGS := $(if $(TOOLS_SOURCE),--source $(TOOLS_SOURCE))
 demo verify: TOOLS_ARGS += --inventory $(INVENTORY)
+# an inventory with real-node clusters (inventories/real-pods) also needs the node set and images
+DEMO_NODE := $(if $(shell grep -ls 'real_node: *true' $(INVENTORY)/*.yml 2>/dev/null),node images)
 export MESHFLEET_TOOLS_BIN = $(shell bash tools/build-tools.sh --print-bin $(TOOLS_ARGS) 2>/dev/null)
 
 .PHONY: setup tools node browser images demo validate test unit lint sanity integration molecule verify teardown bench clean help
@@ -44,7 +46,7 @@ node:
 images:
 	@scripts/setup.sh --images
 
-demo: tools
+demo: tools $(DEMO_NODE)
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/site.yml
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/verify.yml
 
