@@ -23,6 +23,26 @@ PYTHON=${MESHFLEET_PYTHON:-python3}
 
 log() { printf '[setup] %s\n' "$*"; }
 
+# apt_need READY ERROR|NOTE [PACKAGE...]: install the missing Debian packages (root, apt-get);
+# none missing: log READY; not root or no apt-get: exit 1 (ERROR) or only say so (NOTE)
+apt_need() {
+  local ready=$1 otherwise=$2
+  shift 2
+  if [ $# -eq 0 ]; then
+    log "$ready"
+  elif [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    [ "$otherwise" = NOTE ] || { echo "[setup] error: $* missing; install them as root (apt-get install $*)" >&2; exit 1; }
+    log "note: $* missing; real-node clusters need them (apt-get install $*, as root)"
+  else
+    log "installing $* with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1; then
+      apt-get update -q >/dev/null
+      apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    fi
+  fi
+}
+
 want_tools=0
 want_browser=0
 want_node=0
@@ -115,18 +135,7 @@ if [ "$want_node" = 1 ]; then
   command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need+=(runc)
   [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
   command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
-  if [ ${#need[@]} -eq 0 ]; then
-    log "node packages ready (containerd, runc, CNI plugins, iptables)"
-  elif [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] error: ${need[*]} missing; install them as root (apt-get install ${need[*]})" >&2; exit 1
-  else
-    log "installing ${need[*]} with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
-      apt-get update -q >/dev/null
-      apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-    fi
-  fi
+  apt_need "node packages ready (containerd, runc, CNI plugins, iptables)" ERROR "${need[@]}"
 fi
 
 if [ "$want_browser" = 1 ]; then
@@ -134,18 +143,7 @@ if [ "$want_browser" = 1 ]; then
   need=()
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
-  if [ ${#need[@]} -eq 0 ]; then
-    log "browser ready ($(command -v chromium))"
-  elif [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] error: ${need[*]} missing; install them as root (apt-get install ${need[*]})" >&2; exit 1
-  else
-    log "installing ${need[*]} with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
-      apt-get update -q >/dev/null
-      apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-    fi
-  fi
+  apt_need "browser ready ($(command -v chromium))" ERROR "${need[@]}"
 fi
 
 if [ "$want_images" = 1 ]; then
@@ -155,18 +153,7 @@ if [ "$want_images" = 1 ]; then
   command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
   command -v gcc >/dev/null 2>&1 || need+=(gcc)
   [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || [ -n "$(find /usr/lib -name libc.a -print -quit 2>/dev/null)" ] || need+=(libc6-dev)
-  if [ ${#need[@]} -eq 0 ]; then
-    log "image tools ready (umoci, skopeo, gcc)"
-  elif [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] error: ${need[*]} missing; install them as root (apt-get install ${need[*]})" >&2; exit 1
-  else
-    log "installing ${need[*]} with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
-      apt-get update -q >/dev/null
-      apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-    fi
-  fi
+  apt_need "image tools ready (umoci, skopeo, gcc)" ERROR "${need[@]}"
 fi
 
 if [ "$want_tools" = 1 ]; then
@@ -176,16 +163,5 @@ if [ "$want_tools" = 1 ]; then
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
   command -v sysctl >/dev/null 2>&1 || need+=(procps)
   command -v iptables >/dev/null 2>&1 || need+=(iptables)
-  if [ ${#need[@]} -eq 0 ]; then
-    log "local networks ready (ip, sysctl, iptables)"
-  elif [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    log "note: ${need[*]} missing; real-node clusters need them (apt-get install ${need[*]}, as root)"
-  else
-    log "installing ${need[*]} with apt-get (local networks of real-node clusters)"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
-      apt-get update -q >/dev/null
-      apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-    fi
-  fi
+  apt_need "local networks ready (ip, sysctl, iptables)" NOTE "${need[@]}"
 fi

@@ -25,8 +25,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -38,6 +36,7 @@ import tarfile
 import time
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.images import spec as specs
+from ansible_collections.meshfleet.mesh.plugins.module_utils.ports import locked
 
 #: what the builder runs, and the Debian package that has it
 TOOLS = dict(umoci="umoci", skopeo="skopeo", gcc="gcc")
@@ -52,17 +51,6 @@ class BuildError(Exception):
 def cache_dir(path=None):
     return os.path.abspath(os.path.expanduser(
         path or os.environ.get("MESHFLEET_IMAGE_CACHE") or "~/.cache/meshfleet/images"))
-
-
-@contextlib.contextmanager
-def locked(path):
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 class Hasher:
