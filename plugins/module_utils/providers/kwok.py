@@ -34,6 +34,11 @@ import socket
 import subprocess
 
 try:
+    from urllib.parse import quote
+except ImportError:  # Python 2
+    from urllib import quote  # type: ignore
+
+try:
     import yaml
     HAS_YAML = True
 except ImportError:  # pragma: no cover - PyYAML comes with ansible-core
@@ -45,6 +50,7 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils.kubeconfig import (
     build_kubeconfig, cert_user, write_kubeconfig)
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localproc import (
     TOOLS_HINT, https_get, pid_alive, read_pid, stop_pid, tool, tools_bin)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.kube_rest import KubeRest
 from ansible_collections.meshfleet.mesh.plugins.module_utils.ports import PortRegistry
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet.slots import SlotRegistry
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localnode import config as node_config
@@ -410,29 +416,46 @@ class KwokProvider(ClusterProvider):
             if os.path.exists(self.node_record):
                 self._taint_fake_nodes()
 
-    def _kubectl(self, *args, **kwargs):
-        kc = os.path.join(self.kwok_dir, "kubeconfig.yaml")
-        cmd = [tool(self.bin_dir, "kubectl"), "--kubeconfig", kc] + list(args)
-        p = subprocess.run(cmd, input=kwargs.get("input"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           universal_newlines=True, timeout=120, check=False, env=self._env())
-        if p.returncode != 0:
-            raise MeshfleetError("cluster %s: kubectl %s failed: %s" % (self.cluster_name, args[0], p.stdout.strip()),
-                                 command=" ".join(cmd))
-        return p.stdout
+    def _kube(self):
+        """The project's one Kubernetes client on kwokctl's admin kubeconfig."""
+        return KubeRest(os.path.join(self.kwok_dir, "kubeconfig.yaml"), label=self.cluster_name)
 
     def _taint_fake_nodes(self):
         """Keep real workloads off kwok's fake nodes (kwok manages only nodes annotated
-        kwok.x-k8s.io/node=fake; kwokctl labels them type=kwok)."""
-        t = node_config.FAKE_NODE_TAINT
-        self._kubectl("taint", "nodes", "-l", "type=kwok", "--overwrite",
-                      "%s=%s:%s" % (t["key"], t["value"], t["effect"]))
+        kwok.x-k8s.io/node=fake; kwokctl labels them type=kwok); a node already tainted is
+        left alone."""
+        t = dict(node_config.FAKE_NODE_TAINT)
+        kube = self._kube()
+        try:
+            nodes = kube.get("list the fake nodes", "/api/v1/nodes", query={"labelSelector": "type=kwok"})
+            for node in nodes.get("items") or []:
+                name = node["metadata"]["name"]
+                taints = (node.get("spec") or {}).get("taints") or []
+                if any(all(x.get(k) == t[k] for k in ("key", "value", "effect")) for x in taints):
+                    continue
+                taints = [x for x in taints if (x.get("key"), x.get("effect")) != (t["key"], t["effect"])] + [t]
+                kube.request("taint fake node %s" % name, "PATCH", "/api/v1/nodes/%s" % quote(name, safe=""),
+                             body={"spec": {"taints": taints}}, content_type="application/merge-patch+json")
+        finally:
+            kube.close()
 
     def _apply_coredns(self):
+        """CoreDNS's objects, server-side applied (as kubectl apply --server-side does)."""
         image = getattr(self, "_coredns_image", None)
         if image is None:
             image = self._node_images(self._node())["coredns"]
-        docs = node_config.coredns_manifests(self._node_slot(), image)
-        self._kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in docs))
+        kube = self._kube()
+        try:
+            for doc in node_config.coredns_manifests(self._node_slot(), image):
+                path = kube.object_path(doc, default_namespace="kube-system")
+                if path is None:
+                    raise MeshfleetError("cluster %s does not serve %s %s" % (
+                        self.cluster_name, doc.get("apiVersion"), doc.get("kind")))
+                kube.request("apply %s %s" % (doc.get("kind"), doc["metadata"]["name"]), "PATCH", path,
+                             body=json.dumps(doc).encode("utf-8"), query={"fieldManager": "meshfleet", "force": "true"},
+                             content_type="application/apply-patch+yaml")
+        finally:
+            kube.close()
         self._dns_applied = True
 
     def start(self):
