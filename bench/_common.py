@@ -1,10 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: Meshfleet engineers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What the benchmark scripts share: progress lines and the teardowns of what they made."""
+"""What the benchmark scripts share: progress lines, the tools and signal set-up, and the
+teardowns of what they made."""
 
 from __future__ import absolute_import, division, print_function
 
+import shutil
+import signal
 import sys
 import time
 
@@ -12,6 +15,32 @@ import time
 def log(msg):
     sys.stderr.write("[bench %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
     sys.stderr.flush()
+
+
+def tools_bin_or_exit(name, helpers):
+    """The pinned tools' folder, or exit naming why; from here on SIGTERM is handled as Ctrl-C,
+    so that the teardowns run (``helpers`` is tests/integration/helpers.py)."""
+    tools_bin, why = helpers.find_tools_bin()
+    if tools_bin is None:
+        raise SystemExit("%s: %s" % (name, why))
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+    signal.signal(signal.SIGTERM, on_term)
+    return tools_bin
+
+
+def clean_up(bench, work, helpers):
+    """After a bench's runs (also after an error or Ctrl-C): every pending teardown of
+    ``bench.teardowns``, then any process still running under ``work`` added to
+    ``bench.failures`` and forced away, else the work folder removed."""
+    bench.teardowns.run_all()
+    left = helpers.processes_under(work)
+    if left:
+        bench.failures.append("processes left under %s: %s" % (work, left))
+        helpers.force_cleanup(work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 class Teardowns:

@@ -28,8 +28,6 @@ from __future__ import absolute_import, division, print_function
 import argparse
 import json
 import os
-import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -40,7 +38,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import helpers  # noqa: E402  (tests/integration/helpers.py)
-from _common import Teardowns, log  # noqa: E402  (bench/_common.py)
+from _common import Teardowns, clean_up, log, tools_bin_or_exit  # noqa: E402  (bench/_common.py)
 
 NOOP_TARGET = 10.0
 BUDGET_MIB = 8 * 1024
@@ -232,14 +230,7 @@ def main():
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
-    tools_bin, why = helpers.find_tools_bin()
-    if tools_bin is None:
-        raise SystemExit("bench_clusters: %s" % why)
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt("signal %d" % signum)
-    signal.signal(signal.SIGTERM, on_term)
-
+    tools_bin = tools_bin_or_exit("bench_clusters", helpers)
     work = tempfile.mkdtemp(prefix="meshfleet-bench-")
     bench = Bench(work, tools_bin)
     bench.load_before = " ".join("%.2f" % x for x in os.getloadavg())
@@ -263,13 +254,7 @@ def main():
     except KeyboardInterrupt as e:
         bench.failures.append("interrupted: %s" % e)
     finally:
-        bench.teardown_all()
-        left = [p for p in (helpers.processes_under(work),) if p]
-        if left:
-            bench.failures.append("processes left under %s: %s" % (work, left))
-            helpers.force_cleanup(work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up(bench, work, helpers)
     bench.report()
     return 0 if not bench.failures else 1
 

@@ -59,7 +59,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -71,7 +70,8 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import helpers  # noqa: E402  (tests/integration/helpers.py)
-from _common import Teardowns, create_clusters, log, mesh_folder, print_problems  # noqa: E402
+from _common import (  # noqa: E402
+    Teardowns, clean_up, create_clusters, log, mesh_folder, print_problems, tools_bin_or_exit)
 
 RATIO_TARGET = 0.5
 NOOP_TARGET = 0.10
@@ -394,9 +394,7 @@ def main():
     if unknown:
         ap.error("unknown path(s) %s; choose from %s" % (", ".join(unknown), ", ".join(PATHS)))
 
-    tools_bin, why = helpers.find_tools_bin()
-    if tools_bin is None:
-        raise SystemExit("bench_mesh: %s" % why)
+    tools_bin = tools_bin_or_exit("bench_mesh", helpers)
     for tool in ("istioctl", "pilot-discovery"):
         if not os.access(os.path.join(tools_bin, tool), os.X_OK):
             raise SystemExit("bench_mesh: %s is missing from %s (make tools)" % (tool, tools_bin))
@@ -404,10 +402,6 @@ def main():
         if shutil.which(tool) is None:
             raise SystemExit("bench_mesh: %s is needed for Istio's certificate Makefile" % tool)
     istio = istio_dir(args.istio_dir)
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt("signal %d" % signum)
-    signal.signal(signal.SIGTERM, on_term)
 
     work = tempfile.mkdtemp(prefix="meshfleet-bench-mesh-")
     bench = Bench(work, tools_bin, istio, profile=args.profile)
@@ -423,13 +417,7 @@ def main():
         ok = False
         bench.failures.append("stopped: %s: %s" % (type(e).__name__, str(e)[:3000]))
     finally:
-        bench.teardown_all()
-        left = helpers.processes_under(work)
-        if left:
-            bench.failures.append("processes left under %s: %s" % (work, left))
-            helpers.force_cleanup(work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up(bench, work, helpers)
     bench.report()
     return 0 if ok and not bench.failures else 1
 

@@ -31,8 +31,6 @@ from __future__ import absolute_import, division, print_function
 import json
 import os
 import re
-import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -43,7 +41,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import helpers  # noqa: E402  (tests/integration/helpers.py)
-from _common import Teardowns, log, mesh_folder, print_problems  # noqa: E402
+from _common import Teardowns, clean_up, log, mesh_folder, print_problems, tools_bin_or_exit  # noqa: E402
 from bench_mesh import children_cpu  # noqa: E402
 
 NOOP_TARGET = 0.10
@@ -176,14 +174,7 @@ class RealPods:
 def main():
     if os.geteuid() != 0:
         raise SystemExit("bench_real_pods: real nodes need root (network namespaces, containerd)")
-    tools_bin, why = helpers.find_tools_bin()
-    if tools_bin is None:
-        raise SystemExit("bench_real_pods: %s" % why)
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt("signal %d" % signum)
-    signal.signal(signal.SIGTERM, on_term)
-
+    tools_bin = tools_bin_or_exit("bench_real_pods", helpers)
     work = tempfile.mkdtemp(prefix="meshfleet-bench-real-pods-")
     bench = RealPods(work, tools_bin)
     ok = True
@@ -193,13 +184,7 @@ def main():
         ok = False
         bench.failures.append("stopped: %s: %s" % (type(e).__name__, str(e)[:3000]))
     finally:
-        bench.teardowns.run_all()
-        left = helpers.processes_under(work)
-        if left:
-            bench.failures.append("processes left under %s: %s" % (work, left))
-            helpers.force_cleanup(work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up(bench, work, helpers)
     bench.report()
     return 0 if ok and not bench.failures else 1
 

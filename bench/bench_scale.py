@@ -29,8 +29,6 @@ from __future__ import absolute_import, division, print_function
 
 import argparse
 import os
-import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -41,7 +39,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import helpers  # noqa: E402  (tests/integration/helpers.py)
-from _common import Teardowns, create_clusters, log, mesh_folder, print_problems  # noqa: E402
+from _common import Teardowns, clean_up, create_clusters, log, mesh_folder, print_problems, tools_bin_or_exit  # noqa: E402
 from bench_mesh import changed_total, children_cpu, parse_profile  # noqa: E402
 
 
@@ -167,14 +165,7 @@ def main():
         ap.error("--clusters takes whole numbers, e.g. 3,10,20")
     if not counts or counts[0] < 1 or counts[-1] > 99 or args.networks < 1:
         ap.error("cluster counts from 1 to 99 and at least one network")
-    tools_bin, why = helpers.find_tools_bin()
-    if tools_bin is None:
-        raise SystemExit("bench_scale: %s" % why)
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt("signal %d" % signum)
-    signal.signal(signal.SIGTERM, on_term)
-
+    tools_bin = tools_bin_or_exit("bench_scale", helpers)
     work = tempfile.mkdtemp(prefix="meshfleet-bench-scale-")
     scale = Scale(work, tools_bin, args.networks, args.profile)
     ok = True
@@ -185,13 +176,7 @@ def main():
         ok = False
         scale.failures.append("stopped: %s: %s" % (type(e).__name__, str(e)[:3000]))
     finally:
-        scale.teardowns.run_all()
-        left = helpers.processes_under(work)
-        if left:
-            scale.failures.append("processes left under %s: %s" % (work, left))
-            helpers.force_cleanup(work)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up(scale, work, helpers)
     scale.report()
     return 0 if ok and not scale.failures else 1
 

@@ -60,19 +60,18 @@ def port_free(port, host="127.0.0.1"):
     return True
 
 
-class PortRegistry:
-    """``<dir>/ports.json``: {owner: {name: port}} shared by every local process of a mesh."""
+class JsonRegistry:
+    """A machine-wide JSON registry: ``<dir>/<name>.json`` (a dict) and ``<name>.lock`` for
+    flock, in a private folder: ``directory``, else ``$<env>``, else ``~/.cache/meshfleet/<default>``."""
 
-    def __init__(self, directory=None, port_range=DEFAULT_RANGE):
+    def __init__(self, directory, env, default, name):
         if directory is None:
-            directory = os.environ.get("MESHFLEET_PORTS_DIR") or os.path.expanduser(
-                "~/.cache/meshfleet/ports")
+            directory = os.environ.get(env) or os.path.expanduser("~/.cache/meshfleet/%s" % default)
         if not os.path.isdir(directory):
             os.makedirs(directory, 0o700)
         self.directory = ensure_private_dir(directory)
-        self.path = os.path.join(self.directory, "ports.json")
-        self.lock_path = os.path.join(self.directory, "ports.lock")
-        self.port_range = port_range
+        self.path = os.path.join(self.directory, "%s.json" % name)
+        self.lock_path = os.path.join(self.directory, "%s.lock" % name)
 
     def _load(self):
         try:
@@ -81,6 +80,17 @@ class PortRegistry:
             return data if isinstance(data, dict) else {}
         except (IOError, ValueError):
             return {}
+
+    def _save(self, data):
+        write_file_atomic(self.path, json.dumps(data, indent=1, sort_keys=True), mode=0o600)
+
+
+class PortRegistry(JsonRegistry):
+    """``<dir>/ports.json``: {owner: {name: port}} shared by every local process of a mesh."""
+
+    def __init__(self, directory=None, port_range=DEFAULT_RANGE):
+        JsonRegistry.__init__(self, directory, "MESHFLEET_PORTS_DIR", "ports", "ports")
+        self.port_range = port_range
 
     def get(self, owner):
         return dict(self._load().get(owner, {}))
@@ -117,11 +127,11 @@ class PortRegistry:
                 mine[name] = candidate
                 taken.add(candidate)
             data[owner] = mine
-            write_file_atomic(self.path, json.dumps(data, indent=1, sort_keys=True), mode=0o600)
+            self._save(data)
             return mine
 
     def release(self, owner):
         with locked(self.lock_path):
             data = self._load()
             if data.pop(owner, None) is not None:
-                write_file_atomic(self.path, json.dumps(data, indent=1, sort_keys=True), mode=0o600)
+                self._save(data)

@@ -16,13 +16,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
 import os
 
-from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
-    MeshfleetError, ensure_private_dir, write_file_atomic)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet import addressing
-from ansible_collections.meshfleet.mesh.plugins.module_utils.ports import locked
+from ansible_collections.meshfleet.mesh.plugins.module_utils.ports import JsonRegistry, locked
 
 #: kind -> (number of slots, the namespace a slot names)
 KINDS = {
@@ -41,29 +39,11 @@ def _owner_path(owner):
     return owner.split("#", 1)[0]
 
 
-class SlotRegistry:
+class SlotRegistry(JsonRegistry):
 
     def __init__(self, directory=None, in_use=None):
-        if directory is None:
-            directory = os.environ.get("MESHFLEET_LOCALNET_DIR") or os.path.expanduser(
-                "~/.cache/meshfleet/localnet")
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o700)
-        self.directory = ensure_private_dir(directory)
-        self.path = os.path.join(self.directory, "slots.json")
-        self.lock_path = os.path.join(self.directory, "slots.lock")
+        JsonRegistry.__init__(self, directory, "MESHFLEET_LOCALNET_DIR", "localnet", "slots")
         self.in_use = in_use or (lambda kind, slot: netns_exists(KINDS[kind][1](slot)))
-
-    def _load(self):
-        try:
-            with open(self.path) as f:
-                data = json.load(f)
-        except (IOError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _save(self, data):
-        write_file_atomic(self.path, json.dumps(data, indent=1, sort_keys=True), mode=0o600)
 
     def get(self, kind, owner):
         """The slot ``owner`` holds, or None."""
