@@ -83,6 +83,24 @@ def stop_pid(pid, timeout=10.0):
     return True
 
 
+def kill_until_gone(list_pids, timeout):
+    """SIGKILL every process ``list_pids()`` names, again and again, until it names none; the
+    pids still there once ``timeout`` seconds have passed ([] when every one went)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = list_pids()
+        if not pids:
+            return []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            return pids
+        time.sleep(0.1)
+
+
 _SSL_CONTEXTS = {}
 
 

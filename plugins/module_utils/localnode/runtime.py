@@ -18,7 +18,6 @@ import errno
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils.base import Meshfle
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet import addressing
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localnode import certs, config, forward
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localproc import (
-    https_get, pid_alive, read_pid, stop_pid)
+    https_get, kill_until_gone, pid_alive, read_pid, stop_pid)
 
 CGROUP_FS = "/sys/fs/cgroup"
 PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -452,20 +451,10 @@ class Node:
         for name in ("kube-proxy", "kubelet"):
             stop_pid(self.pid(name), timeout=10)
         stop_pid(self.pid("containerd"), timeout=10)
-        deadline = time.monotonic() + 30
-        while True:
-            pids = [p for p in self.node_pids() if p != self.pid("forwarder")]
-            if not pids:
-                return
-            for p in pids:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except OSError:
-                    pass
-            if time.monotonic() > deadline:
-                raise MeshfleetError("cluster %s: processes %s of the node did not go away"
-                                     % (self.cluster_name, ", ".join(map(str, pids))))
-            time.sleep(0.1)
+        left = kill_until_gone(lambda: [p for p in self.node_pids() if p != self.pid("forwarder")], 30)
+        if left:
+            raise MeshfleetError("cluster %s: processes %s of the node did not go away"
+                                 % (self.cluster_name, ", ".join(map(str, left))))
 
     def down(self):
         """Stop and remove everything of the node."""

@@ -22,6 +22,7 @@ import time
 
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import (
     MeshfleetError, WaitTimeout, ensure_private_dir, write_file_atomic)
+from ansible_collections.meshfleet.mesh.plugins.module_utils.localproc import kill_until_gone
 from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns.addressing import (
     SSH_PORT, bridge_name, connection_vars, gateway_address, netns_name, parse_subnet, ssh_paths,
     veth_name, vms_dir)
@@ -130,20 +131,10 @@ def _kill_all(ns, timeout=15.0):
             os.kill(init, signal.SIGKILL)
         except OSError:
             pass
-    deadline = time.monotonic() + timeout
-    while True:
-        pids = netns_pids(ns)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if time.monotonic() > deadline:
-            raise WaitTimeout("processes %s of network namespace %s did not go away"
-                              % (", ".join(map(str, pids)), ns))
-        time.sleep(0.1)
+    left = kill_until_gone(lambda: netns_pids(ns), timeout)
+    if left:
+        raise WaitTimeout("processes %s of network namespace %s did not go away"
+                          % (", ".join(map(str, left)), ns))
 
 
 def _link_exists(name):

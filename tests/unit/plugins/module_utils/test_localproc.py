@@ -237,3 +237,21 @@ def test_https_get_with_a_client_certificate(servers, pki_files):
 def test_https_get_unreachable_returns_the_reason():
     code, text = localproc.https_get("http://127.0.0.1:1/ready", timeout=2)
     assert code is None and "refused" in text.lower()
+
+
+def test_kill_until_gone_kills_every_listed_process_and_names_what_stays():
+    import subprocess
+    from ansible_collections.meshfleet.mesh.plugins.module_utils.localproc import kill_until_gone
+    procs = [subprocess.Popen(["sleep", "60"]), subprocess.Popen(["sleep", "60"])]
+    try:
+        def listed():  # reaps as it lists
+            return [p.pid for p in procs if p.poll() is None]
+        assert kill_until_gone(listed, 5) == []
+        assert all(p.returncode == -9 for p in procs)
+        # a pid that never goes away (the list keeps naming it) is returned after the timeout
+        assert kill_until_gone(lambda: [2 ** 22 + 7], 0.2) == [2 ** 22 + 7]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
