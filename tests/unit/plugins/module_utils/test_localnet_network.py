@@ -80,7 +80,8 @@ def test_fresh_machine_order_of_steps(world):
     assert world["reg"].get("mesh", os.path.abspath(world["state_dir"])) is None   # planning reserves nothing
 
 
-def test_converged_machine_plans_nothing_and_drift_is_one_step(world):
+def converge_world(world):
+    """The mesh's slots reserved and the kernel as a converge leaves it; the registry."""
     reg = world["reg"]
     owner = os.path.abspath(world["state_dir"])
     reg.reserve("mesh", owner)
@@ -89,6 +90,11 @@ def test_converged_machine_plans_nothing_and_drift_is_one_step(world):
     want = mesh_plan([dict(name=c["name"], network=c["network"], slot=i) for i, c in enumerate(world["clusters"])],
                      {"network1": 0, "network2": 1}, 0)
     world["kernel"].update(converged_state(want))
+    return reg
+
+
+def test_converged_machine_plans_nothing_and_drift_is_one_step(world):
+    reg = converge_world(world)
     mod, plan = plan_of(world)
     assert plan.reasons == []
     world["kernel"]["mfr-1"]["icmp_ratelimit"] = 1000
@@ -125,14 +131,7 @@ def test_a_cluster_without_a_node_fails_first_when_applied(world, tmp_path):
 
 
 def test_vms_are_joined_when_their_namespace_exists(world, monkeypatch):
-    reg = world["reg"]
-    owner = os.path.abspath(world["state_dir"])
-    reg.reserve("mesh", owner)
-    reg.reserve("network", owner + "#network1")
-    reg.reserve("network", owner + "#network2")
-    want = mesh_plan([dict(name=c["name"], network=c["network"], slot=i) for i, c in enumerate(world["clusters"])],
-                     {"network1": 0, "network2": 1}, 0)
-    world["kernel"].update(converged_state(want))
+    reg = converge_world(world)
     world["kernel"]["mf-vm1"] = dict(EMPTY, exists=True, links={})
     monkeypatch.setattr(kernel, "netns_exists", lambda ns: ns in world["kernel"])
     done = []   # the kernel's changes are recorded, never made
