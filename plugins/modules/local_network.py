@@ -23,6 +23,11 @@ description:
     adds no route and changes no sysctl on the host. Everything stays on this machine.
   - Each node namespace must exist (the cluster step creates it); here it only gets C(eth0) on its
     router and a default route through it.
+  - Each netns VM of O(vms) (provider C(netns), namespace C(mf-<name>)) whose network has a
+    real-node cluster is joined to that network's router too - C(mesh0), routes for the pod and
+    load-balancer ranges through it, and the router's route to the VM's address - so it is one
+    more host of its Istio network, as a VM in the cluster's VPC is in production. A VM whose
+    namespace does not exist yet is left for the next run (O(vms_waiting)).
   - The namespaces' numbers come from the machine-wide slot registry
     (C(${MESHFLEET_LOCALNET_DIR:-~/.cache/meshfleet/localnet})), so several meshes share a machine.
   - O(state=absent) removes the core, the routers (and with them every node's link) and releases
@@ -60,6 +65,29 @@ options:
       cluster_dir:
         description: The cluster's folder, under which the node runtime reserved the node's slot.
         type: path
+  vms:
+    description:
+      - The mesh's netns VMs. Those on a network without a real-node cluster are not joined
+        (O(vms_not_routed)); a VM left out of the list loses its link slot.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: VM name (its namespace is C(mf-<name>) unless O(vms[].netns) says otherwise).
+        type: str
+        required: true
+      network:
+        description: The VM group's Istio network.
+        type: str
+        required: true
+      address:
+        description: The VM's address (its WorkloadEntry address), routed to it by the router.
+        type: str
+        required: true
+      netns:
+        description: The VM's network namespace.
+        type: str
   state:
     description: Whether the networks should exist.
     type: str
@@ -84,6 +112,8 @@ EXAMPLES = r'''
       - {name: cluster1, network: network1, cluster_dir: /srv/mesh/.meshfleet/clusters/cluster1}
       - {name: cluster2, network: network1, cluster_dir: /srv/mesh/.meshfleet/clusters/cluster2}
       - {name: cluster3, network: network2, node_netns: mfn-2}
+    vms:
+      - {name: vm1, network: network1, address: 10.77.0.2}
 
 - name: Remove them
   meshfleet.mesh.local_network:
@@ -106,6 +136,20 @@ clusters:
   description: Each cluster's node plan (netns, node_ip, pod_cidr, service_cidr, lb_pool, links).
   returned: state=present
   type: dict
+vms:
+  description: Each joined VM's plan (netns, address, router_netns, link, vm_routes).
+  returned: state=present
+  type: dict
+vms_waiting:
+  description: VMs of O(vms) whose network namespace does not exist yet (joined at a later run).
+  returned: state=present
+  type: list
+  elements: str
+vms_not_routed:
+  description: VMs of O(vms) on a network without a real-node cluster (not joined).
+  returned: state=present
+  type: list
+  elements: str
 steps:
   description: What changed (or would change), in order.
   returned: always

@@ -28,6 +28,10 @@ meshes (the demo, test runs) share one machine and interface names are machine-w
 * network slot ``n`` (0..63), one per Istio network of a mesh: core <-> router link
   10.134.0.0/16, /30 number ``n``: core .1, router .2.
 * mesh slot ``m`` (0..63): the core namespace ``mfc-<m>``.
+* VM link slot ``v`` (0..16383), one per netns VM joined to its network's router: router
+  <-> VM link 10.135.0.0/16, /30 number ``v``: router .1 (``v<v>``), VM .2 (``mesh0``).
+  The VM keeps its own address (its subnet's, e.g. 10.77.0.2): the router routes it to the
+  VM, the VM routes the pod range and the load-balancer range to the router.
 
 Nothing here overlaps the netns VMs (10.77.0.0/16 and the groups' own subnets), the cloud
 VMs (10.83.0.0/16 to 10.86.0.0/16), Kubernetes' usual service range 10.96.0.0/12 or
@@ -54,8 +58,13 @@ ROUTER_LINK_RANGE = ipaddress.ip_network("10.133.0.0/16")
 CORE_LINK_RANGE = ipaddress.ip_network("10.134.0.0/16")
 LB_RANGE = ipaddress.ip_network("10.130.0.0/16")
 SERVICE_RANGE = ipaddress.ip_network("10.131.0.0/16")
+VM_LINK_RANGE = ipaddress.ip_network("10.135.0.0/16")
+MAX_VM_LINK_SLOTS = 16384
 #: every range above: what the plan may route
-ALL_RANGES = (POD_RANGE, HOST_LINK_RANGE, ROUTER_LINK_RANGE, CORE_LINK_RANGE, LB_RANGE, SERVICE_RANGE)
+ALL_RANGES = (POD_RANGE, HOST_LINK_RANGE, ROUTER_LINK_RANGE, CORE_LINK_RANGE, LB_RANGE, SERVICE_RANGE, VM_LINK_RANGE)
+#: what a VM joined to its router sends there: pods (of its network) and load-balancer addresses
+#: (its network's, and the other networks' east-west gateways through the core)
+VM_ROUTED_RANGES = (POD_RANGE, LB_RANGE)
 #: the first load-balancer address handed out in a pool (.1-.9 left for the plan)
 LB_FIRST = 10
 CLUSTER_DNS_OFFSET = 10
@@ -165,6 +174,38 @@ ROUTER_UPLINK_IF = "uplink"
 def core_router_if(network_slot):
     _check(network_slot, MAX_NETWORK_SLOTS, "network")
     return "r%d" % network_slot
+
+
+# --- VM link slot ----------------------------------------------------------------------
+
+#: the VM's end of its router link (inside the VM's network namespace)
+VM_UPLINK_IF = "mesh0"
+
+
+def vm_link(slot):
+    """(network, router end, VM end) of the router <-> VM veth."""
+    _check(slot, MAX_VM_LINK_SLOTS, "VM link")
+    return _link(VM_LINK_RANGE, slot)
+
+
+def router_vm_if(slot):
+    """The router's end of its link to the VM of link slot ``slot``."""
+    _check(slot, MAX_VM_LINK_SLOTS, "VM link")
+    return "v%d" % slot
+
+
+def vm_plan(slot, network_slot, netns, address):
+    """One netns VM joined to its network's router: the link, and the routes on each side."""
+    net, router_end, vm_end = vm_link(slot)
+    return {
+        "slot": slot,
+        "netns": netns,
+        "address": str(ipaddress.ip_address(address)),
+        "router_netns": router_netns(network_slot),
+        "link": {"cidr": str(net), "router": router_end, "vm": vm_end,
+                 "router_if": router_vm_if(slot), "vm_if": VM_UPLINK_IF},
+        "vm_routes": [str(r) for r in VM_ROUTED_RANGES],
+    }
 
 
 # --- mesh slot -------------------------------------------------------------------------

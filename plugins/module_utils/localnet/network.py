@@ -25,11 +25,12 @@ import re
 from ansible_collections.meshfleet.mesh.plugins.module_utils.base import MeshfleetError, MeshfleetModule, Plan
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet import addressing as a
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet import kernel
-from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet.routes import ROUTER, mesh_plan, route_lines
+from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet.routes import ROUTER, VM, mesh_plan, route_lines
 from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet.slots import SlotRegistry
+from ansible_collections.meshfleet.mesh.plugins.module_utils.vm_providers.netns.addressing import netns_name
 
 NODE_NETNS = re.compile(r"^mfn-(0|[1-9][0-9]{0,2})$")
-ROUTER_NODE_IF = re.compile(r"^n[0-9]+$")
+ROUTER_NODE_IF = re.compile(r"^[nv][0-9]+$")  # a router's links to its nodes (n<s>) and VMs (v<v>)
 CORE_ROUTER_IF = re.compile(r"^r[0-9]+$")
 
 
@@ -39,6 +40,10 @@ def mesh_owner(state_dir):
 
 def network_owner(state_dir, network):
     return "%s#%s" % (mesh_owner(state_dir), network)
+
+
+def vm_owner(state_dir, name):
+    return "%s#vm:%s" % (mesh_owner(state_dir), name)
 
 
 def node_slot(cluster, registry, index=0):
@@ -93,16 +98,17 @@ def detach_node(node_plan):
 
 # --- the module ----------------------------------------------------------------------------------
 
-def _view(obs, role, want_ifs=None):
-    """What the diff shows of one observed namespace (None: it does not exist)."""
+def _view(obs, role, want_ifs=None, want_routes=("default",)):
+    """What the diff shows of one observed namespace (None: it does not exist). A namespace
+    that is not ours (a node's, a VM's) shows only ``want_ifs`` and ``want_routes``."""
     if not obs["exists"]:
         return None
     links = obs["links"]
     ifs = sorted(i for i in links if i != "lo" and (want_ifs is None or i in want_ifs))
     view = dict(links=["%s %s%s" % (i, " ".join(links[i]["addresses"]) or "-", "" if links[i]["up"] else " down") for i in ifs],
                 routes=route_lines(obs["routes"] if want_ifs is None else
-                                   dict((d, r) for d, r in obs["routes"].items() if d == "default")))
-    if role != "node":
+                                   dict((d, r) for d, r in obs["routes"].items() if d in want_routes)))
+    if role not in ("node", VM):
         view["forward"] = obs["forward"]
         view["icmp_ratelimit"] = obs["icmp_ratelimit"]
     if role == ROUTER:
@@ -119,6 +125,12 @@ class LocalNetworkModule(MeshfleetModule):
             node_slot=dict(type="int"),
             node_netns=dict(type="str"),
             cluster_dir=dict(type="path"),
+        )),
+        vms=dict(type="list", elements="dict", default=[], options=dict(
+            name=dict(type="str", required=True),
+            network=dict(type="str", required=True),
+            address=dict(type="str", required=True),
+            netns=dict(type="str"),
         )),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
@@ -141,14 +153,28 @@ class LocalNetworkModule(MeshfleetModule):
         networks = sorted(set(c["network"] for c in clusters))
         mine = dict((o.split("#", 1)[1], s) for o, s in reg.entries("network").items()
                     if o.startswith(owner + "#"))
+        vm_links = dict((o.split("#vm:", 1)[1], s) for o, s in reg.entries("vm_link").items()
+                        if o.startswith(owner + "#vm:"))
+        vms, waiting, not_routed = [], [], []
+        for v in p.get("vms") or []:
+            ns = v.get("netns") or netns_name(v["name"])
+            if v["network"] not in networks:
+                not_routed.append(v["name"])
+            elif not kernel.netns_exists(ns):
+                waiting.append(v["name"])
+            else:
+                vms.append(dict(name=v["name"], network=v["network"], address=v["address"], netns=ns,
+                                slot=vm_links.get(v["name"])))
         obs = dict(owner=owner, clusters=clusters, networks=networks, registered=mine,
-                   mesh_slot=reg.get("mesh", owner), kernel={})
+                   mesh_slot=reg.get("mesh", owner), kernel={}, vms=vms, vm_links=vm_links,
+                   vms_waiting=waiting, vms_not_routed=not_routed)
         names = set()
         if obs["mesh_slot"] is not None:
             names.add(a.core_netns(obs["mesh_slot"]))
         names.update(a.router_netns(s) for s in mine.values())
         if p["state"] == "present":
             names.update(a.node_netns(c["slot"]) for c in clusters if c["slot"] is not None)
+            names.update(v["netns"] for v in vms)
         for ns in sorted(names):
             obs["kernel"][ns] = kernel.observe(ns, nat=ns.startswith("mfr-"))
         return obs
@@ -168,6 +194,9 @@ class LocalNetworkModule(MeshfleetModule):
         for net, slot in sorted(obs["registered"].items()):
             plan.add("release network slot %d (%s)" % (slot, net),
                      lambda net=net: reg.release("network", network_owner(self.params["state_dir"], net)))
+        for name, slot in sorted(obs["vm_links"].items()):
+            plan.add("release VM link slot %d (%s)" % (slot, name),
+                     lambda name=name: reg.release("vm_link", vm_owner(self.params["state_dir"], name)))
         if obs["mesh_slot"] is not None:
             plan.add("release mesh slot %d" % obs["mesh_slot"], lambda: reg.release("mesh", obs["owner"]))
         return plan
@@ -210,9 +239,24 @@ class LocalNetworkModule(MeshfleetModule):
             net_slots[net] = slot
             plan.add("reserve network slot %d for %s (%s)" % (slot, net, a.router_netns(slot)),
                      lambda net=net, slot=slot: self._reserve("network", network_owner(p["state_dir"], net), slot))
-        self.desired = want = mesh_plan(clusters, net_slots, mesh_slot)
+        # VM link slots: kept, else reserved; released for VMs no longer listed
+        listed = set(v["name"] for v in p.get("vms") or [])
+        for name, slot in sorted(obs["vm_links"].items()):
+            if name not in listed:
+                plan.add("release VM link slot %d (VM %s is gone)" % (slot, name),
+                         lambda name=name: reg.release("vm_link", vm_owner(p["state_dir"], name)))
+        vm_peeked = set()
+        for v in obs["vms"]:
+            if v["slot"] is None:
+                v["slot"] = reg.peek("vm_link", vm_owner(p["state_dir"], v["name"]),
+                                     also_taken=vm_peeked | set(obs["vm_links"].values()))
+                vm_peeked.add(v["slot"])
+                plan.add("reserve VM link slot %d for VM %s" % (v["slot"], v["name"]),
+                         lambda v=v: self._reserve("vm_link", vm_owner(p["state_dir"], v["name"]), v["slot"]))
+        self.desired = want = mesh_plan(clusters, net_slots, mesh_slot, obs["vms"])
         self.out_fields = dict(core=want["core"], routers=want["routers"], mesh_slot=mesh_slot, network_slots=net_slots,
-                               clusters=want["nodes"])
+                               clusters=want["nodes"], vms=want["vms"], vms_waiting=obs["vms_waiting"],
+                               vms_not_routed=obs["vms_not_routed"])
 
         def seen(ns):
             if ns not in obs["kernel"]:
@@ -236,14 +280,19 @@ class LocalNetworkModule(MeshfleetModule):
             pattern = CORE_ROUTER_IF if spec["role"] == "core" else ROUTER_NODE_IF
             for ifname in sorted(seen(ns)["links"]):
                 if pattern.match(ifname) and (ns, ifname) not in wanted_ifs:
-                    plan.add("remove link %s of %s (its %s is gone)" % (ifname, ns, "router" if spec["role"] == "core" else "node"),
+                    plan.add("remove link %s of %s (its %s is gone)" % (ifname, ns, "router" if spec["role"] == "core" else
+                                                                        "VM" if ifname.startswith("v") else "node"),
                              lambda ns=ns, ifname=ifname: kernel.del_link(ns, ifname))
 
         # namespaces and forwarding
         for ns, spec in sorted(want["namespaces"].items()):
             o = seen(ns)
-            node_ifs = None if spec["owned"] else (a.NODE_UPLINK_IF,)
-            plan.before[ns] = _view(o, spec["role"], node_ifs)
+            if spec["owned"]:
+                plan.before[ns] = _view(o, spec["role"])
+            elif spec["role"] == VM:
+                plan.before[ns] = _view(o, VM, (a.VM_UPLINK_IF,), tuple(spec["routes"]))
+            else:
+                plan.before[ns] = _view(o, spec["role"], (a.NODE_UPLINK_IF,))
             if spec["owned"] and not o["exists"]:
                 plan.add("create network namespace %s (%s)" % (ns, spec["role"] if spec["role"] == "core" else
                                                                "router of %s" % spec["network"]),
@@ -315,6 +364,6 @@ class LocalNetworkModule(MeshfleetModule):
                                  "same time); run again" % (kind, expected, owner))
 
     def result(self, observed, plan):
-        out = dict(getattr(self, "out_fields", None) or dict(clusters={}, routers={}, core=None))
+        out = dict(getattr(self, "out_fields", None) or dict(clusters={}, routers={}, core=None, vms={}))
         out["steps"] = plan.reasons
         return out

@@ -20,7 +20,13 @@ the one source NAT rule of each router:
   another (as in production, where a pod reaches another network's east-west gateway through
   its cloud's NAT);
 - a **node** (``mfn-<s>``, made by the node runtime, not here) gets ``eth0`` on its router
-  and a default route via the router; everything else in it belongs to the node runtime.
+  and a default route via the router; everything else in it belongs to the node runtime;
+- a **netns VM** (``mf-<name>``, made by the VM provider, not here) of a network with a router
+  gets ``mesh0`` on that router and routes for the pod range and the load-balancer range
+  through it; the router routes the VM's own address (``/32``) to it. So the VM is one more
+  host of its Istio network: the network's pods reach it and it reaches them, and it reaches
+  the other networks' east-west gateways (through the core, source NAT) but not their pods.
+  Its ``eth0`` (its subnet, SSH from the host) stays the VM provider's.
 
 Forwarding (``net.ipv4.ip_forward``) is on in the core and the routers only: namespaces the
 project creates (where "unreachable" is also answered without rate limit, ``kernel.set_forward``). The host is never touched: no host route, no host sysctl.
@@ -36,6 +42,7 @@ from ansible_collections.meshfleet.mesh.plugins.module_utils.localnet import add
 CORE = "core"
 ROUTER = "router"
 NODE = "node"
+VM = "vm"
 
 
 def _prefix(cidr):
@@ -60,12 +67,27 @@ def check_clusters(clusters):
         slots[slot] = c["name"]
 
 
-def mesh_plan(clusters, network_slots, mesh_slot):
+def check_vms(vms):
+    """``vms``: [{name, network, slot, netns, address}]; refuses duplicates naming the field."""
+    seen = {}
+    for i, v in enumerate(vms):
+        for key in ("name", "network", "netns", "address"):
+            if not isinstance(v.get(key), str) or not v.get(key):
+                raise MeshfleetError("vms[%d].%s: a non-empty string is required" % (i, key))
+        a.vm_link(v.get("slot"))
+        for key in ("name", "slot", "address"):
+            if (key, v[key]) in seen:
+                raise MeshfleetError("vms[%d].%s: %s is also VM %s's" % (i, key, v[key], seen[(key, v[key])]))
+            seen[(key, v[key])] = v["name"]
+
+
+def mesh_plan(clusters, network_slots, mesh_slot, vms=()):
     """The desired state of a mesh's local networks.
 
-    ``clusters``: [{name, network, slot}]; ``network_slots``: {network: slot}; ``mesh_slot``.
-    Returns ``{"namespaces": {netns: {role, owned, forward, routes, snat}}, "veths": [...],
-    "nodes": {cluster: node_plan}}``:
+    ``clusters``: [{name, network, slot}]; ``network_slots``: {network: slot}; ``mesh_slot``;
+    ``vms``: [{name, network, slot (VM link slot), netns, address}] of networks that have a
+    real-node cluster. Returns ``{"namespaces": {netns: {role, owned, forward, routes, snat}},
+    "veths": [...], "nodes": {cluster: node_plan}, "vms": {name: vm_plan}}``:
 
     - ``routes``: {destination CIDR or "default": {"via": address, "dev": interface}};
     - ``veths``: [{"a": {netns, if, address}, "b": {netns, if, address}}], created from side a;
@@ -113,7 +135,21 @@ def mesh_plan(clusters, network_slots, mesh_slot):
                 o = network_slots[other]
                 namespaces[a.router_netns(o)]["routes"][plan["lb_pool"]] = dict(
                     via=a.core_link(o)[1], dev=a.ROUTER_UPLINK_IF)
-    return dict(namespaces=namespaces, veths=veths, nodes=nodes, core=core,
+    vm_plans = {}
+    check_vms(vms)
+    for v in sorted(vms, key=lambda v: v["slot"]):
+        if v["network"] not in networks:
+            raise MeshfleetError("VM %s: network %s has no real-node cluster (no router to join)" % (v["name"], v["network"]))
+        plan = a.vm_plan(v["slot"], network_slots[v["network"]], v["netns"], v["address"])
+        vm_plans[v["name"]] = plan
+        link, router = plan["link"], plan["router_netns"]
+        veths.append(dict(a=dict(netns=router, ifname=link["router_if"], address="%s/%s" % (link["router"], _prefix(link["cidr"]))),
+                          b=dict(netns=v["netns"], ifname=link["vm_if"], address="%s/%s" % (link["vm"], _prefix(link["cidr"])))))
+        namespaces[router]["routes"]["%s/32" % plan["address"]] = dict(via=link["vm"], dev=link["router_if"])
+        namespaces[v["netns"]] = dict(role=VM, owned=False, forward=False, vm=v["name"], snat=None,
+                                      routes=dict((dst, dict(via=link["router"], dev=link["vm_if"]))
+                                                  for dst in plan["vm_routes"]))
+    return dict(namespaces=namespaces, veths=veths, nodes=nodes, vms=vm_plans, core=core,
                 routers=dict((net, a.router_netns(network_slots[net])) for net in networks))
 
 
@@ -161,5 +197,9 @@ def reachable(plan, src_netns, dst_address):
                     or ip == ipaddress.ip_address(node["router_link"]["node"]):
                 path.append(hop)
                 return path
+        if plan["namespaces"].get(hop, {}).get("role") == VM and ip == ipaddress.ip_address(
+                plan["vms"][plan["namespaces"][hop]["vm"]]["address"]):
+            path.append(hop)
+            return path
         here = hop
     return None

@@ -27,6 +27,8 @@ KINDS = {
     "node": (addressing.MAX_NODE_SLOTS, addressing.node_netns),
     "network": (addressing.MAX_NETWORK_SLOTS, addressing.router_netns),
     "mesh": (addressing.MAX_MESH_SLOTS, addressing.core_netns),
+    # a VM link names no namespace of its own (the router's interface goes with the VM)
+    "vm_link": (addressing.MAX_VM_LINK_SLOTS, None),
 }
 
 
@@ -43,7 +45,7 @@ class SlotRegistry(JsonRegistry):
 
     def __init__(self, directory=None, in_use=None):
         JsonRegistry.__init__(self, directory, "MESHFLEET_LOCALNET_DIR", "localnet", "slots")
-        self.in_use = in_use or (lambda kind, slot: netns_exists(KINDS[kind][1](slot)))
+        self.in_use = in_use or (lambda kind, slot: KINDS[kind][1] is not None and netns_exists(KINDS[kind][1](slot)))
 
     def get(self, kind, owner):
         """The slot ``owner`` holds, or None."""

@@ -229,7 +229,7 @@ class NetnsVm:
             old = self.record() or {}
             rec["created"] = old.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             self._ensure_rootfs(base_rootfs)
-            host_key = self._configure_rootfs(address, public_key)
+            host_key = self._configure_rootfs(address, public_key, gateway_address(net))
             filter_known_hosts(ssh_paths(self.state_dir)["known_hosts"], {address},
                                ["%s %s" % (address, host_key)])
             write_file_atomic(self.record_path, json.dumps(rec, indent=2, sort_keys=True) + "\n")
@@ -272,10 +272,23 @@ class NetnsVm:
         os.rename(tmp, self.rootfs)
         return True
 
-    def _configure_rootfs(self, address, public_key):
+    def _configure_rootfs(self, address, public_key, gateway):
         r = self.rootfs
         write_file_atomic(os.path.join(r, "etc/hostname"), self.name + "\n", mode=0o644)
         write_file_atomic(os.path.join(r, "etc/hosts"), self._hosts_file(address), mode=0o644)
+        # A resolver, as every host has (the template has none): the subnet's gateway. Nothing answers
+        # DNS there; Istio's DNS capture (istio-iptables captures queries to the resolv.conf servers)
+        # answers the mesh's names. A resolv.conf a play wrote with a nameserver is kept.
+        resolv = os.path.join(r, "etc/resolv.conf")
+        if os.path.islink(resolv):      # would point into the host's tree
+            os.unlink(resolv)
+        try:
+            with open(resolv) as f:
+                has_ns = any(line.split()[:1] == ["nameserver"] for line in f)
+        except (IOError, OSError):
+            has_ns = False
+        if not has_ns:
+            write_file_atomic(resolv, "nameserver %s\n" % gateway, mode=0o644)
         ssh_dir = os.path.join(r, "root/.ssh")
         if not os.path.isdir(ssh_dir):
             os.makedirs(ssh_dir, 0o700)

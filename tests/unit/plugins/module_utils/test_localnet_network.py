@@ -122,3 +122,49 @@ def test_a_cluster_without_a_node_fails_first_when_applied(world, tmp_path):
     with pytest.raises(MeshfleetError, match="cluster c4 has no real node yet .* converge the cluster first"):
         plan.run()
     assert world["reg"].get("mesh", os.path.abspath(world["state_dir"])) is None
+
+
+def test_vms_are_joined_when_their_namespace_exists(world, monkeypatch):
+    reg = world["reg"]
+    owner = os.path.abspath(world["state_dir"])
+    reg.reserve("mesh", owner)
+    reg.reserve("network", owner + "#network1")
+    reg.reserve("network", owner + "#network2")
+    want = mesh_plan([dict(name=c["name"], network=c["network"], slot=i) for i, c in enumerate(world["clusters"])],
+                     {"network1": 0, "network2": 1}, 0)
+    world["kernel"].update(converged_state(want))
+    world["kernel"]["mf-vm1"] = dict(EMPTY, exists=True, links={})
+    monkeypatch.setattr(kernel, "netns_exists", lambda ns: ns in world["kernel"])
+    vms = [dict(name="vm1", network="network1", address="10.77.0.2", netns=None),
+           dict(name="vm2", network="network2", address="10.77.1.2", netns=None),     # not started yet
+           dict(name="vm3", network="network9", address="10.77.2.2", netns=None)]     # no real-node cluster there
+
+    def plan_vms(vms):
+        mod = netmod.LocalNetworkModule(params=dict(state_dir=world["state_dir"], state="present",
+                                                    clusters=world["clusters"], vms=vms), registry=reg)
+        return mod, mod.plan(mod.observe())
+
+    mod, plan = plan_vms(vms)
+    assert plan.reasons == [
+        "reserve VM link slot 0 for VM vm1",
+        "link mfr-0:v0 <-> mf-vm1:mesh0", "address 10.135.0.1/30 on mfr-0:v0", "address 10.135.0.2/30 on mf-vm1:mesh0",
+        "route 10.112.0.0/12 via 10.135.0.1 dev mesh0 in mf-vm1", "route 10.130.0.0/16 via 10.135.0.1 dev mesh0 in mf-vm1",
+        "route 10.77.0.2/32 via 10.135.0.2 dev v0 in mfr-0"]
+    assert mod.out_fields["vms_waiting"] == ["vm2"] and mod.out_fields["vms_not_routed"] == ["vm3"]
+    assert reg.get("vm_link", netmod.vm_owner(world["state_dir"], "vm1")) is None        # planning reserves nothing
+    plan.run()
+    assert reg.get("vm_link", netmod.vm_owner(world["state_dir"], "vm1")) == 0
+    # converged: nothing to do; the VM's own links and routes (eth0, its default route) are not ours
+    world["kernel"].update(converged_state(mod.desired))
+    world["kernel"]["mf-vm1"]["routes"]["default"] = dict(via="10.77.0.1", dev="eth0")
+    mod, plan = plan_vms(vms)
+    assert plan.reasons == []
+    assert plan.before["mf-vm1"]["routes"] == ["10.112.0.0/12 via 10.135.0.1 dev mesh0",
+                                               "10.130.0.0/16 via 10.135.0.1 dev mesh0"]
+    # the VM gone from the list: its link in the router goes, its slot is released
+    mod, plan = plan_vms(vms[1:])
+    assert plan.reasons == ["release VM link slot 0 (VM vm1 is gone)", "remove link v0 of mfr-0 (its VM is gone)",
+                            "remove route 10.77.0.2/32 from mfr-0"]
+    # absent releases the VM link slots with the rest
+    mod, plan = plan_of(world, state="absent", clusters=[])
+    assert "release VM link slot 0 (vm1)" in plan.reasons

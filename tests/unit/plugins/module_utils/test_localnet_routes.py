@@ -106,3 +106,47 @@ def test_one_network_one_cluster():
 def test_bad_input_is_refused(clusters, nets, match):
     with pytest.raises(MeshfleetError, match=match):
         mesh_plan(clusters, nets, 0)
+
+
+VMS = [dict(name="vm1", network="network1", slot=3, netns="mf-vm1", address="10.77.0.2"),
+       dict(name="vm2", network="network2", slot=0, netns="mf-vm2", address="10.77.1.2")]
+
+
+def test_vms_join_their_networks_router():
+    plan = mesh_plan(CLUSTERS, NETS, 1, VMS)
+    ns = plan["namespaces"]
+    assert ns["mf-vm1"]["owned"] is False and ns["mf-vm1"]["forward"] is False
+    assert route_lines(ns["mf-vm1"]["routes"]) == ["10.112.0.0/12 via 10.135.0.13 dev mesh0",
+                                                   "10.130.0.0/16 via 10.135.0.13 dev mesh0"]
+    assert ns["mfr-2"]["routes"]["10.77.0.2/32"] == dict(via="10.135.0.14", dev="v3")
+    assert ns["mfr-3"]["routes"]["10.77.1.2/32"] == dict(via="10.135.0.2", dev="v0")
+    assert "10.77.0.2/32" not in ns["mfr-3"]["routes"] and "10.77.0.2/32" not in ns["mfc-1"]["routes"]
+    veth = [v for v in plan["veths"] if v["b"]["netns"] == "mf-vm1"]
+    assert veth == [dict(a=dict(netns="mfr-2", ifname="v3", address="10.135.0.13/30"),
+                         b=dict(netns="mf-vm1", ifname="mesh0", address="10.135.0.14/30"))]
+    assert plan["vms"]["vm1"]["router_netns"] == "mfr-2"
+
+
+def test_what_a_vm_reaches_and_what_reaches_it():
+    plan = mesh_plan(CLUSTERS, NETS, 1, VMS)
+    pod = dict((c["name"], str(a.pod_cidr(c["slot"]).network_address + 5)) for c in CLUSTERS)
+    lb = dict((c["name"], a.lb_addresses(c["slot"])[0]) for c in CLUSTERS)
+    assert reachable(plan, "mf-vm1", pod["cluster1"]) == ["mf-vm1", "mfr-2", "mfn-4"]     # its network's pods
+    assert reachable(plan, "mf-vm1", pod["cluster3"]) is None                             # not another network's
+    assert reachable(plan, "mf-vm1", lb["cluster3"]) == ["mf-vm1", "mfr-2", "mfc-1", "mfr-3", "mfn-7"]
+    assert reachable(plan, "mf-vm2", lb["cluster1"]) == ["mf-vm2", "mfr-3", "mfc-1", "mfr-2", "mfn-4"]
+    assert reachable(plan, "mfn-5", "10.77.0.2") == ["mfn-5", "mfr-2", "mf-vm1"]           # pods reach their VM
+    assert reachable(plan, "mfn-7", "10.77.0.2") is None                                  # other networks don't
+    assert reachable(plan, "mf-vm1", "10.77.1.2") is None                                 # nor VM to VM across
+
+
+@pytest.mark.parametrize("vms,match", [
+    ([dict(VMS[0], network="network9")], "VM vm1: network network9 has no real-node cluster"),
+    ([VMS[0], dict(VMS[1], slot=3)], r"vms\[1\].slot: 3 is also VM vm1's"),
+    ([VMS[0], dict(VMS[1], address="10.77.0.2")], r"vms\[1\].address: 10.77.0.2 is also VM vm1's"),
+    ([dict(VMS[0], slot=16384)], "VM link slot 16384 is out of range"),
+    ([dict(VMS[0], netns="")], r"vms\[0\].netns: a non-empty string is required"),
+])
+def test_bad_vms_are_refused(vms, match):
+    with pytest.raises(MeshfleetError, match=match):
+        mesh_plan(CLUSTERS, NETS, 1, vms)
