@@ -171,8 +171,8 @@ class LoadRun:
         with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "bench-versions.env")) as f:
             version = [ln.split("=", 1)[1].strip().lstrip("v") for ln in f if ln.startswith("FORTIO_VERSION=")][0]
         built = builder.build(image_spec(self.fortio, version))
-        self.log("fortio image %s (%.1f MB, %s)" % (built["ref"], built["size"] / 1e6,
-                                                     "cached" if built["cached"] else "built"))
+        state = "cached" if built["cached"] else "built"
+        self.log("fortio image %s (%.1f MB, %s)" % (built["ref"], built["size"] / 1e6, state))
         for cluster in clusters:
             with open(os.path.join(self.state_dir, "clusters", cluster, "real-node.json")) as f:
                 slot = json.load(f)["slot"]
@@ -265,8 +265,8 @@ class LoadRun:
         started = {}
         for key, label, _svc, _site, ns in TARGETS:
             started[key] = time.time()
-            self.log("load run: %s (%s), %d qps x %d connections for %ds" % (key, urls[key], self.qps,
-                                                                              self.connections, self.seconds))
+            self.log("load run: %s (%s), %d qps x %d connections for %ds"
+                     % (key, urls[key], self.qps, self.connections, self.seconds))
             res = self.exec(CLIENT_CLUSTER, ns, clients[ns], load_argv(urls[key], self.qps, self.connections,
                                                                        self.seconds), "fortio",
                             timeout=self.seconds + 60)
@@ -327,8 +327,8 @@ class LoadRun:
         g = self.gateway
         if g:
             lines.append("  cross-network proof: cluster1's client sidecar has fortio-remote at %s (cluster3's east-west "
-                         "gateway: %s:15443);" % (", ".join(self.endpoints) or "nothing",
-                                                   ",".join(g.get("address") or []) or "?"))
+                         "gateway: %s:15443);" % (", ".join(self.endpoints) or "nothing", ",".join(g.get("address") or [])
+                                                  or "?"))
             lines.append("    the gateway counted during the runs: %s;" % (
                 ", ".join("%s +%d" % kv for kv in sorted(g.get("delta", {}).items())) or "nothing"))
             if "served" in g:
