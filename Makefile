@@ -3,7 +3,7 @@
 # `ansible` package, and the pinned Go tool build cached under ~/.cache/meshfleet).
 SHELL := /bin/bash
 VENV := .venv
-INVENTORY ?= inventories/local
+INVENTORY ?= inventories/real-pods
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # The pinned tools: upstream release artefacts or the Go build (TOOLS_SOURCE, default

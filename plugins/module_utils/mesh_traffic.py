@@ -133,6 +133,7 @@ class MeshTrafficModule(MeshfleetModule):
         requests=dict(type="int", default=20),
         versions=dict(type="list", elements="str", default=["v1", "v2"]),
         client_selector=dict(type="str", default="app=curl"),
+        client_namespace=dict(type="str"),
         client_container=dict(type="str", default="curl"),
         server_selector=dict(type="str", default="app=helloworld"),
         gateway_namespace=dict(type="str", default="istio-system"),
@@ -140,6 +141,12 @@ class MeshTrafficModule(MeshfleetModule):
         proxy_container=dict(type="str", default="istio-proxy"),
         request_timeout=dict(type="int", default=5),
         mtls=dict(type="bool", default=True),
+        vm_servers=dict(type="list", elements="dict", default=[], options=dict(
+            name=dict(type="str", required=True),
+            cluster=dict(type="str", required=True),
+            network=dict(type="str", required=True),
+            version=dict(type="str", required=True),
+        )),
     )
     with_wait = True
 
@@ -151,12 +158,18 @@ class MeshTrafficModule(MeshfleetModule):
             raise MeshfleetError("clusters: give at least one cluster")
         self.kubes = dict((c["name"], KubeRest(c["kubeconfig"], label=c["name"])) for c in p["clusters"])
         self.network = dict((c["name"], c["network"]) for c in p["clusters"])
+        self.client_namespace = p.get("client_namespace") or p["namespace"]
         self.started = time.time()
-        clients = dict((c["name"], self.ready_pod(c["name"], p["namespace"], p["client_selector"], "curl client"))
+        clients = dict((c["name"], self.ready_pod(c["name"], self.client_namespace, p["client_selector"], "curl client"))
                        for c in p["clusters"] if c["client"])
         if not clients:
             raise MeshfleetError("clusters: no cluster is marked client, so nothing would send a request")
         servers = self.servers()
+        for vm in p.get("vm_servers") or []:
+            # a VM answers with its name as the instance; its cluster is its VM group's (whose
+            # east-west gateway routes to it from other networks); its sidecar's log is on the VM
+            servers[vm["name"]] = dict(cluster=vm["cluster"], network=vm["network"], version=vm["version"],
+                                       ready=True, vm=True)
         gateways = dict((n, self.first_pod(n, p["gateway_namespace"], p["gateway_selector"])) for n in self.kubes)
         before = dict((n, self.gateway_stats(n, pod)) for n, pod in gateways.items() if pod)
         return dict(clients=clients, servers=servers, gateways=gateways, before=before)
@@ -237,7 +250,7 @@ class MeshTrafficModule(MeshfleetModule):
         url = "http://%s.%s:%d%s" % (p["service"], p["namespace"], p["port"], p["path"])
         table, crossed, errors, unknown, crossed_into, served = {}, {}, {}, {}, set(), {}
         for src, pod in sorted(observed["clients"].items()):
-            res = self.kubes[src].exec("send %d requests to %s from %s" % (p["requests"], url, pod), p["namespace"],
+            res = self.kubes[src].exec("send %d requests to %s from %s" % (p["requests"], url, pod), self.client_namespace,
                                        pod, curl_loop(url, p["requests"], AGENT + src, p["request_timeout"]),
                                        container=p["client_container"],
                                        timeout=p["requests"] * (p["request_timeout"] + 2) + 30)
@@ -277,8 +290,8 @@ class MeshTrafficModule(MeshfleetModule):
             for version in p["versions"]:
                 if not counts.get(version):
                     where = sorted(set(s["cluster"] for s in servers.values() if s["version"] == version))
-                    failures.append("%s: helloworld %s (in %s) never answered %d requests to %s; got %s"
-                                    % (src, version, ", ".join(where) or "no cluster", p["requests"], url,
+                    failures.append("%s: %s %s (in %s) never answered %d requests to %s; got %s"
+                                    % (src, p["service"], version, ", ".join(where) or "no cluster", p["requests"], url,
                                        ", ".join("%s x%d" % kv for kv in sorted(counts.items()))))
         # the answers that crossed into a cluster came through its east-west gateway: its SNI
         # cluster must have connected to the serving pods (cumulative: sidecars keep connections)
@@ -327,7 +340,7 @@ class MeshTrafficModule(MeshfleetModule):
         p = self.params
         out = {}
         for pod, info in sorted(servers.items()):
-            if not info["ready"]:
+            if not info["ready"] or info.get("vm"):
                 continue
             kube = self.kubes[info["cluster"]]
             deadline = time.monotonic() + 10

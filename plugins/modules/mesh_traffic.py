@@ -49,6 +49,7 @@ options:
     elements: str
     default: [v1, v2]
   client_selector: {description: Label selector of the curl client pods., type: str, default: app=curl}
+  client_namespace: {description: "The curl client pods' namespace (default: O(namespace)).", type: str}
   client_container: {description: The container of the client pod that runs curl., type: str, default: curl}
   server_selector: {description: Label selector of the serving pods., type: str, default: app=helloworld}
   gateway_namespace: {description: Namespace of the east-west gateways., type: str, default: istio-system}
@@ -59,6 +60,20 @@ options:
     description: Read the serving sidecars' access logs and fail on callers without a SPIFFE id.
     type: bool
     default: true
+  vm_servers:
+    description:
+      - VMs that serve O(service) too (a VM group's Service), each answering with its C(name) as the instance. Their
+        answers count under C(version), as crossing networks when C(network) differs from the caller's; the east-west
+        gateway of C(cluster) (the VM group's cluster) is the one such answers cross. Their sidecars' access logs are on
+        the VMs, so O(mtls) reads only the pods'.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name: {description: The VM's name (the instance in its answers)., type: str, required: true}
+      cluster: {description: The VM group's cluster., type: str, required: true}
+      network: {description: The VM group's network., type: str, required: true}
+      version: {description: The version in its answers., type: str, required: true}
 attributes:
   check_mode:
     description: The same requests and reads (nothing is changed either way).

@@ -135,6 +135,9 @@ def test_vms_are_joined_when_their_namespace_exists(world, monkeypatch):
     world["kernel"].update(converged_state(want))
     world["kernel"]["mf-vm1"] = dict(EMPTY, exists=True, links={})
     monkeypatch.setattr(kernel, "netns_exists", lambda ns: ns in world["kernel"])
+    done = []   # the kernel's changes are recorded, never made
+    for name in ("add_veth", "set_address", "set_route", "link_up", "del_link", "del_route"):
+        monkeypatch.setattr(kernel, name, lambda *args, **kw: done.append(args))
     vms = [dict(name="vm1", network="network1", address="10.77.0.2", netns=None),
            dict(name="vm2", network="network2", address="10.77.1.2", netns=None),     # not started yet
            dict(name="vm3", network="network9", address="10.77.2.2", netns=None)]     # no real-node cluster there
@@ -154,6 +157,7 @@ def test_vms_are_joined_when_their_namespace_exists(world, monkeypatch):
     assert reg.get("vm_link", netmod.vm_owner(world["state_dir"], "vm1")) is None        # planning reserves nothing
     plan.run()
     assert reg.get("vm_link", netmod.vm_owner(world["state_dir"], "vm1")) == 0
+    assert done[0] == ("mfr-0", "v0", "mf-vm1", "mesh0") and ("mfr-0", "10.77.0.2/32", "10.135.0.2", "v0") in done
     # converged: nothing to do; the VM's own links and routes (eth0, its default route) are not ours
     world["kernel"].update(converged_state(mod.desired))
     world["kernel"]["mf-vm1"]["routes"]["default"] = dict(via="10.77.0.1", dev="eth0")

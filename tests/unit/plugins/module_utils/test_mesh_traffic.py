@@ -33,6 +33,9 @@ agent = args[args.index("-A") + 1]
 url = args[-1]
 state = os.environ["FAKE_STATE"]
 mode = open(os.path.join(state, "mode")).read().strip()
+if mode == "vm":
+    print("Hello version: web, instance: vm1")
+    sys.exit(0)
 if mode == "down":
     sys.stderr.write("curl: (7) Failed to connect to helloworld.sample port 5000\n")
     sys.exit(7)
@@ -90,6 +93,10 @@ class Mesh:
             conns = len(set(s[1] for s in crossed)) + 3
             if argv[3] == "clusters" and self.gateway_down == cluster:
                 return 0, b"xds-grpc::10.131.0.2:15012::cx_total::1\n", b""
+            if argv[3] == "clusters" and (self.state / "mode").read_text() == "vm":
+                # the VM's group is c1's: c1's gateway connected to the VM for network2's caller
+                vm = "outbound_.8080_._.web.vm-web.svc.cluster.local::10.77.0.2:8080::"
+                return 0, (vm + "cx_total::%d\n" % (1 if cluster == "c1" else 0)).encode(), b""
             if argv[3] == "clusters":
                 # Envoy's /clusters: per host of each cluster (the SNI cluster has the pod's address)
                 sni = "outbound_.5000_._.helloworld.sample.svc.cluster.local::10.112.0.7:5000::"
@@ -290,3 +297,24 @@ def test_parsers():
     assert mt.parse_access('[t] "GET /hello HTTP/1.1" 503 peer=- ua="meshfleet-traffic/c9" upstream=x\n'
                            '[t] "GET /other HTTP/1.1" 200 peer=- ua="meshfleet-traffic/c9" upstream=x\n',
                            "/hello") == [("c9", "", 503)]
+
+
+def test_a_vm_service_answered_by_a_vm_counts_as_crossing_for_other_networks(run_module, mesh):
+    mesh.start()
+    mesh.set_mode("vm")
+    vm = dict(name="vm1", cluster="c1", network="network1", version="web")
+    res = run_module(module, mesh.args(service="web", namespace="vm-web", client_namespace="sample", port=8080, versions=["web"],
+                                       vm_servers=[vm], mtls=False, requests=4))
+    assert not res.get("failed"), res.get("msg")
+    report = res["report"]
+    assert report["url"] == "http://web.vm-web:8080/hello"
+    assert report["table"] == {"c1": {"web": 4}, "c2": {"web": 4}, "c3": {"web": 4}}
+    assert report["crossed"] == {"c1": 0, "c2": 0, "c3": 4}          # only network2's caller crossed, into c1
+    assert report["unknown_instances"] == {}
+    assert "c3 (network2) -> web x4, 4 crossed networks" in report["lines"]
+    # the VM is not a pod: no sidecar log is read for it
+    assert "vm1" not in report["mtls"]
+    # a VM version that never answers fails naming the service
+    res = run_module(module, mesh.args(service="web", namespace="vm-web", client_namespace="sample", port=8080, versions=["web", "db"],
+                                       vm_servers=[vm], mtls=False, requests=2))
+    assert res["failed"] and "c1: web db (in no cluster) never answered 2 requests to http://web.vm-web:8080/hello" in res["msg"]
