@@ -27,7 +27,7 @@ description:
     real-node cluster is joined to that network's router too - C(mesh0), routes for the pod and
     load-balancer ranges through it, and the router's route to the VM's address - so it is one
     more host of its Istio network, as a VM in the cluster's VPC is in production. A VM whose
-    namespace does not exist yet is left for the next run (O(vms_waiting)).
+    namespace does not exist yet is left for the next run (RV(vms_waiting)).
   - The namespaces' numbers come from the machine-wide slot registry
     (C(${MESHFLEET_LOCALNET_DIR:-~/.cache/meshfleet/localnet})), so several meshes share a machine.
   - O(state=absent) removes the core, the routers (and with them every node's link) and releases
@@ -68,7 +68,7 @@ options:
   vms:
     description:
       - The mesh's netns VMs. Those on a network without a real-node cluster are not joined
-        (O(vms_not_routed)); a VM left out of the list loses its link slot.
+        (RV(vms_not_routed)); a VM left out of the list loses its link slot.
     type: list
     elements: dict
     default: []

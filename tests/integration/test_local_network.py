@@ -283,3 +283,82 @@ def test_a_missing_node_is_refused_before_anything_changes(standins):
     both = dict(name="x", network="n", node_slot=1, node_netns="mfn-1")
     out = run_module(local_network.main, dict(state_dir=state_dir, clusters=[both]))
     assert out.failed and "give exactly one of node_slot, node_netns, cluster_dir" in out["msg"], out
+
+
+class StandInVM:
+    """A netns VM as the local network sees one: the namespace ``mf-<name>`` with the VM's
+    address (on its loopback here: the VM provider's eth0 and host bridge are not what is tested)."""
+
+    def __init__(self, name, address):
+        self.name, self.address, self.ns, self.procs = name, address, "mf-" + name, []
+
+    def create(self):
+        sh("ip", "netns", "add", self.ns)
+        sh("ip", "-n", self.ns, "link", "set", "lo", "up")
+        sh("ip", "-n", self.ns, "addr", "add", self.address + "/32", "dev", "lo")
+
+    def serve(self):
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns, sys.executable, "-c", SERVER, str(PORT), self.name],
+                                stdout=subprocess.PIPE, universal_newlines=True)
+        self.procs.append(proc)
+        assert proc.stdout.readline().strip() == "ready"
+
+    def connect(self, address):
+        out = sh("ip", "netns", "exec", self.ns, sys.executable, "-c", CLIENT, self.address, address, str(PORT)).stdout
+        return json.loads(out)
+
+    def remove(self):
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+        sh("ip", "netns", "del", self.ns, check=False)
+
+
+def test_a_netns_vm_joins_its_networks_router(standins):
+    state_dir, nodes, registry = standins
+    n1, n2, n3 = nodes["cluster1"], nodes["cluster2"], nodes["cluster3"]
+    vm = StandInVM("mfltvm1", "10.80.0.2")
+    late = dict(name="mfltvm2", network="network2", address="10.80.1.2")     # not started yet
+    try:
+        vm.create()
+        args = params(state_dir, nodes, vms=[dict(name=vm.name, network="network1", address=vm.address), late])
+        res = run_module(local_network.main, args)
+        assert res["changed"] and not res.get("failed"), res
+        assert res["vms_waiting"] == ["mfltvm2"] and list(res["vms"]) == [vm.name]
+        plan = res["vms"][vm.name]
+        assert plan["router_netns"] == res["routers"]["network1"] and plan["link"]["vm_if"] == "mesh0"
+        slot = registry.get("vm_link", "%s#vm:%s" % (os.path.abspath(state_dir), vm.name))
+        assert plan["link"]["router_if"] == "v%d" % slot
+        for n in nodes.values():
+            n.serve()
+        vm.serve()
+        # its network's pods, both ways, with the VM's own address (no NAT inside a network)
+        assert vm.connect(n1.pod) == {"answer": "cluster1 %s %s" % (n1.pod, vm.address)}
+        assert n2.connect(vm.address) == {"answer": "%s %s %s" % (vm.name, vm.address, n2.pod)}
+        # another network: its pods are unreachable both ways, its load-balancer address is not
+        assert vm.connect(n3.pod).get("errno") in (errno.ENETUNREACH, errno.EHOSTUNREACH)
+        assert n3.connect(vm.address).get("errno") in (errno.ENETUNREACH, errno.EHOSTUNREACH)
+        uplink1 = a.core_link(res["network_slots"]["network1"])[2]
+        assert vm.connect(n3.lb) == {"answer": "cluster3 %s %s" % (n3.pod, uplink1)}
+        # a re-run changes nothing; the VM's routes repaired when lost
+        assert run_module(local_network.main, args)["changed"] is False
+        sh("ip", "-n", vm.ns, "route", "del", str(a.LB_RANGE))
+        fix = run_module(local_network.main, args)
+        assert fix["steps"] == ["route %s via %s dev mesh0 in %s" % (a.LB_RANGE, plan["link"]["router"], vm.ns)], fix
+        # the VM gone from the list: its link and the router's route to it go, its slot is released
+        gone = run_module(local_network.main, params(state_dir, nodes))
+        assert "release VM link slot %d (VM %s is gone)" % (slot, vm.name) in gone["steps"]
+        assert "mesh0" not in sh("ip", "-n", vm.ns, "link").stdout
+        assert vm.address not in sh("ip", "-n", res["routers"]["network1"], "route").stdout
+        assert registry.get("vm_link", "%s#vm:%s" % (os.path.abspath(state_dir), vm.name)) is None
+        # back, then the VM deleted: its namespace takes both ends of the link (and the router's
+        # route) with it; the next run has nothing to undo and waits for the VM
+        run_module(local_network.main, args)
+        vm.remove()
+        assert " v%d@" % slot not in sh("ip", "-n", res["routers"]["network1"], "link").stdout
+        after = run_module(local_network.main, args)
+        assert after["changed"] is False and after["vms_waiting"] == [vm.name, "mfltvm2"], after
+        run_module(local_network.main, dict(state_dir=state_dir, state="absent"))
+        assert not [o for o in registry.entries("vm_link") if o.startswith(os.path.abspath(state_dir) + "#")]
+    finally:
+        vm.remove()
