@@ -17,7 +17,7 @@ demo verify: TOOLS_ARGS += --inventory $(INVENTORY)
 DEMO_NODE := $(if $(shell grep -ls 'real_node: *true' $(INVENTORY)/*.yml 2>/dev/null),node images)
 export MESHFLEET_TOOLS_BIN = $(shell bash tools/build-tools.sh --print-bin $(TOOLS_ARGS) 2>/dev/null)
 
-.PHONY: setup tools node browser images demo validate test unit lint sanity integration molecule verify teardown bench clean help
+.PHONY: setup tools node bench-tools browser images demo validate test unit lint sanity integration molecule verify teardown bench clean help
 
 help:
 	@echo "make demo      converge the local demo mesh ($(INVENTORY))"
@@ -45,6 +45,11 @@ node:
 # Debian's umoci, skopeo and gcc, which build the real-pod images (only when missing)
 images:
 	@scripts/setup.sh --images
+
+# The bench tool set (fortio, the load generator of bench/bench_real_pods.py), cached in its
+# own folder: it never changes the main or node sets' cache keys
+bench-tools: setup
+	@bash tools/build-tools.sh --bench
 
 demo: tools $(DEMO_NODE)
 	$(VENV)/bin/ansible-playbook -i $(INVENTORY) playbooks/site.yml
@@ -77,7 +82,7 @@ integration: tools node browser images
 molecule: tools node images
 	@scripts/test.sh molecule
 
-bench: tools
+bench: tools node images bench-tools
 	@for b in bench/bench_*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
 
 clean:

@@ -17,6 +17,9 @@
 #                                    cluster), pinned in tools/node-versions.env,
 #                                    built from source into its own cache folder
 #                                    <cache>/node-<key>/ (never a release download)
+#   tools/build-tools.sh --bench ... the same for the bench tool set (fortio, Istio's load
+#                                    generator: bench/bench_real_pods.py), pinned in
+#                                    tools/bench-versions.env, into <cache>/bench-<key>/
 #
 # Tools SOURCE (--source auto|release|build, else $MESHFLEET_TOOLS_SOURCE, else
 # auto): everything but `build` -- and --inventory PATH (only what an inventory
@@ -46,6 +49,9 @@
 #   <cache>/current -> <key>           refreshed after a complete run
 #   <cache>/node-<key>/...             the node tool set (--node), same layout;
 #                                      its key also hashes node-versions.env
+#   <cache>/bench-<key>/...            the bench tool set (--bench), same layout; its
+#                                      key hashes bench-versions.env, its wrapper
+#                                      module and the Go version/platform only
 # <key> hashes versions.env, the wrapper go.mod/go.sum files and the Go
 # version/platform, so a changed pin builds into a new folder and an
 # unchanged one is reused. Tools are built one after another (go build
@@ -62,6 +68,9 @@ MODULE_DIRS=(kubernetes etcd kwok istio)
 # The node tool set (--node): its own wrapper modules and cache folder, so the main
 # set's key (and CI's cache) never changes when a node pin moves.
 NODE_MODULE_DIRS=(node-kubernetes coredns)
+# The bench tool set (--bench): the same, for what only the benchmarks run.
+BENCH_VERSIONS_FILE="$TOOLS_DIR/bench-versions.env"
+BENCH_MODULE_DIRS=(fortio)
 TOOLSET=main
 
 log() { printf '[tools] %s\n' "$*" >&2; }
@@ -96,11 +105,17 @@ NODE_TOOLS=(
   "coredns|coredns|github.com/coredns/coredns"
 )
 
+# name|wrapper module dir|main package, for --bench
+BENCH_TOOLS=(
+  "fortio|fortio|fortio.org/fortio"
+)
+
 # The upstream module (path + pinned version) behind each wrapper module.
 module_path() {
   case "$1" in
     kubernetes | node-kubernetes) echo k8s.io/kubernetes ;;
     coredns) echo github.com/coredns/coredns ;;
+    fortio) echo fortio.org/fortio ;;
     etcd) echo go.etcd.io/etcd/server/v3 ;;
     kwok) echo sigs.k8s.io/kwok ;;
     istio) echo istio.io/istio ;;
@@ -111,6 +126,7 @@ module_version() {
   case "$1" in
     kubernetes | node-kubernetes) echo "$K8S_VERSION" ;;
     coredns) echo "${COREDNS_VERSION:?COREDNS_VERSION is not set (tools/node-versions.env)}" ;;
+    fortio) echo "${FORTIO_VERSION:?FORTIO_VERSION is not set (tools/bench-versions.env)}" ;;
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     istio) echo "$ISTIO_MODULE_VERSION" ;;
@@ -163,6 +179,14 @@ detect_go() {
 sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi; }
 file_size() { stat -c %s "$1" 2>/dev/null || stat -f %z "$1"; }
 
+pin_file() { # wrapper module dir -> the file that pins it
+  case "$1" in
+    coredns) echo node-versions.env ;;
+    fortio) echo bench-versions.env ;;
+    *) echo versions.env ;;
+  esac
+}
+
 # The pins in versions.env must match the wrapper go.mod files; otherwise the
 # ldflags would claim one version while go.mod builds another.
 check_pins() {
@@ -174,7 +198,7 @@ check_pins() {
       log "tools/$dir/go.mod or go.sum is missing"; bad=1; continue
     fi
     if ! grep -Eq "^[[:space:]]*(require[[:space:]]+)?${mod//./\\.}[[:space:]]+${ver//./\\.}([[:space:]]|$)" "$gomod"; then
-      log "tools/$dir/go.mod does not require $mod $ver (pinned in tools/$([[ "$dir" == coredns ]] && echo node-versions.env || echo versions.env))"; bad=1
+      log "tools/$dir/go.mod does not require $mod $ver (pinned in tools/$(pin_file "$dir"))"; bad=1
     fi
     for ov in $(dep_overrides "$dir"); do
       if ! grep -Eq "=>[[:space:]]+${ov%%=*}[[:space:]]+${ov#*=}([[:space:]]|$)" "$gomod"; then
@@ -199,17 +223,19 @@ compute_paths() {
     {
       echo "go=$GO_VERSION $goos/$goarch"
       # Up to the release-artefacts marker: the lines after it are fetch-tools.py's.
-      echo "--- versions.env"; sed '/^# >>> release artefacts/,$d' "$VERSIONS_FILE"
+      # (The bench set builds nothing pinned there: a main pin move never rebuilds fortio.)
+      [[ "$TOOLSET" == bench ]] || { echo "--- versions.env"; sed '/^# >>> release artefacts/,$d' "$VERSIONS_FILE"; }
       for dir in "${MODULE_DIRS[@]}"; do
         echo "--- $dir/go.mod"; cat "$TOOLS_DIR/$dir/go.mod"
         echo "--- $dir/go.sum"; cat "$TOOLS_DIR/$dir/go.sum"
       done
       if [[ "$TOOLSET" == node ]]; then echo "--- node-versions.env"; cat "$NODE_VERSIONS_FILE"; fi
+      if [[ "$TOOLSET" == bench ]]; then echo "--- bench-versions.env"; cat "$BENCH_VERSIONS_FILE"; fi
     } | sha256 | cut -c1-16
   )"
   CACHE_ROOT="${MESHFLEET_TOOLS_CACHE:-$HOME/.cache/meshfleet/tools}"
   KEY_DIR="$CACHE_ROOT/$KEY"
-  [[ "$TOOLSET" == node ]] && KEY_DIR="$CACHE_ROOT/node-$KEY"
+  [[ "$TOOLSET" == main ]] || KEY_DIR="$CACHE_ROOT/$TOOLSET-$KEY"
   BIN_DIR="$KEY_DIR/bin"
   STAMP_DIR="$KEY_DIR/stamps"
   LOG_DIR="$KEY_DIR/logs"
@@ -496,7 +522,7 @@ sync_module() { # dir
 
   local entry name tdir pkg
   {
-    echo "// Generated by tools/build-tools.sh --sync from tools/versions.env; do not edit by hand."
+    echo "// Generated by tools/build-tools.sh --sync from tools/$(pin_file "$dir"); do not edit by hand."
     echo "// Wrapper module pinning $mod $ver for building its binaries."
     echo "module meshfleet/tools/$dir"
     echo
@@ -538,7 +564,8 @@ while (($#)); do
     --check) mode=check ;;
     --sync) mode=sync ;;
     --list) mode=list ;;
-    --node) TOOLSET=node ;;
+    --node) [[ "$TOOLSET" != bench ]] || die "--node and --bench are two tool sets: choose one"; TOOLSET=node ;;
+    --bench) [[ "$TOOLSET" != node ]] || die "--node and --bench are two tool sets: choose one"; TOOLSET=bench ;;
     --source) [[ $# -ge 2 ]] || die "--source needs auto, release or build"; source_choice="$2"; shift ;;
     --source=*) source_choice="${1#*=}" ;;
     --inventory | --vm-install-method) [[ $# -ge 2 ]] || die "$1 needs a value"; delegate=1; shift ;;
@@ -562,6 +589,15 @@ if [[ "$TOOLSET" == node ]]; then
   . "$NODE_VERSIONS_FILE"
   TOOLS=("${NODE_TOOLS[@]}")
   MODULE_DIRS=("${NODE_MODULE_DIRS[@]}")
+  source_choice=build
+elif [[ "$TOOLSET" == bench ]]; then
+  # The bench set is built from source too (fortio's releases are not among the tools' sources).
+  ((delegate == 0)) || die "--bench takes no --inventory, --needed, --explain or --vm-install-method"
+  [[ -f "$BENCH_VERSIONS_FILE" ]] || die "missing $BENCH_VERSIONS_FILE"
+  # shellcheck source=bench-versions.env
+  . "$BENCH_VERSIONS_FILE"
+  TOOLS=("${BENCH_TOOLS[@]}")
+  MODULE_DIRS=("${BENCH_MODULE_DIRS[@]}")
   source_choice=build
 fi
 

@@ -127,6 +127,26 @@ def test_node_is_ready_with_its_addresses(real):
     print("[real-node] RSS MiB: %s" % rss)
 
 
+def environ(pid):
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        return dict(e.decode("utf-8", "replace").split("=", 1) for e in f.read().split(b"\0") if b"=" in e)
+
+
+def test_go_processes_run_with_the_real_node_gc_target(real):
+    """Memory (issue #11): the control plane's components (kwokctl's componentsPatches) and the
+    node's Go daemons run with GOGC=config.GO_GC; the Python forwarder does not get it."""
+    mesh = real["mesh"]
+    want = str(config.GO_GC)
+    pids = mesh.pids(NAME)
+    for component in config.CONTROL_PLANE_COMPONENTS:
+        assert component in pids, (component, pids)
+        assert environ(pids[component]).get("GOGC") == want, component
+    n = node_of(mesh)
+    for name in config.GO_DAEMONS:
+        assert environ(n.pid(name)).get("GOGC") == want, name
+    assert "GOGC" not in environ(n.pid("forwarder"))
+
+
 def test_host_sysctls_unchanged_while_kubelet_wrote_its_own(real):
     assert sysctls() == real["before"]["sysctls"]
     n = node_of(real["mesh"])

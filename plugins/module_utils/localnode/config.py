@@ -42,6 +42,16 @@ FAKE_NODE_TAINT = dict(key="meshfleet.io/fake-node", value="true", effect="NoSch
 COREDNS_NAMESPACE = "kube-system"
 #: the annotation of kwok's fake nodes (kwokctl's node template); kwok manages only those
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node=fake"
+#: Go's garbage-collection target (GOGC, Go's default 100) of a real-node cluster's Go processes:
+#: its control plane (kwokctl's components) and the node's daemons. A heap may grow to
+#: (1 + GOGC/100) times its live size before a collection: 50 keeps issue #11's 1.5 GiB per
+#: cluster with a margin, for a little more GC work on mostly idle processes (docs/real-pods.md,
+#: "Benchmark"). Fake-node clusters keep Go's default.
+GO_GC = 50
+#: kwokctl's components of a real-node cluster that get :data:`GO_GC`
+CONTROL_PLANE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
+#: the node's Go daemons that get :data:`GO_GC` (the forwarder is Python, the holder sleep)
+GO_DAEMONS = ("containerd", "kubelet", "kube-proxy")
 
 
 def node_name(cluster_name):
@@ -278,6 +288,40 @@ def apiserver_settings(slot, api_port):
                     # the node's name is no host name: dial kubelet (logs, exec) at its address
                     "kubelet-preferred-address-types": "InternalIP,Hostname"},
     )
+
+
+def go_env():
+    """The Go runtime settings of a real-node cluster's Go processes (:data:`GO_GC`)."""
+    return {"GOGC": str(GO_GC)}
+
+
+def daemon_env(name, base):
+    """The environment the node runtime starts daemon ``name`` with: ``base``, plus
+    :func:`go_env` for the Go daemons (:data:`GO_DAEMONS`)."""
+    env = dict(base)
+    if name in GO_DAEMONS:
+        env.update(go_env())
+    return env
+
+
+def components_patches(apiserver_args):
+    """kwokctl's ``componentsPatches`` of a real-node cluster: ``apiserver_args`` ({flag: value})
+    as kube-apiserver's extra flags, :func:`go_env` for every component of
+    :data:`CONTROL_PLANE_COMPONENTS`, and the kwok-controller restricted to the fake nodes
+    (kwokctl's binary runtime lets kwok manage every node, ``--manage-all-nodes=true``; the later
+    flags win). kwokctl (v0.8.0) appends extraArgs to the component's flags and extraEnvs to the
+    environment it starts the component with."""
+    envs = [dict(name=k, value=v) for k, v in sorted(go_env().items())]
+    patches = []
+    for name in CONTROL_PLANE_COMPONENTS:
+        patch = dict(name=name, extraEnvs=list(envs))
+        if name == "kube-apiserver" and apiserver_args:
+            patch["extraArgs"] = [dict(key=str(k), value=str(v)) for k, v in sorted(apiserver_args.items())]
+        if name == "kwok-controller":
+            patch["extraArgs"] = [dict(key="manage-all-nodes", value="false"),
+                                  dict(key="manage-nodes-with-annotation-selector", value=FAKE_NODE_ANNOTATION)]
+        patches.append(patch)
+    return patches
 
 
 def host_routes(slot):

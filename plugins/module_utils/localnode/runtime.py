@@ -367,7 +367,7 @@ class Node:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                     start_new_session=True, close_fds=True, cwd="/",
-                                    env=dict(PATH=PATH_ENV, HOME="/root", LANG="C.UTF-8"))
+                                    env=config.daemon_env(name, dict(PATH=PATH_ENV, HOME="/root", LANG="C.UTF-8")))
         except OSError as e:
             raise MeshfleetError("cluster %s: cannot start %s: %s" % (self.cluster_name, name, e))
         finally:

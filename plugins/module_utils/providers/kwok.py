@@ -381,16 +381,14 @@ class KwokProvider(ClusterProvider):
             extra.setdefault("kubelet-client-certificate", os.path.join(pki, "admin.crt"))
             extra.setdefault("kubelet-client-key", os.path.join(pki, "admin.key"))
             write_file_atomic(self.node_record, json.dumps(dict(slot=slot)), mode=0o600)
-        if extra:
+        if self.real_node:
+            # the API server's flags, the Go runtime settings of every component, and kwok
+            # restricted to the fake nodes (node_config.components_patches)
+            config["componentsPatches"] = node_config.components_patches(extra)
+        elif extra:
             # kwokctl (v0.8.0) appends componentsPatches extraArgs to the component's flags
             config["componentsPatches"] = [dict(name="kube-apiserver", extraArgs=[
                 dict(key=str(k), value=str(v)) for k, v in sorted(extra.items())])]
-        if self.real_node:
-            # kwokctl's binary runtime lets kwok manage every node (--manage-all-nodes=true);
-            # the later flags win: only the fake ones, never the real node
-            config.setdefault("componentsPatches", []).append(dict(name="kwok-controller", extraArgs=[
-                dict(key="manage-all-nodes", value="false"),
-                dict(key="manage-nodes-with-annotation-selector", value=node_config.FAKE_NODE_ANNOTATION)]))
         cfg_path = os.path.join(cdir, "kwokctl-config.yaml")
         write_file_atomic(cfg_path, yaml.safe_dump(config, default_flow_style=False), mode=0o600)
         args = ["--config", cfg_path, "create", "cluster", "--name", self.cluster_name,

@@ -131,6 +131,11 @@ def test_real_node_primaries_run_the_local_images_for_upstream_envoy(rendered):
         assert env["PILOT_ENABLE_METADATA_EXCHANGE"] == "false"
         assert env["PILOT_ENABLE_ALPN_FILTER"] == "false"
         assert iop["spec"]["values"]["pilot"]["autoscaleEnabled"] is False
+        # memory (issue #11's 1.5 GiB per cluster): istiod's and pilot-agent's GC target, one Envoy worker
+        assert env["GOGC"] == "50"
+        default = iop["spec"]["meshConfig"]["defaultConfig"]
+        assert default["concurrency"] == 1
+        assert default["proxyMetadata"]["GOGC"] == "50"
         assert iop["spec"]["profile"] == "default"
         gw = ops["eastwest-operator"][1]["spec"]["components"]["ingressGateways"][0]["k8s"]
         matcher = json.loads(gw["podAnnotations"]["proxy.istio.io/config"])["proxyStatsMatcher"]
@@ -148,6 +153,9 @@ def test_a_real_node_remote_uses_its_primarys_gateway_from_local_lb(rendered):
     assert (spec["hub"], spec["tag"]) == (HUB, TAG)
     assert spec["values"]["global"]["imagePullPolicy"] == "Never"
     assert "pilot" not in spec["values"]
+    # the remote's proxies (injected by the primary with the remote's mesh config) get the same
+    assert spec["meshConfig"]["defaultConfig"]["concurrency"] == 1
+    assert spec["meshConfig"]["defaultConfig"]["proxyMetadata"]["GOGC"] == "50"
 
 
 def test_fake_node_and_cloud_clusters_keep_todays_rendering(rendered):
@@ -157,7 +165,8 @@ def test_fake_node_and_cloud_clusters_keep_todays_rendering(rendered):
             spec = iop["spec"]
             for word in ("imagePullPolicy", "telemetry", "PILOT_ENABLE_METADATA_EXCHANGE", "podAnnotations",
                          "accessLog", "proxyStatsMatcher",
-                         "PILOT_ENABLE_ALPN_FILTER", "localhost/meshfleet", "autoscaleEnabled", "resources"):
+                         "PILOT_ENABLE_ALPN_FILTER", "localhost/meshfleet", "autoscaleEnabled", "resources",
+                         "GOGC", "concurrency"):
                 assert word not in text, (cluster, name, word)
             assert "hub" not in spec and "tag" not in spec, (cluster, name)
     glob = rendered["fake4"][0]["istio-operator"][1]["spec"]["values"]["global"]
@@ -178,6 +187,7 @@ def test_istioctl_output_for_a_real_node_primary(rendered, tmp_path):
     env = dict((e["name"], e.get("value")) for e in c["env"])
     assert env["PILOT_ENABLE_METADATA_EXCHANGE"] == "false"
     assert env["PILOT_ENABLE_ALPN_FILTER"] == "false"
+    assert env["GOGC"] == "50"
     # the plug-in CA: istiod mounts the cacerts secret
     vols = istiod[0]["spec"]["template"]["spec"]["volumes"]
     assert any((v.get("secret") or {}).get("secretName") == "cacerts" for v in vols)

@@ -136,6 +136,37 @@ def test_apiserver_settings_and_routes():
     assert config.node_routes(2) == [str(addressing.HOST_LINK_RANGE)]
 
 
+def test_components_patches_of_a_real_node_cluster():
+    """kwokctl's componentsPatches: every control plane component gets Go's GC target, the API
+    server its flags, kwok only the fake nodes."""
+    api = config.apiserver_settings(2, 20006)
+    patches = config.components_patches(api["extra_args"])
+    by_name = dict((p["name"], p) for p in patches)
+    assert len(by_name) == len(patches)
+    assert sorted(by_name) == sorted(["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                                      "kwok-controller"])
+    for patch in patches:
+        assert patch["extraEnvs"] == [{"name": "GOGC", "value": str(config.GO_GC)}], patch
+    assert 0 < config.GO_GC < 100
+    args = dict((a["key"], a["value"]) for a in by_name["kube-apiserver"]["extraArgs"])
+    assert args == api["extra_args"]
+    kwok = [(a["key"], a["value"]) for a in by_name["kwok-controller"]["extraArgs"]]
+    assert kwok == [("manage-all-nodes", "false"), ("manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake")]
+    for name in ("etcd", "kube-controller-manager", "kube-scheduler"):
+        assert "extraArgs" not in by_name[name]
+    # no flags asked for: none rendered (kwokctl would append an empty flag)
+    assert "extraArgs" not in dict((p["name"], p) for p in config.components_patches({}))["kube-apiserver"]
+
+
+def test_daemon_env_sets_the_gc_target_of_the_go_daemons_only():
+    base = dict(PATH="/usr/bin", HOME="/root")
+    for name in ("containerd", "kubelet", "kube-proxy"):
+        assert config.daemon_env(name, base) == dict(base, GOGC=str(config.GO_GC))
+    for name in ("forwarder", "holder"):
+        assert config.daemon_env(name, base) == base
+    assert base == dict(PATH="/usr/bin", HOME="/root")  # not changed in place
+
+
 def test_coredns_service_sits_at_the_cluster_dns_address():
     docs = config.coredns_manifests(3, "localhost/meshfleet/coredns:x")
     kinds = [d["kind"] for d in docs]
