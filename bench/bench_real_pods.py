@@ -101,18 +101,6 @@ def _comm(pid):
         return "?"
 
 
-def pss_kib(pid):
-    """Proportional set size of ``pid`` in KiB (shared pages split among their users), 0 when gone."""
-    try:
-        with open("/proc/%d/smaps_rollup" % pid) as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except (IOError, OSError, ValueError):
-        pass
-    return 0
-
-
 def cluster_rss_kib(state_dir, name):
     """(slot or None, {part: KiB}, {(part, process name): KiB}) of one cluster: its control plane
     (command lines naming kwokctl's folder of the cluster), and for a real-node cluster its node
@@ -153,7 +141,7 @@ def cluster_rss_kib(state_dir, name):
         if part:
             kib = helpers.rss_kib(pid)
             parts[part] += kib
-            pss[0] += pss_kib(pid)
+            pss[0] += helpers.pss_kib(pid)
             detail[(part, _comm(pid))] = detail.get((part, _comm(pid)), 0) + kib
     return slot, parts, detail, pss[0]
 

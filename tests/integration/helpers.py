@@ -216,16 +216,26 @@ def port_listeners(ports):
     return dict((p, [owners.get(i) for i in inodes]) for p, inodes in hits.items())
 
 
-def rss_kib(pid):
-    """Resident memory of ``pid`` in KiB (VmRSS), 0 when gone."""
+def _proc_kib(pid, name, field):
+    """The ``field`` line (``"VmRSS:"``) of ``/proc/<pid>/<name>`` in KiB, 0 when gone."""
     try:
-        with open("/proc/%d/status" % int(pid)) as f:
+        with open("/proc/%d/%s" % (int(pid), name)) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except (IOError, OSError, ValueError):
         pass
     return 0
+
+
+def rss_kib(pid):
+    """Resident memory of ``pid`` in KiB (VmRSS), 0 when gone."""
+    return _proc_kib(pid, "status", "VmRSS:")
+
+
+def pss_kib(pid):
+    """Proportional set size of ``pid`` in KiB (shared pages split among their users), 0 when gone."""
+    return _proc_kib(pid, "smaps_rollup", "Pss:")
 
 
 class Listener:
