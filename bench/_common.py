@@ -43,6 +43,19 @@ def clean_up(bench, work, helpers):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run_and_report(bench, work, helpers, body):
+    """Run ``body()``; what stops it (an error, Ctrl-C) goes into ``bench.failures``; then
+    :func:`clean_up` and ``bench.report()``. The exit code: 0 when no failure was recorded."""
+    try:
+        body()
+    except (Exception, KeyboardInterrupt) as e:
+        bench.failures.append("stopped: %s: %s" % (type(e).__name__, str(e)[:3000]))
+    finally:
+        clean_up(bench, work, helpers)
+    bench.report()
+    return 0 if not bench.failures else 1
+
+
 class Teardowns:
     """Teardown callables by key (each returns a list of problems), run newest first at the
     end; problems are appended to ``failures`` as "<key> teardown: ..."."""

@@ -71,7 +71,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import helpers  # noqa: E402  (tests/integration/helpers.py)
 from _common import (  # noqa: E402
-    Teardowns, clean_up, create_clusters, log, mesh_folder, print_problems, tools_bin_or_exit)
+    Teardowns, create_clusters, log, mesh_folder, print_problems, run_and_report, tools_bin_or_exit)
 
 RATIO_TARGET = 0.5
 NOOP_TARGET = 0.10
@@ -406,20 +406,14 @@ def main():
     work = tempfile.mkdtemp(prefix="meshfleet-bench-mesh-")
     bench = Bench(work, tools_bin, istio, profile=args.profile)
     bench.load_before = " ".join("%.2f" % x for x in os.getloadavg())
-    ok = True
-    try:
+
+    def body():
         for path in paths:
             if path == "meshfleet":
                 bench.meshfleet()
             else:
                 bench.documented(path, path.split("-", 1)[1])
-    except (Exception, KeyboardInterrupt) as e:
-        ok = False
-        bench.failures.append("stopped: %s: %s" % (type(e).__name__, str(e)[:3000]))
-    finally:
-        clean_up(bench, work, helpers)
-    bench.report()
-    return 0 if ok and not bench.failures else 1
+    return run_and_report(bench, work, helpers, body)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import helpers  # noqa: E402  (tests/integration/helpers.py)
-from _common import Teardowns, clean_up, log, mesh_folder, print_problems, tools_bin_or_exit  # noqa: E402
+from _common import Teardowns, log, mesh_folder, print_problems, run_and_report, tools_bin_or_exit  # noqa: E402
 from _load import LoadRun  # noqa: E402
 from bench_mesh import children_cpu  # noqa: E402
 
@@ -325,16 +325,7 @@ def main():
     work = tempfile.mkdtemp(prefix="meshfleet-bench-real-pods-")
     bench = RealPods(work, tools_bin, fortio=fortio, with_fake=args.with_fake,
                      load_opts=dict(qps=args.qps, connections=args.connections, seconds=args.seconds))
-    ok = True
-    try:
-        bench.run()
-    except (Exception, KeyboardInterrupt) as e:
-        ok = False
-        bench.failures.append("stopped: %s: %s" % (type(e).__name__, str(e)[:3000]))
-    finally:
-        clean_up(bench, work, helpers)
-    bench.report()
-    return 0 if ok and not bench.failures else 1
+    return run_and_report(bench, work, helpers, bench.run)
 
 
 if __name__ == "__main__":

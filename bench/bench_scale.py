@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import helpers  # noqa: E402  (tests/integration/helpers.py)
-from _common import Teardowns, clean_up, create_clusters, log, mesh_folder, print_problems, tools_bin_or_exit  # noqa: E402
+from _common import Teardowns, create_clusters, log, mesh_folder, print_problems, run_and_report, tools_bin_or_exit  # noqa: E402
 from bench_mesh import changed_total, children_cpu, parse_profile  # noqa: E402
 
 
@@ -168,17 +168,11 @@ def main():
     tools_bin = tools_bin_or_exit("bench_scale", helpers)
     work = tempfile.mkdtemp(prefix="meshfleet-bench-scale-")
     scale = Scale(work, tools_bin, args.networks, args.profile)
-    ok = True
-    try:
+
+    def body():
         for n in counts:
             scale.run(n)
-    except (Exception, KeyboardInterrupt) as e:
-        ok = False
-        scale.failures.append("stopped: %s: %s" % (type(e).__name__, str(e)[:3000]))
-    finally:
-        clean_up(scale, work, helpers)
-    scale.report()
-    return 0 if ok and not scale.failures else 1
+    return run_and_report(scale, work, helpers, body)
 
 
 if __name__ == "__main__":

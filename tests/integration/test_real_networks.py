@@ -14,7 +14,6 @@ from __future__ import absolute_import, division, print_function
 import ipaddress
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -33,13 +32,7 @@ pytestmark = pytest.mark.integration
 NETWORKS = {"rnet1": "network1", "rnet2": "network1", "rnet3": "network2"}
 
 
-def kubectl(mesh, name, *args, **kw):
-    p = subprocess.run([os.path.join(mesh.tools_bin, "kubectl"), "--kubeconfig", mesh.kubeconfig(name)] + list(args),
-                       input=kw.get("input"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       universal_newlines=True, timeout=kw.get("timeout", 120), check=False)
-    if kw.get("check", True):
-        assert p.returncode == 0, "kubectl %s: %s" % (" ".join(args), p.stdout)
-    return p.stdout
+kubectl = rn.kubectl_in
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,13 @@ def real(tmp_path_factory, tools_bin):
 
 
 def kubectl(mesh, *args, **kw):
-    p = subprocess.run([os.path.join(mesh.tools_bin, "kubectl"), "--kubeconfig", mesh.kubeconfig(NAME)] + list(args),
+    return kubectl_in(mesh, NAME, *args, **kw)
+
+
+def kubectl_in(mesh, name, *args, **kw):
+    """kubectl against cluster ``name`` of ``mesh``; its output (stdout and stderr); asserts rc 0
+    unless ``check=False``."""
+    p = subprocess.run([os.path.join(mesh.tools_bin, "kubectl"), "--kubeconfig", mesh.kubeconfig(name)] + list(args),
                        input=kw.get("input"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True, timeout=kw.get("timeout", 120), check=False)
     if kw.get("check", True):
